@@ -1,0 +1,57 @@
+"""Ground-truth datasets: procedural dSprites and its variants, official files, Shapes3D."""
+
+from __future__ import annotations
+
+from betavae.data.base import GroundTruthDataset, mixed_radix_bases
+from betavae.data.dsprites import ColorDSprites, DSprites, NoisyDSprites
+from betavae.data.dsprites_npz import DatasetFileError, load_npz, write_npz
+from betavae.data.shapes3d import Shapes3D, load_h5
+
+#: Dataset specs a user can name (``--dataset``); ``NAME:PATH`` forms read a file.
+DATASET_SPECS = (
+    "dsprites",
+    "dsprites-noisy",
+    "dsprites-color",
+    "dsprites-npz:PATH",
+    "shapes3d:PATH",
+)
+_PROCEDURAL = {
+    "dsprites": DSprites,
+    "dsprites-noisy": NoisyDSprites,
+    "dsprites-color": ColorDSprites,
+}
+_FILES = {"dsprites-npz": load_npz, "shapes3d": load_h5}
+
+
+def check_dataset_spec(spec: str) -> None:
+    """Raise ``ValueError`` unless ``spec`` names a dataset (files are not opened)."""
+    name, sep, path = spec.partition(":")
+    if (not sep and name in _PROCEDURAL) or (sep and name in _FILES and path):
+        return
+    raise ValueError(f"dataset must be one of {', '.join(DATASET_SPECS)}; got {spec!r}")
+
+
+def load_dataset(spec: str) -> GroundTruthDataset:
+    """Build the dataset a spec names, e.g. ``"dsprites"`` or ``"shapes3d:/data/3dshapes.h5"``."""
+    check_dataset_spec(spec)
+    name, _, path = spec.partition(":")
+    if name in _PROCEDURAL:
+        return _PROCEDURAL[name]()
+    return _FILES[name](path)
+
+
+__all__ = [
+    "DATASET_SPECS",
+    "ColorDSprites",
+    "DSprites",
+    "DatasetFileError",
+    "GroundTruthDataset",
+    "NoisyDSprites",
+    "Shapes3D",
+    "check_dataset_spec",
+    "load_dataset",
+    "load_h5",
+    "load_npz",
+    "mixed_radix_bases",
+    "write_npz",
+]

@@ -1,0 +1,150 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from betavae.data import (
+    ColorDSprites,
+    DSprites,
+    NoisyDSprites,
+    check_dataset_spec,
+    load_dataset,
+    mixed_radix_bases,
+)
+from betavae.data.dsprites import ORIENTATIONS, SHAPES, render_sprite, render_sprites
+
+
+@pytest.fixture(scope="module")
+def dsprites() -> DSprites:
+    return DSprites()
+
+
+def test_factor_grid_is_the_official_one(dsprites):
+    assert dsprites.factor_names == ("color", "shape", "scale", "orientation", "posX", "posY")
+    assert dsprites.factor_sizes == (1, 3, 6, 40, 32, 32)
+    assert len(dsprites) == 737_280
+    assert dsprites.storage().shape == (737_280, 64, 8)
+    assert list(mixed_radix_bases(dsprites.factor_sizes)) == [737280, 245760, 40960, 1024, 32, 1]
+
+
+def test_index_and_classes_round_trip_with_posy_fastest(dsprites, rng):
+    index = rng.integers(0, len(dsprites), size=5000)
+    classes = dsprites.index_to_classes(index)
+    np.testing.assert_array_equal(dsprites.classes_to_index(classes), index)
+    np.testing.assert_array_equal(
+        dsprites.index_to_classes(np.array([1, 32])), [[0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 1, 0]]
+    )
+
+
+def test_sample_factors_covers_each_factor_within_range(dsprites, rng):
+    factors = dsprites.sample_factors(20_000, rng)
+    assert factors.shape == (20_000, 6) and factors.dtype == np.int64
+    for j, size in enumerate(dsprites.factor_sizes):
+        assert set(np.unique(factors[:, j])) == set(range(size))
+
+
+def test_out_of_range_classes_are_rejected(dsprites):
+    with pytest.raises(ValueError, match="out of range"):
+        dsprites.classes_to_index(np.array([[0, 3, 0, 0, 0, 0]]))
+    with pytest.raises(ValueError, match=r"shape \[n, 6\]"):
+        dsprites.classes_to_index(np.zeros((2, 5), dtype=int))
+
+
+def test_images_are_binary_nonempty_and_inside_the_canvas(dsprites, rng):
+    classes = dsprites.sample_factors(2000, rng)
+    images = dsprites.images(classes)
+    assert images.shape == (2000, 1, 64, 64) and images.dtype == np.float32
+    assert set(np.unique(images)) == {0.0, 1.0}
+    assert images.sum(axis=(1, 2, 3)).min() > 10
+    # Every factor changes the image: scale grows the area, posX/posY translate it.
+    small = dsprites.images(np.array([[0, 0, 0, 0, 10, 10]]))
+    big = dsprites.images(np.array([[0, 0, 5, 0, 10, 10]]))
+    assert big.sum() > 2.5 * small.sum()
+
+
+def test_position_is_a_pure_translation(dsprites):
+    base = dsprites.images(np.array([[0, 2, 3, 7, 4, 9]]))[0, 0]
+    right = dsprites.images(np.array([[0, 2, 3, 7, 5, 9]]))[0, 0]
+    down = dsprites.images(np.array([[0, 2, 3, 7, 4, 10]]))[0, 0]
+    np.testing.assert_array_equal(np.roll(base, 1, axis=1), right)
+    np.testing.assert_array_equal(np.roll(base, 1, axis=0), down)
+
+
+def test_generation_is_deterministic():
+    a = render_sprites("heart", np.array([0.7]), ORIENTATIONS)
+    b = render_sprites("heart", np.array([0.7]), ORIENTATIONS)
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("theta", [0.1, 0.7, 1.3, 2.9])
+def test_rotational_symmetries(theta):
+    square = [render_sprite("square", 1.0, theta + k * np.pi / 2) for k in range(4)]
+    for img in square[1:]:
+        np.testing.assert_array_equal(img, square[0])
+    np.testing.assert_array_equal(
+        render_sprite("ellipse", 0.8, theta), render_sprite("ellipse", 0.8, theta + np.pi)
+    )
+    assert not np.array_equal(
+        render_sprite("ellipse", 0.8, theta), render_sprite("ellipse", 0.8, theta + np.pi / 2)
+    )
+    assert not np.array_equal(
+        render_sprite("heart", 1.0, theta), render_sprite("heart", 1.0, theta + np.pi)
+    )
+
+
+def test_orientation_zero_and_two_pi_are_the_same_image(dsprites):
+    for shape in range(3):
+        first = dsprites.images(np.array([[0, shape, 4, 0, 16, 16]]))
+        last = dsprites.images(np.array([[0, shape, 4, 39, 16, 16]]))
+        np.testing.assert_array_equal(first, last)
+
+
+def test_shapes_differ(dsprites):
+    imgs = dsprites.images(np.array([[0, s, 5, 0, 16, 16] for s in range(len(SHAPES))]))
+    assert not np.array_equal(imgs[0], imgs[1])
+    assert not np.array_equal(imgs[1], imgs[2])
+
+
+def test_noisy_variant_keeps_the_sprite_and_adds_background_noise(dsprites):
+    classes = np.array([[0, 1, 5, 3, 10, 20]] * 4)
+    sprite = dsprites.images(classes)
+    noisy = NoisyDSprites().images(classes, np.random.default_rng(1))
+    assert noisy.shape == (4, 3, 64, 64)
+    mask = np.broadcast_to(sprite == 1, noisy.shape)
+    assert np.all(noisy[mask] == 1.0)
+    background = noisy[~mask]
+    assert background.min() >= 0.0 and background.max() < 1.0
+    assert abs(background.mean() - 0.5) < 0.02
+
+
+def test_color_variant_draws_one_colour_per_image(dsprites):
+    classes = np.array([[0, 0, 5, 3, 10, 20]] * 50)
+    sprite = dsprites.images(classes)[:, 0] == 1
+    colour = ColorDSprites().images(classes, np.random.default_rng(1))
+    assert colour.shape == (50, 3, 64, 64)
+    on = colour.transpose(0, 2, 3, 1)[sprite].reshape(50, -1, 3)
+    assert np.all(on == on[:, :1, :])  # one colour over the whole sprite
+    assert on.min() >= 0.5 and on.max() <= 1.0
+    assert np.all(colour.transpose(0, 2, 3, 1)[~sprite] == 0)
+    assert len(np.unique(on[:, 0, 0])) == 50
+
+
+def test_decode_runs_on_a_gathered_batch_of_storage_rows(dsprites):
+    rows = torch.from_numpy(dsprites.storage()[[0, 100, 5000]])
+    images = dsprites.decode(rows)
+    assert images.shape == (3, 1, 64, 64) and images.dtype == torch.float32
+
+
+@pytest.mark.parametrize(
+    "spec",
+    ["dsprites", "dsprites-noisy", "dsprites-color", "dsprites-npz:/x.npz", "shapes3d:/x.h5"],
+)
+def test_known_specs_are_accepted(spec):
+    check_dataset_spec(spec)
+
+
+@pytest.mark.parametrize("spec", ["", "mnist", "dsprites-npz", "shapes3d:", "dsprites:x"])
+def test_unknown_specs_are_rejected(spec):
+    with pytest.raises(ValueError, match="dataset must be one of"):
+        load_dataset(spec)

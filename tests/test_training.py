@@ -1,0 +1,145 @@
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from betavae.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from betavae.config import TrainConfig
+from betavae.data import DSprites
+from betavae.training import Trainer
+
+
+@pytest.fixture(scope="module")
+def dsprites() -> DSprites:
+    return DSprites()
+
+
+def _config(**kw) -> TrainConfig:
+    base = dict(steps=40, batch_size=32, latent_dim=4, device="cpu", lr=1e-3)
+    return TrainConfig(**{**base, **kw})
+
+
+def _weights(trainer: Trainer) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+
+
+def test_a_short_run_lowers_the_loss(dsprites):
+    logs = []
+    Trainer(_config(steps=150), dsprites).fit(log_every=50, callback=logs.append)
+    assert [m["step"] for m in logs] == [50, 100, 150]
+    assert logs[-1]["loss"] < 0.6 * logs[0]["loss"]
+    assert set(logs[0]) == {
+        "step",
+        "loss",
+        "recon_nll",
+        "kl",
+        "kl_per_dim",
+        "capacity",
+        "images_per_s",
+    }
+    assert len(logs[0]["kl_per_dim"]) == 4 and logs[0]["images_per_s"] > 0
+    assert logs[0]["kl"] == pytest.approx(sum(logs[0]["kl_per_dim"]), rel=1e-5)
+
+
+@pytest.mark.parametrize("objective", ["beta", "capacity"])
+def test_resume_reproduces_the_uninterrupted_run_exactly(dsprites, tmp_path, objective):
+    config = _config(objective=objective, capacity_max=20.0, capacity_anneal_steps=30, gamma=50.0)
+    straight_logs, resumed_logs = [], []
+    straight = Trainer(config, dsprites)
+    straight.fit(log_every=10, callback=straight_logs.append)
+
+    first = Trainer(config, dsprites)
+    first.fit(until=20, log_every=10, callback=resumed_logs.append)
+    save_checkpoint(first, tmp_path / "ckpt")
+    del first
+    resumed = load_checkpoint(tmp_path / "ckpt", dsprites)
+    assert resumed.step == 20
+    resumed.fit(log_every=10, callback=resumed_logs.append)
+
+    assert resumed_logs == [
+        dict(m, images_per_s=r["images_per_s"])
+        for m, r in zip(straight_logs, resumed_logs, strict=True)
+    ]
+    for name, value in _weights(straight).items():
+        assert torch.equal(value, _weights(resumed)[name]), name
+
+
+def test_capacity_continues_where_it_stopped(dsprites, tmp_path):
+    config = _config(objective="capacity", capacity_max=30.0, capacity_anneal_steps=40, steps=40)
+    first = Trainer(config, dsprites)
+    logs = []
+    first.fit(until=20, log_every=10, callback=logs.append)
+    save_checkpoint(first, tmp_path / "c")
+    load_checkpoint(tmp_path / "c", dsprites).fit(log_every=10, callback=logs.append)
+    assert [m["capacity"] for m in logs] == [7.5, 15.0, 22.5, 30.0]
+
+
+def test_evaluation_changes_neither_the_step_nor_the_training_stream(dsprites):
+    a, b = Trainer(_config(), dsprites), Trainer(_config(), dsprites)
+    a.fit(until=10, log_every=10)
+    b.fit(until=10, log_every=10)
+    result = a.evaluate(num_images=500)
+    a.encode(np.zeros((3, 1, 64, 64), np.float32))
+    assert a.step == 10 and set(result) == {"recon_nll", "kl", "kl_per_dim"}
+    assert result["recon_nll"] > 0 and len(result["kl_per_dim"]) == 4
+    assert a.evaluate(num_images=500) == result  # deterministic
+    a.fit(log_every=30)
+    b.fit(log_every=30)
+    for name, value in _weights(a).items():
+        assert torch.equal(value, _weights(b)[name])
+
+
+def test_encode_returns_posterior_means(dsprites):
+    trainer = Trainer(_config(), dsprites)
+    images = dsprites.images(np.array([[0, 1, 2, 3, 4, 5], [0, 2, 5, 0, 31, 0]]))
+    codes = trainer.encode(images)
+    assert codes.shape == (2, 4) and codes.dtype == np.float32
+    np.testing.assert_allclose(codes, trainer.encode(images))
+
+
+def test_a_non_finite_loss_stops_training(dsprites):
+    trainer = Trainer(_config(), dsprites)
+    with torch.no_grad():
+        next(trainer.model.parameters()).fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="not finite at step 5"):
+        trainer.fit(log_every=5)
+
+
+@pytest.mark.parametrize("model", ["burgess", "mlp"])
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_models_and_precisions_train(dsprites, model, precision):
+    logs = []
+    Trainer(_config(model=model, precision=precision, steps=6), dsprites).fit(
+        log_every=3, callback=logs.append
+    )
+    assert len(logs) == 2 and all(np.isfinite(m["loss"]) for m in logs)
+
+
+@pytest.mark.parametrize("writer", ["torch.save", "pickle"])
+def test_a_malicious_pickle_in_a_checkpoint_runs_no_code(dsprites, tmp_path, writer):
+    trainer = Trainer(_config(), dsprites)
+    save_checkpoint(trainer, tmp_path / "c")
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    state = tmp_path / "c" / "trainer_state.pt"
+    if writer == "torch.save":
+        torch.save({"step": Exploit()}, state)
+    else:
+        state.write_bytes(pickle.dumps({"step": Exploit()}, protocol=2))
+    with pytest.raises(CheckpointError, match="refused to load"):
+        load_checkpoint(tmp_path / "c", dsprites)
+    assert not marker.exists()
+
+
+def test_incomplete_checkpoint_is_reported(dsprites, tmp_path):
+    save_checkpoint(Trainer(_config(), dsprites), tmp_path / "c")
+    (tmp_path / "c" / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match=r"missing model\.safetensors"):
+        load_checkpoint(tmp_path / "c", dsprites)
