@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+PY_DIRS := betavae sweeps analysis tests bench
 
 .PHONY: run test lint bench clean
 
@@ -19,8 +20,8 @@ run: $(STAMP)
 		--out runs/train-$$(date +%Y%m%d-%H%M%S)
 
 lint: $(STAMP)
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	$(BIN)/ruff check $(PY_DIRS)
+	$(BIN)/ruff format --check $(PY_DIRS)
 
 test: lint
 	$(BIN)/python -m pytest

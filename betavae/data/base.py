@@ -39,6 +39,9 @@ class GroundTruthDataset(ABC):
     image_size: int = 64
     #: The reconstruction likelihood that fits the pixel values (binary → Bernoulli).
     likelihood: Likelihood = "bernoulli"
+    #: Whether an image is a function of its factors alone (no per-observation noise), so
+    #: its code can be computed once and reused.
+    deterministic: bool = True
 
     @property
     def num_factors(self) -> int:
@@ -72,6 +75,11 @@ class GroundTruthDataset(ABC):
             raise ValueError(f"index out of range [0, {len(self)})")
         bases = mixed_radix_bases(self.factor_sizes)
         return (index[:, None] // bases) % np.asarray(self.factor_sizes)
+
+    @property
+    def varying_factors(self) -> tuple[int, ...]:
+        """Indices of the factors that take more than one value (dSprites' colour does not)."""
+        return tuple(j for j, size in enumerate(self.factor_sizes) if size > 1)
 
     def sample_factors(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """``n`` factor-class vectors drawn uniformly and independently, ``[n, k]`` int64."""

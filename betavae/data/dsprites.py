@@ -136,6 +136,7 @@ class NoisyDSprites(DSprites):
 
     name = "dsprites-noisy"
     num_channels = 3
+    deterministic = False
 
     def decode(self, rows: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         sprite = unpack_bits(rows).float().expand(-1, 3, -1, -1)
@@ -151,6 +152,7 @@ class ColorDSprites(DSprites):
 
     name = "dsprites-color"
     num_channels = 3
+    deterministic = False
 
     def decode(self, rows: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         sprite = unpack_bits(rows).float()
