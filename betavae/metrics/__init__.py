@@ -1,0 +1,47 @@
+"""Disentanglement metrics: the seed's β-VAE metric and the field's standard suite.
+
+Array-level functions take codes ``[N, d]`` (posterior means) and integer factor classes
+``[N, k]`` and return dicts of named floats; sampling metrics take a ground-truth dataset and an
+``encode`` function; :func:`evaluate` runs a chosen set for one model under stable keys.
+Definitions and defaults follow disentanglement_lib (Locatello et al. 2019).
+"""
+
+from betavae.metrics.dci import dci, dci_from_importance
+from betavae.metrics.evaluate import (
+    FAST,
+    METRICS,
+    PRIMARY_KEY,
+    REFERENCE,
+    Evaluation,
+    MetricSettings,
+    evaluate,
+)
+from betavae.metrics.information import (
+    mig,
+    modularity_explicitness,
+    modularity_from_mutual_info,
+    unsupervised,
+)
+from betavae.metrics.sampling import CodeCache, beta_vae_score, factor_vae_score, sample_codes
+from betavae.metrics.sap import sap
+
+__all__ = [
+    "FAST",
+    "METRICS",
+    "PRIMARY_KEY",
+    "REFERENCE",
+    "CodeCache",
+    "Evaluation",
+    "MetricSettings",
+    "beta_vae_score",
+    "dci",
+    "dci_from_importance",
+    "evaluate",
+    "factor_vae_score",
+    "mig",
+    "modularity_explicitness",
+    "modularity_from_mutual_info",
+    "sample_codes",
+    "sap",
+    "unsupervised",
+]

@@ -1,0 +1,96 @@
+"""Input checks shared by the array-level metrics: one clear ValueError per problem."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def check_codes(codes: np.ndarray, name: str = "codes", min_latents: int = 1) -> np.ndarray:
+    """``codes`` as a finite float64 ``[N, d]`` array."""
+    codes = np.asarray(codes)
+    if codes.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D [N, d] array, got shape {codes.shape}")
+    if not (np.issubdtype(codes.dtype, np.floating) or np.issubdtype(codes.dtype, np.integer)):
+        raise ValueError(f"{name} must be numeric, got dtype {codes.dtype}")
+    codes = codes.astype(np.float64)
+    if not np.all(np.isfinite(codes)):
+        bad = int(np.sum(~np.isfinite(codes)))
+        raise ValueError(f"{name} has {bad} NaN or infinite values; codes must be finite")
+    if codes.shape[1] < min_latents:
+        raise ValueError(f"{name} has {codes.shape[1]} latents; need at least {min_latents}")
+    return codes
+
+
+def check_factors(factors: np.ndarray, name: str = "factors") -> np.ndarray:
+    """``factors`` as an int64 ``[N, k]`` array of class labels, each factor varying."""
+    factors = np.asarray(factors)
+    if factors.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D [N, k] array of classes, got shape {factors.shape}")
+    if np.issubdtype(factors.dtype, np.floating):
+        if not np.all(np.isfinite(factors)) or not np.all(factors == np.round(factors)):
+            raise ValueError(f"{name} must hold integer class labels, got non-integer values")
+    elif not np.issubdtype(factors.dtype, np.integer):
+        raise ValueError(f"{name} must hold integer class labels, got dtype {factors.dtype}")
+    factors = factors.astype(np.int64)
+    for j in range(factors.shape[1]):
+        if np.unique(factors[:, j]).size < 2:
+            raise ValueError(
+                f"{name}[:, {j}] is constant; drop constant factors before computing metrics"
+            )
+    return factors
+
+
+def check_pair(
+    codes: np.ndarray,
+    factors: np.ndarray,
+    *,
+    suffix: str = "",
+    min_points: int = 2,
+    min_latents: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    codes = check_codes(codes, f"codes{suffix}", min_latents)
+    factors = check_factors(factors, f"factors{suffix}")
+    if codes.shape[0] != factors.shape[0]:
+        raise ValueError(
+            f"codes{suffix} has {codes.shape[0]} points but factors{suffix} has "
+            f"{factors.shape[0]}; they must match"
+        )
+    if codes.shape[0] < min_points:
+        raise ValueError(f"codes{suffix} has {codes.shape[0]} points; need at least {min_points}")
+    return codes, factors
+
+
+def check_train_test(
+    codes_train: np.ndarray,
+    factors_train: np.ndarray,
+    codes_test: np.ndarray,
+    factors_test: np.ndarray,
+    *,
+    min_points: int = 2,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    codes_train, factors_train = check_pair(
+        codes_train, factors_train, suffix="_train", min_points=min_points
+    )
+    codes_test = check_codes(codes_test, "codes_test")
+    factors_test = np.asarray(factors_test)
+    if factors_test.ndim != 2 or not np.issubdtype(factors_test.dtype, np.number):
+        raise ValueError(f"factors_test must be a 2-D [N, k] array, got shape {factors_test.shape}")
+    factors_test = factors_test.astype(np.int64)
+    if codes_test.shape[0] != factors_test.shape[0]:
+        raise ValueError(
+            f"codes_test has {codes_test.shape[0]} points but factors_test has "
+            f"{factors_test.shape[0]}; they must match"
+        )
+    if codes_test.shape[1] != codes_train.shape[1]:
+        raise ValueError(
+            f"codes_test has {codes_test.shape[1]} latents but codes_train has "
+            f"{codes_train.shape[1]}"
+        )
+    if factors_test.shape[1] != factors_train.shape[1]:
+        raise ValueError(
+            f"factors_test has {factors_test.shape[1]} factors but factors_train has "
+            f"{factors_train.shape[1]}"
+        )
+    if codes_test.shape[0] < 1:
+        raise ValueError("codes_test has 0 points; need at least 1")
+    return codes_train, factors_train, codes_test, factors_test

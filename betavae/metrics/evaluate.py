@@ -1,0 +1,163 @@
+"""``evaluate``: the chosen metrics for one trained model, with stable result keys.
+
+One set of training codes and one of test codes serve MIG, DCI, SAP, modularity/explicitness
+and the unsupervised scores; the β-VAE and FactorVAE metrics draw their own batches; a
+:class:`~betavae.metrics.sampling.CodeCache` encodes each image of a deterministic dataset at
+most once across all of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from betavae.data import GroundTruthDataset
+from betavae.metrics.dci import Predictor, dci
+from betavae.metrics.information import mig, modularity_explicitness, unsupervised
+from betavae.metrics.sampling import (
+    CodeCache,
+    Encode,
+    beta_vae_score,
+    factor_vae_score,
+    sample_codes,
+)
+from betavae.metrics.sap import sap
+from betavae.versions import library_versions
+
+METRICS = ("beta_vae", "factor_vae", "mig", "dci", "sap", "modularity", "unsupervised")
+#: The key of each metric's headline score (what a sweep maximises).
+PRIMARY_KEY = {
+    "beta_vae": "metric.beta_vae",
+    "factor_vae": "metric.factor_vae",
+    "mig": "metric.mig",
+    "dci": "metric.dci.disentanglement",
+    "sap": "metric.sap",
+    "modularity": "metric.modularity",
+}
+#: A latent is active when its mean KL exceeds this many nats.
+ACTIVE_KL_NATS = 0.01
+
+
+@dataclass(frozen=True)
+class MetricSettings:
+    """Sample sizes and options of the metric protocols (defaults: disentanglement_lib's)."""
+
+    num_train: int = 10_000
+    """Points for MIG, DCI, SAP, modularity and unsupervised scores, and the classifiers'
+    training points of the β-VAE and FactorVAE metrics."""
+    num_test: int = 5_000
+    """Held-out points of DCI, SAP, explicitness, and the β-VAE/FactorVAE evaluation points."""
+    batch_size: int = 64
+    """Images per point of the β-VAE and FactorVAE metrics."""
+    num_variance_estimate: int = 10_000
+    """Images behind the FactorVAE metric's global variances."""
+    prune_threshold: float = 0.05
+    """FactorVAE: latents whose std is below this are ignored."""
+    num_bins: int = 20
+    """Histogram bins per latent for the discrete mutual information."""
+    predictor: Predictor = "gbt"
+    """DCI's classifier (see :func:`betavae.metrics.dci.dci`)."""
+
+
+REFERENCE = MetricSettings()
+#: Fewer points (the same protocols): ~10× cheaper; scores within 0.05 of REFERENCE on
+#: trained models (bench/metrics.py measures it).
+FAST = MetricSettings(num_train=2_000, num_test=1_000, num_variance_estimate=2_000)
+
+
+@dataclass
+class Evaluation:
+    """Scores under stable keys (``metric.mig``, ``metric.dci.disentanglement``, …)."""
+
+    scores: dict[str, float]
+    seconds: dict[str, float]
+    settings: dict[str, object]
+    images_encoded: int
+    versions: dict[str, str] = field(default_factory=library_versions)
+    kl_per_dim: list[float] | None = None
+
+
+def evaluate(
+    dataset: GroundTruthDataset,
+    encode: Encode | CodeCache,
+    *,
+    metrics: Sequence[str] = METRICS,
+    mode: Literal["reference", "fast"] | MetricSettings = "reference",
+    seed: int = 0,
+    kl_per_dim: Sequence[float] | None = None,
+) -> Evaluation:
+    """Compute ``metrics`` for the model behind ``encode`` (or a shared :class:`CodeCache`).
+
+    ``mode``: ``"reference"`` (disentanglement_lib's sample sizes), ``"fast"`` or explicit
+    :class:`MetricSettings`. ``kl_per_dim`` (mean KL of each latent, e.g. from
+    ``Trainer.evaluate``) adds ``kl`` and ``active_latents``. Seeded: the same model, data and
+    seed give the same scores.
+    """
+    unknown = sorted(set(metrics) - set(METRICS))
+    if unknown:
+        raise ValueError(f"unknown metric {unknown[0]!r}; choose from {', '.join(METRICS)}")
+    settings = {"reference": REFERENCE, "fast": FAST}.get(mode, mode)  # type: ignore[arg-type]
+    if not isinstance(settings, MetricSettings):
+        raise ValueError(f"mode must be 'reference', 'fast' or MetricSettings, got {mode!r}")
+    rng = np.random.default_rng(seed)
+    cache = encode if isinstance(encode, CodeCache) else CodeCache(dataset, encode)
+    encoded_before = cache.encoded
+    scores: dict[str, float] = {}
+    seconds: dict[str, float] = {}
+
+    def timed(name: str, fn):
+        start = time.perf_counter()
+        result = fn()
+        seconds[name] = time.perf_counter() - start
+        return result
+
+    s = settings
+    if set(metrics) & {"mig", "dci", "sap", "modularity", "unsupervised"}:
+        train = timed("sample", lambda: sample_codes(dataset, cache, s.num_train, rng))
+        test = timed("sample_test", lambda: sample_codes(dataset, cache, s.num_test, rng))
+    if "beta_vae" in metrics:
+        r = timed("beta_vae", lambda: beta_vae_score(
+            dataset, cache, rng, batch_size=s.batch_size, num_train=s.num_train,
+            num_eval=s.num_test))  # fmt: skip
+        scores["metric.beta_vae"] = r["eval_accuracy"]
+        scores["metric.beta_vae.train_accuracy"] = r["train_accuracy"]
+    if "factor_vae" in metrics:
+        r = timed("factor_vae", lambda: factor_vae_score(
+            dataset, cache, rng, batch_size=s.batch_size, num_train=s.num_train,
+            num_eval=s.num_test, num_variance_estimate=s.num_variance_estimate,
+            prune_threshold=s.prune_threshold))  # fmt: skip
+        scores["metric.factor_vae"] = r["eval_accuracy"]
+        scores["metric.factor_vae.train_accuracy"] = r["train_accuracy"]
+        scores["metric.factor_vae.num_active_dims"] = float(r["num_active_dims"])
+    if "mig" in metrics:
+        scores["metric.mig"] = timed("mig", lambda: mig(*train, num_bins=s.num_bins))["mig"]
+    if "dci" in metrics:
+        r = timed("dci", lambda: dci(*train, *test, predictor=s.predictor, seed=seed))
+        scores.update({f"metric.dci.{k}": v for k, v in r.items()})
+    if "sap" in metrics:
+        scores["metric.sap"] = timed("sap", lambda: sap(*train, *test))["sap"]
+    if "modularity" in metrics:
+        r = timed("modularity", lambda: modularity_explicitness(*train, *test, num_bins=s.num_bins))
+        scores["metric.modularity"] = r["modularity"]
+        scores["metric.explicitness.train"] = r["explicitness_train"]
+        scores["metric.explicitness.test"] = r["explicitness_test"]
+    if "unsupervised" in metrics:
+        r = timed("unsupervised", lambda: unsupervised(train[0], num_bins=s.num_bins))
+        scores.update({f"metric.unsupervised.{k}": v for k, v in r.items()})
+    kl = None
+    if kl_per_dim is not None:
+        kl = [float(v) for v in kl_per_dim]
+        scores["kl"] = float(sum(kl))
+        scores["active_latents"] = float(sum(v > ACTIVE_KL_NATS for v in kl))
+    return Evaluation(
+        scores=scores,
+        seconds=seconds,
+        settings={**dataclasses.asdict(settings), "seed": seed, "dataset": dataset.name},
+        images_encoded=cache.encoded - encoded_before,
+        kl_per_dim=kl,
+    )

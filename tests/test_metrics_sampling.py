@@ -1,0 +1,145 @@
+"""Sampling metrics and evaluate(): the β-VAE and FactorVAE metrics, the code cache, keys."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from betavae.data import GroundTruthDataset
+from betavae.metrics import (
+    PRIMARY_KEY,
+    CodeCache,
+    MetricSettings,
+    beta_vae_score,
+    evaluate,
+    factor_vae_score,
+    sample_codes,
+)
+
+SMALL = MetricSettings(num_train=600, num_test=300, batch_size=16, num_variance_estimate=600)
+
+
+class Toy(GroundTruthDataset):
+    """A constant colour factor plus three varying ones; the image spells its factors out."""
+
+    name = "toy"
+    factor_names = ("color", "a", "b", "c")
+    factor_sizes = (1, 3, 4, 5)
+    num_channels = 1
+
+    def storage(self) -> np.ndarray:
+        return self.index_to_classes(np.arange(len(self))).astype(np.uint8)
+
+    def decode(self, rows: torch.Tensor, generator=None) -> torch.Tensor:
+        images = torch.zeros(rows.shape[0], 1, 64, 64)
+        images[:, 0, 0, :4] = rows.float() / torch.tensor(self.factor_sizes).float()
+        return images
+
+
+class Counting:
+    """An encoder that reads the factors off the image, counting images it encodes."""
+
+    def __init__(self, transform=lambda z: z):
+        self.transform, self.images = transform, 0
+
+    def __call__(self, images):
+        images = torch.as_tensor(images)
+        self.images += len(images)
+        return self.transform(images[:, 0, 0, 1:4].numpy().astype(np.float64))
+
+
+def _noise(rng):
+    return lambda z: rng.normal(size=z.shape)
+
+
+def test_the_cache_encodes_each_image_once():
+    toy, encoder = Toy(), Counting()
+    cache = CodeCache(toy, encoder)
+    rng = np.random.default_rng(0)
+    classes = toy.sample_factors(500, rng)
+    first = cache.codes(classes, rng)
+    assert encoder.images == len(np.unique(toy.classes_to_index(classes))) <= len(toy)
+    again = cache.codes(classes[::-1], rng)
+    np.testing.assert_array_equal(again, first[::-1])
+    assert encoder.images == cache.encoded <= len(toy)
+
+
+def test_sample_codes_scores_only_varying_factors():
+    codes, factors = sample_codes(Toy(), Counting(), 200, np.random.default_rng(0))
+    assert codes.shape == (200, 3) and factors.shape == (200, 3)
+    np.testing.assert_allclose(codes, factors / np.array([3, 4, 5]), atol=1e-6)
+
+
+@pytest.mark.parametrize("score", [beta_vae_score, factor_vae_score])
+def test_a_perfect_representation_scores_high(score):
+    result = score(
+        Toy(), Counting(), np.random.default_rng(0), batch_size=16, num_train=500, num_eval=300
+    )
+    assert result["eval_accuracy"] >= 0.9 and result["train_accuracy"] >= 0.9
+
+
+def test_duplicated_latents_keep_factor_vae_high():
+    duplicated = Counting(lambda z: np.c_[z, z])
+    result = factor_vae_score(
+        Toy(), duplicated, np.random.default_rng(0), batch_size=16, num_train=500, num_eval=300
+    )
+    assert result["eval_accuracy"] >= 0.9
+
+
+def test_a_constant_representation_scores_at_chance_or_zero():
+    constant = Counting(lambda z: np.zeros_like(z))
+    rng = np.random.default_rng(0)
+    fv = factor_vae_score(Toy(), constant, rng, batch_size=16, num_train=500, num_eval=300)
+    assert fv == {"train_accuracy": 0.0, "eval_accuracy": 0.0, "num_active_dims": 0}
+    bv = beta_vae_score(Toy(), constant, rng, batch_size=16, num_train=500, num_eval=3000)
+    assert bv["eval_accuracy"] <= 1 / 3 + 0.03  # chance level with three varying factors
+
+
+def test_noise_scores_near_chance():
+    rng = np.random.default_rng(0)
+    result = beta_vae_score(
+        Toy(), Counting(_noise(rng)), rng, batch_size=16, num_train=500, num_eval=1000
+    )
+    assert result["eval_accuracy"] < 0.5
+
+
+def test_evaluate_returns_stable_keys_and_is_seeded():
+    first = evaluate(Toy(), Counting(), mode=SMALL, seed=3, kl_per_dim=[0.5, 0.0, 2.0])
+    assert set(PRIMARY_KEY.values()) <= set(first.scores)
+    expected = {
+        "metric.beta_vae", "metric.beta_vae.train_accuracy", "metric.factor_vae",
+        "metric.factor_vae.train_accuracy", "metric.factor_vae.num_active_dims", "metric.mig",
+        "metric.dci.disentanglement", "metric.dci.completeness",
+        "metric.dci.informativeness_train", "metric.dci.informativeness_test", "metric.sap",
+        "metric.modularity", "metric.explicitness.train", "metric.explicitness.test",
+        "metric.unsupervised.gaussian_total_correlation",
+        "metric.unsupervised.gaussian_wasserstein_correlation",
+        "metric.unsupervised.gaussian_wasserstein_correlation_norm",
+        "metric.unsupervised.mutual_info_score", "kl", "active_latents",
+    }  # fmt: skip
+    assert set(first.scores) == expected
+    assert first.scores["active_latents"] == 2 and first.scores["kl"] == 2.5
+    assert all(isinstance(v, float) for v in first.scores.values())
+    assert {"torch", "numpy", "scikit-learn"} <= set(first.versions)
+    assert first.settings["num_train"] == 600 and first.settings["seed"] == 3
+    assert first.images_encoded <= len(Toy())
+    assert first.scores["metric.mig"] >= 0.9 and first.scores["metric.dci.disentanglement"] >= 0.9
+    again = evaluate(Toy(), Counting(), mode=SMALL, seed=3, kl_per_dim=[0.5, 0.0, 2.0])
+    assert again.scores == first.scores
+
+
+def test_evaluate_runs_only_the_chosen_metrics():
+    result = evaluate(Toy(), Counting(), metrics=["mig"], mode=SMALL)
+    assert set(result.scores) == {"metric.mig"} and set(result.seconds) >= {"mig"}
+    with pytest.raises(ValueError, match="unknown metric 'beta'"):
+        evaluate(Toy(), Counting(), metrics=["beta"])
+    with pytest.raises(ValueError, match="mode must be"):
+        evaluate(Toy(), Counting(), mode="quick")  # type: ignore[arg-type]
+
+
+def test_sampling_sizes_are_checked():
+    with pytest.raises(ValueError, match="num_train must be a positive integer"):
+        beta_vae_score(Toy(), Counting(), np.random.default_rng(0), num_train=0)
+    with pytest.raises(ValueError, match="batch_size must be >= 2"):
+        factor_vae_score(Toy(), Counting(), np.random.default_rng(0), batch_size=1)
