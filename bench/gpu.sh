@@ -11,6 +11,9 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader ||
 "$PY" bench/train_throughput.py --device cuda --threads 4 --steps 400 --warmup 50 \
     --batch-sizes 64 256 --variants fp32 bf16 fp32+compile bf16+compile
 
+echo "--- metric suite after 3000 training steps on the GPU (encoding on the GPU, metrics on the CPU):"
+"$PY" bench/metrics.py --device cuda --threads 2 --train-steps 3000
+
 echo "--- 4 trials at once on one GPU (bf16, batch 64, no compile), images/s each:"
 for i in 1 2 3 4; do
     "$PY" - <<'PY' &

@@ -27,8 +27,9 @@ from betavae.training import Trainer
 
 def _trainer(args: argparse.Namespace) -> Trainer:
     if args.checkpoint:
-        return load_checkpoint(args.checkpoint)
-    trainer = Trainer(TrainConfig(steps=args.train_steps, beta=4.0, device="cpu"), DSprites())
+        return load_checkpoint(args.checkpoint, device=torch.device(args.device))
+    config = TrainConfig(steps=args.train_steps, beta=4.0, device=args.device)
+    trainer = Trainer(config, DSprites())
     start = time.perf_counter()
     trainer.fit(log_every=args.train_steps)
     print(f"trained {args.train_steps} steps in {time.perf_counter() - start:.0f} s")
@@ -40,8 +41,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoint", help="a betavae checkpoint directory")
     parser.add_argument("--train-steps", type=int, default=3000)
     parser.add_argument("--sklearn", action="store_true", help="also time sklearn's GBT DCI")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = parser.parse_args(argv)
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     trainer = _trainer(args)
     dataset = trainer.dataset
 

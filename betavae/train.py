@@ -158,8 +158,11 @@ def _run(trainer: Trainer, args: argparse.Namespace, ckpt_dir: Path) -> int:
             log.write(json.dumps(m) + "\n")
             log.flush()
             bar.update(m["step"] - bar.n)
-            bar.set_postfix(loss=f"{m['loss']:.1f}", recon=f"{m['recon_nll']:.1f}",
-                            kl=f"{m['kl']:.2f}", C=f"{m['capacity']:.1f}")  # fmt: skip
+            shown = {"loss": f"{m['loss']:.1f}", "recon": f"{m['recon_nll']:.1f}",
+                     "kl": f"{m['kl']:.2f}"}  # fmt: skip
+            if config.objective == "capacity":  # C means nothing to the β objective
+                shown["C"] = f"{m['capacity']:.1f}"
+            bar.set_postfix(shown)
 
         try:
             while trainer.step < config.steps:

@@ -249,7 +249,11 @@ def _call_all(codes, factors):
 @pytest.mark.parametrize(
     ("codes", "factors", "message"),
     [
-        (np.zeros((10, 3)), np.arange(18).reshape(9, 2) % 3, "10 points but factors(_train)? has 9"),
+        (
+            np.zeros((10, 3)),
+            np.arange(18).reshape(9, 2) % 3,
+            "10 points but factors(_train)? has 9",
+        ),
         (np.full((10, 3), np.nan), np.arange(20).reshape(10, 2) % 3, "NaN or infinite"),
         (np.full((10, 3), np.inf), np.arange(20).reshape(10, 2) % 3, "NaN or infinite"),
         (np.zeros(10), np.zeros((10, 2), int), "2-D"),

@@ -143,3 +143,12 @@ def test_sampling_sizes_are_checked():
         beta_vae_score(Toy(), Counting(), np.random.default_rng(0), num_train=0)
     with pytest.raises(ValueError, match="batch_size must be >= 2"):
         factor_vae_score(Toy(), Counting(), np.random.default_rng(0), batch_size=1)
+
+
+def test_fast_mode_scores_the_same_keys_close_to_reference():
+    fast = evaluate(Toy(), Counting(), mode="fast", seed=0)
+    small_reference = evaluate(Toy(), Counting(), mode=SMALL, seed=0)
+    assert set(fast.scores) == set(small_reference.scores) - {"kl", "active_latents"}
+    assert fast.settings["predictor"] == "gbt-fast" and fast.settings["classifier_points"] == 1000
+    for key in ("metric.mig", "metric.dci.disentanglement", "metric.beta_vae", "metric.factor_vae"):
+        assert fast.scores[key] == pytest.approx(small_reference.scores[key], abs=0.05), key

@@ -144,13 +144,15 @@ def modularity_explicitness(
     factors_test: np.ndarray,
     *,
     num_bins: int = 20,
+    classifier_points: int | None = None,
 ) -> dict[str, float]:
     """Modularity and explicitness (Ridgeway & Mozer 2018), disentanglement_lib's protocol.
 
     Modularity from the discrete MI of the training codes; explicitness per factor is the
     macro ROC-AUC (one-vs-rest) of a default ``LogisticRegression`` on standardised codes, on
-    the training and the test points, averaged over factors. Returns ``modularity``,
-    ``explicitness_train``, ``explicitness_test``.
+    the training and the test points, averaged over factors. ``classifier_points`` limits the
+    logistic regressions to the first that many training points (modularity uses all).
+    Returns ``modularity``, ``explicitness_train``, ``explicitness_test``.
     """
     codes_train, factors_train, codes_test, factors_test = check_train_test(
         codes_train, factors_train, codes_test, factors_test
@@ -158,13 +160,15 @@ def modularity_explicitness(
     mi = discrete_mutual_info(histogram_discretize(codes_train, num_bins), factors_train)
     mean, std = codes_train.mean(axis=0), codes_train.std(axis=0)
     std = np.where(std > 0, std, 1.0)  # a constant latent stays constant (0) instead of NaN
-    x_train, x_test = (codes_train - mean) / std, (codes_test - mean) / std
+    fit = slice(None, classifier_points)
+    x_train, x_test = (codes_train[fit] - mean) / std, (codes_test - mean) / std
+    y_train = factors_train[fit]
     # One logistic regression per factor; numpy releases the GIL, so threads overlap them.
     k = factors_train.shape[1]
     order = sorted(range(k), key=lambda j: -np.unique(factors_train[:, j]).size)  # big first
     with ThreadPoolExecutor(min(k, os.cpu_count() or 1)) as pool:
         results = dict(zip(order, pool.map(
-            lambda j: _explicitness(x_train, factors_train[:, j], x_test, factors_test[:, j]),
+            lambda j: _explicitness(x_train, y_train[:, j], x_test, factors_test[:, j]),
             order,
         ), strict=True))  # fmt: skip
     train = [results[j][0] for j in range(k)]
