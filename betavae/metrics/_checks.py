@@ -1,8 +1,16 @@
-"""Input checks shared by the array-level metrics: one clear ValueError per problem."""
+"""Shared by the array-level metrics: input checks (one clear ValueError per problem) and the
+per-factor fan-out of classifier fits."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
 import numpy as np
+
+T = TypeVar("T")
 
 
 def check_codes(codes: np.ndarray, name: str = "codes", min_latents: int = 1) -> np.ndarray:
@@ -94,3 +102,21 @@ def check_train_test(
     if codes_test.shape[0] < 1:
         raise ValueError("codes_test has 0 points; need at least 1")
     return codes_train, factors_train, codes_test, factors_test
+
+
+def map_factors(fn: Callable[[int], T], factors: np.ndarray, n_jobs: int | None = None) -> list[T]:
+    """``[fn(j) for j in range(k)]``, one call per factor column, overlapped in threads.
+
+    The per-factor classifiers spend their time in numpy/scikit-learn code that releases the
+    GIL. Factors with more classes cost more (one tree per class and stage for DCI), so they
+    start first.
+    """
+    k = factors.shape[1]
+    workers = min(k, n_jobs or os.cpu_count() or 1)
+    order = sorted(range(k), key=lambda j: -np.unique(factors[:, j]).size)
+    if workers == 1:
+        done = {j: fn(j) for j in order}
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            done = dict(zip(order, pool.map(fn, order), strict=True))
+    return [done[j] for j in range(k)]

@@ -7,13 +7,11 @@ informativeness is the classifiers' mean accuracy on train and test points.
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
 import numpy as np
 
-from betavae.metrics._checks import check_train_test
+from betavae.metrics._checks import check_train_test, map_factors
 
 Predictor = Literal["gbt", "gbt-fast", "sklearn-gbt"]
 PREDICTORS = ("gbt", "gbt-fast", "sklearn-gbt")
@@ -84,16 +82,7 @@ def importance_matrix(
         test_acc = np.mean(model.predict(codes_test) == factors_test[:, j])
         return np.abs(model.feature_importances_), float(train_acc), float(test_acc)
 
-    k = factors_train.shape[1]
-    workers = min(k, n_jobs or os.cpu_count() or 1)
-    # Factors with many classes cost most (one tree per class and stage): start them first.
-    order = sorted(range(k), key=lambda j: -np.unique(factors_train[:, j]).size)
-    if workers > 1:
-        with ThreadPoolExecutor(workers) as pool:
-            fitted = dict(zip(order, pool.map(fit, order), strict=True))
-    else:
-        fitted = {j: fit(j) for j in order}
-    results = [fitted[j] for j in range(k)]
+    results = map_factors(fit, factors_train, n_jobs)
     importance = np.stack([r[0] for r in results], axis=1)
     return importance, np.array([r[1] for r in results]), np.array([r[2] for r in results])
 

@@ -22,6 +22,7 @@ from betavae.metrics.information import mig, modularity_explicitness, unsupervis
 from betavae.metrics.sampling import (
     CodeCache,
     Encode,
+    as_cache,
     beta_vae_score,
     factor_vae_score,
     sample_codes,
@@ -117,7 +118,7 @@ def evaluate(
     if not isinstance(settings, MetricSettings):
         raise ValueError(f"mode must be 'reference', 'fast' or MetricSettings, got {mode!r}")
     rng = np.random.default_rng(seed)
-    cache = encode if isinstance(encode, CodeCache) else CodeCache(dataset, encode)
+    cache = as_cache(dataset, encode)
     encoded_before = cache.encoded
     scores: dict[str, float] = {}
     seconds: dict[str, float] = {}

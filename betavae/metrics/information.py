@@ -8,13 +8,12 @@ information is the discrete MI of the contingency table in nats (what scikit-lea
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
+import warnings
 
 import numpy as np
 import scipy.linalg
 
-from betavae.metrics._checks import check_codes, check_pair, check_train_test
+from betavae.metrics._checks import check_codes, check_pair, check_train_test, map_factors
 
 
 def histogram_discretize(codes: np.ndarray, num_bins: int = 20) -> np.ndarray:
@@ -163,16 +162,11 @@ def modularity_explicitness(
     fit = slice(None, classifier_points)
     x_train, x_test = (codes_train[fit] - mean) / std, (codes_test - mean) / std
     y_train = factors_train[fit]
-    # One logistic regression per factor; numpy releases the GIL, so threads overlap them.
-    k = factors_train.shape[1]
-    order = sorted(range(k), key=lambda j: -np.unique(factors_train[:, j]).size)  # big first
-    with ThreadPoolExecutor(min(k, os.cpu_count() or 1)) as pool:
-        results = dict(zip(order, pool.map(
-            lambda j: _explicitness(x_train, y_train[:, j], x_test, factors_test[:, j]),
-            order,
-        ), strict=True))  # fmt: skip
-    train = [results[j][0] for j in range(k)]
-    test = [results[j][1] for j in range(k)]
+    results = map_factors(
+        lambda j: _explicitness(x_train, y_train[:, j], x_test, factors_test[:, j]), factors_train
+    )
+    train = [r[0] for r in results]
+    test = [r[1] for r in results]
     return {
         "modularity": modularity_from_mutual_info(mi),
         "explicitness_train": float(np.mean(train)),
@@ -181,8 +175,6 @@ def modularity_explicitness(
 
 
 def _explicitness(x_train, y_train, x_test, y_test) -> tuple[float, float]:
-    import warnings
-
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 

@@ -55,7 +55,8 @@ class CodeCache:
         return self._table[index]
 
 
-def _cache(dataset: GroundTruthDataset, encode: Encode | CodeCache) -> CodeCache:
+def as_cache(dataset: GroundTruthDataset, encode: Encode | CodeCache) -> CodeCache:
+    """``encode`` itself if it is already a cache (shared across metrics), else a new one."""
     return encode if isinstance(encode, CodeCache) else CodeCache(dataset, encode)
 
 
@@ -66,7 +67,7 @@ def sample_codes(
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     classes = dataset.sample_factors(n, rng)
-    codes = _cache(dataset, encode).codes(classes, rng)
+    codes = as_cache(dataset, encode).codes(classes, rng)
     return codes, classes[:, list(dataset.varying_factors)]
 
 
@@ -98,7 +99,7 @@ def beta_vae_score(
     from sklearn.linear_model import LogisticRegression
 
     _check_sizes(batch_size=batch_size, num_train=num_train, num_eval=num_eval)
-    cache, varying = _cache(dataset, encode), np.asarray(dataset.varying_factors)
+    cache, varying = as_cache(dataset, encode), np.asarray(dataset.varying_factors)
 
     def points(n: int) -> tuple[np.ndarray, np.ndarray]:
         y, first = _fixed_factor_batches(dataset, n, batch_size, rng)
@@ -145,7 +146,7 @@ def factor_vae_score(
     )  # fmt: skip
     if batch_size < 2:
         raise ValueError(f"batch_size must be >= 2 (a variance), got {batch_size}")
-    cache, varying = _cache(dataset, encode), np.asarray(dataset.varying_factors)
+    cache, varying = as_cache(dataset, encode), np.asarray(dataset.varying_factors)
     codes = cache.codes(dataset.sample_factors(num_variance_estimate, rng), rng)
     global_var = np.var(codes, axis=0, ddof=1)
     active = np.flatnonzero(np.sqrt(global_var) >= prune_threshold)
