@@ -1,5 +1,5 @@
 # The two commands a new user needs; both create .venv and install the pinned environment.
-#   make run    a short training run that prints its result
+#   make run    the main job: the local sweep (cpu preset) ending in the frontier table
 #   make test   lint and the whole test suite
 PYTHON ?= python3
 VENV   ?= .venv
@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PY_DIRS := betavae sweeps analysis tests bench
 
-.PHONY: run test lint bench clean
+.PHONY: run train test lint bench browser clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 run: $(STAMP)
+	$(BIN)/python sweeps/beta_frontier.py
+
+train: $(STAMP)
 	$(BIN)/python -m betavae.train --steps 2000 --objective beta --beta 4 \
 		--out runs/train-$$(date +%Y%m%d-%H%M%S)
 
@@ -23,8 +26,20 @@ lint: $(STAMP)
 	$(BIN)/ruff check $(PY_DIRS)
 	$(BIN)/ruff format --check $(PY_DIRS)
 
-test: lint
+test: lint browser
 	$(BIN)/python -m pytest
+
+# The report test opens report.html in Debian's chromium: installed here when this user may
+# (root or passwordless sudo); otherwise that one test is skipped and says why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; \
+	  else echo "chromium: not root, no sudo: the browser test will be skipped"; exit 0; fi; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  $$SUDO apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update -q >/dev/null 2>&1 && \
+	    $$SUDO apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1; } || \
+	  echo "chromium could not be installed: the browser test will be skipped"; }
 
 bench: $(STAMP)
 	$(BIN)/python bench/train_throughput.py

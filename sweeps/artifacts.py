@@ -1,0 +1,80 @@
+"""Pictures of one trained model: latent traversals, reconstructions, per-latent KL curves.
+
+Written as PNG files into a trial's final checkpoint; the MLflow callback uploads them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torchvision.utils import save_image
+
+from betavae.training import Trainer
+
+TRAVERSAL_SPAN = 2.5
+"""Traversals move one latent over mu ± this many prior standard deviations."""
+
+
+@torch.inference_mode()
+def _decode(trainer: Trainer, z: torch.Tensor) -> torch.Tensor:
+    trainer.model.eval()
+    with trainer._autocast():
+        logits = trainer.model.decode(z.to(trainer.device))
+    trainer.model.train()
+    return torch.sigmoid(logits.float()).cpu()
+
+
+def _images(trainer: Trainer, count: int, seed: int) -> torch.Tensor:
+    rng = np.random.default_rng(seed)
+    index = rng.choice(len(trainer.dataset), size=count, replace=False)
+    classes = trainer.dataset.index_to_classes(np.sort(index))
+    return torch.as_tensor(trainer.dataset.images(classes, rng), dtype=torch.float32)
+
+
+def latent_traversals(
+    trainer: Trainer, path: Path, kl_per_dim: Sequence[float], *, columns: int = 9, seed: int = 0
+) -> Path:
+    """One row per latent, most informative (highest KL) first; columns sweep that latent."""
+    x = _images(trainer, 1, seed)
+    mu = torch.as_tensor(trainer.encode(x))[0]
+    order = np.argsort(-np.asarray(kl_per_dim, dtype=float), kind="stable")
+    offsets = torch.linspace(-TRAVERSAL_SPAN, TRAVERSAL_SPAN, columns)
+    z = mu.repeat(len(order), columns, 1)  # [d, columns, d]
+    for row, latent in enumerate(order):
+        z[row, :, latent] = mu[latent] + offsets
+    frames = _decode(trainer, z.reshape(-1, mu.numel()))
+    save_image(frames, path, nrow=columns, padding=2, pad_value=0.5)
+    return path
+
+
+def reconstructions(trainer: Trainer, path: Path, *, count: int = 8, seed: int = 1) -> Path:
+    """Top row: data; bottom row: the decoded posterior means."""
+    x = _images(trainer, count, seed)
+    mu = torch.as_tensor(trainer.encode(x))
+    frames = torch.cat([x, _decode(trainer, mu)])
+    save_image(frames, path, nrow=count, padding=2, pad_value=0.5)
+    return path
+
+
+def kl_curves(history: Sequence[dict], path: Path, *, title: str = "") -> Path:
+    """Per-latent KL (nats) against training step, with the capacity target C (Burgess fig.)."""
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [row["step"] for row in history]
+    kl = np.array([row["kl_per_dim"] for row in history], dtype=float)
+    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100, layout="constrained")
+    for latent in np.argsort(-kl[-1]):
+        ax.plot(steps, kl[:, latent], label=f"z{latent}", linewidth=1.2)
+    capacity = [row.get("capacity") for row in history]
+    if any(c for c in capacity):
+        ax.plot(steps, capacity, "k--", linewidth=1, label="C")
+    ax.set(xlabel="step", ylabel="KL per latent (nats)", title=title)
+    ax.legend(fontsize=6, ncol=2, loc="upper left")
+    fig.savefig(path)
+    plt.close(fig)
+    return path

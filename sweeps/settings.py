@@ -1,0 +1,396 @@
+"""What one sweep is: presets, the command line, and validation before Ray starts.
+
+Every value a user can pass is checked here, so a typo costs one line on stderr and exit
+code 2, not a Ray cluster start-up followed by failed trials.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+from betavae.data import DATASET_SPECS, check_dataset_spec
+from betavae.metrics import METRICS, PRIMARY_KEY
+
+PROG = "sweeps/beta_frontier.py"
+#: Metrics the search may maximise (``--metric``); each has one primary score.
+SEARCH_METRICS = ("beta_vae", "factor_vae", "mig", "dci")
+
+
+class UsageError(ValueError):
+    """A sweep setting outside what is allowed; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    """A whole sweep: search, training scale, resources, storage. Presets fill the defaults."""
+
+    preset: str
+    name: str = "beta-frontier"
+    num_samples: int = 12
+    """Trials in total (each a setting × seed replicate)."""
+    replicates: int = 3
+    """Seeds per sampled setting; the spread over them is the seed-to-seed noise."""
+    max_concurrent: int = 2
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    steps: int = 1_500
+    batch_size: int = 64
+    model: str = "burgess"
+    report_every: int = 250
+    """Steps between intermediate results (and MLflow metric points)."""
+    checkpoint_every: int = 500
+    """Steps between Tune checkpoints (a restored trial continues from the last one)."""
+    objective: str = "constrained"
+    metric: str = "mig"
+    recon_budget: float = 150.0
+    """Largest feasible reconstruction NLL, nats per image."""
+    metrics: tuple[str, ...] = ("mig",)
+    """Scores computed at the end of every trial (the searched metric is always among them)."""
+    metric_mode: str = "fast"
+    """``reference`` (disentanglement_lib's sample sizes) or ``fast`` (see betavae.metrics)."""
+    latent_dim_range: tuple[int, int] = (4, 32)
+    dataset: str = "dsprites"
+    storage_path: str = "./ray_results"
+    tracking_uri: str = "sqlite:///mlflow.db"
+    address: str | None = None
+    resume: bool = False
+    seed: int = 0
+    num_gpus: float | None = None
+    """Logical GPUs for a local Ray (tests fake fractional GPUs with it); None = detect."""
+    initial_points: tuple[dict[str, Any], ...] = ()
+    """Settings tried first (each with its seed replicates) before the sampler takes over."""
+
+    @property
+    def metric_key(self) -> str:
+        return PRIMARY_KEY[self.metric]
+
+    @property
+    def evaluated_metrics(self) -> tuple[str, ...]:
+        return tuple(m for m in METRICS if m in self.metrics or m == self.metric)
+
+    @property
+    def storage_is_local(self) -> bool:
+        return "://" not in self.storage_path or self.storage_path.startswith("file://")
+
+    @property
+    def storage_root(self) -> str:
+        """``storage_path`` as Tune needs it: an absolute local path or a URI."""
+        if self.storage_is_local:
+            return str(Path(self.storage_path.removeprefix("file://")).expanduser().resolve())
+        return self.storage_path.rstrip("/")
+
+    @property
+    def experiment_path(self) -> str:
+        """Where Tune keeps this sweep's state: ``STORAGE/NAME``."""
+        return f"{self.storage_root}/{self.name}"
+
+    def search_settings(self) -> dict[str, Any]:
+        """What defines the search; a ``--resume`` must not change any of it."""
+        keys = (
+            "objective",
+            "metric",
+            "recon_budget",
+            "replicates",
+            "steps",
+            "batch_size",
+            "model",
+            "dataset",
+            "latent_dim_range",
+            "metrics",
+            "metric_mode",
+            "seed",
+            "num_samples",
+            "initial_points",
+        )
+        return {k: _jsonable(getattr(self, k)) for k in keys}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: _jsonable(v) for k, v in dataclasses.asdict(self).items()}
+
+
+def _jsonable(value: Any) -> Any:
+    return [_jsonable(v) for v in value] if isinstance(value, tuple | list) else value
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Seconds: an end-to-end check of every moving part (tests run it).
+    "smoke": dict(
+        num_samples=4,
+        replicates=2,
+        max_concurrent=2,
+        steps=40,
+        batch_size=32,
+        report_every=10,
+        checkpoint_every=20,
+        metrics=("mig",),
+        latent_dim_range=(4, 8),
+        recon_budget=1200.0,
+    ),
+    # The embedded default: a real, small trade-off on 2 CPU cores in under 15 minutes.
+    "cpu": dict(
+        num_samples=12,
+        replicates=2,
+        max_concurrent=2,
+        steps=1_200,
+        batch_size=64,
+        report_every=200,
+        checkpoint_every=400,
+        metrics=("mig", "dci", "sap", "modularity"),
+        latent_dim_range=(4, 10),
+        recon_budget=110.0,
+        # A β ladder first: with only 6 settings, random draws may all land in the capacity
+        # family (seed 0 drew 5 in a row), and the β trade-off would not show.
+        initial_points=tuple(
+            {"objective": "beta", "beta": beta, "latent_dim": 10} for beta in (2.0, 8.0, 32.0)
+        ),
+    ),
+    # Full scale on GPUs (Burgess et al.'s 300k steps at batch 64), four trials per GPU.
+    "paper": dict(
+        num_samples=64,
+        replicates=3,
+        max_concurrent=16,
+        cpus_per_trial=2.0,
+        gpus_per_trial=0.25,
+        steps=300_000,
+        batch_size=64,
+        report_every=1_000,
+        checkpoint_every=10_000,
+        metric="dci",
+        metrics=METRICS,
+        metric_mode="reference",
+        latent_dim_range=(4, 32),
+        recon_budget=40.0,
+    ),
+}
+
+
+def _fail(message: str) -> NoReturn:
+    raise UsageError(message)
+
+
+def _integer(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    return value
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog=PROG,
+        description="Sweep β-VAEs for the disentanglement / "
+        "reconstruction frontier with Ray Tune, Optuna and MLflow.",
+    )
+    S = argparse.SUPPRESS
+    p.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default="cpu",
+        help="defaults for everything below (default: cpu)",
+    )
+    p.add_argument(
+        "--name", default=S, help="sweep and MLflow experiment name (default: beta-frontier)"
+    )
+    p.add_argument(
+        "--num-samples", type=_integer, default=S, help="trials in total, replicates included"
+    )
+    p.add_argument("--replicates", type=_integer, default=S, help="seeds per sampled setting")
+    p.add_argument("--max-concurrent", type=_integer, default=S, help="trials running at once")
+    p.add_argument("--cpus-per-trial", type=_number, default=S)
+    p.add_argument(
+        "--gpus-per-trial",
+        type=_number,
+        default=S,
+        help="fractions pack several trials on a GPU, e.g. 0.25",
+    )
+    p.add_argument("--steps", type=_integer, default=S, help="training steps per trial")
+    p.add_argument("--batch-size", type=_integer, default=S)
+    p.add_argument(
+        "--report-every", type=_integer, default=S, help="steps between intermediate results"
+    )
+    p.add_argument(
+        "--checkpoint-every", type=_integer, default=S, help="steps between trial checkpoints"
+    )
+    p.add_argument(
+        "--objective",
+        choices=["constrained", "pareto"],
+        default=S,
+        help="constrained: max metric s.t. recon_nll <= budget; pareto: both",
+    )
+    p.add_argument(
+        "--metric", choices=SEARCH_METRICS, default=S, help="the disentanglement score to maximise"
+    )
+    p.add_argument(
+        "--recon-budget",
+        type=_number,
+        default=S,
+        metavar="NATS",
+        help="largest feasible reconstruction NLL, nats per image",
+    )
+    p.add_argument("--metric-mode", choices=["reference", "fast"], default=S)
+    p.add_argument("--dataset", default=S, help="one of " + ", ".join(DATASET_SPECS))
+    p.add_argument(
+        "--storage-path",
+        default=S,
+        metavar="PATH_OR_URI",
+        help="where Tune keeps the sweep (default: ./ray_results)",
+    )
+    p.add_argument(
+        "--tracking-uri",
+        default=S,
+        metavar="URI",
+        help="MLflow tracking URI (default: sqlite:///mlflow.db)",
+    )
+    p.add_argument(
+        "--address",
+        default=S,
+        help="Ray cluster address (default: RAY_ADDRESS, a running cluster, else a new local Ray)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        default=S,
+        help="continue the sweep NAME after a crash or interruption",
+    )
+    p.add_argument("--seed", type=_integer, default=S, help="sweep seed (sampler, trials)")
+    p.add_argument(
+        "--num-gpus",
+        type=_number,
+        default=S,
+        help="logical GPUs of a new local Ray (testing); default: detect",
+    )
+    return p
+
+
+def parse_settings(argv: list[str] | None = None) -> SweepSettings:
+    """Flags → validated :class:`SweepSettings`; raises :class:`UsageError` (one line)."""
+    args = vars(build_parser().parse_args(argv))
+    preset = args.pop("preset")
+    values = {**PRESETS[preset], **args}
+    if "address" not in values and os.environ.get("RAY_ADDRESS"):
+        values["address"] = os.environ["RAY_ADDRESS"]
+    settings = SweepSettings(preset=preset, **values)
+    validate(settings)
+    return settings
+
+
+def validate(s: SweepSettings) -> None:
+    """Raise :class:`UsageError` naming the first setting outside what is allowed."""
+
+    def need(ok: bool, flag: str, value: Any, allowed: str) -> None:
+        if not ok:
+            _fail(f"{flag}: got {value!r}; allowed: {allowed}")
+
+    need(
+        bool(s.name)
+        and all(c.isalnum() or c in "-_." for c in s.name)
+        and not s.name.startswith("."),
+        "--name",
+        s.name,
+        "letters, digits, '-', '_' and '.', not starting with '.'",
+    )
+    need(s.num_samples >= 1, "--num-samples", s.num_samples, "an integer >= 1")
+    need(s.replicates >= 1, "--replicates", s.replicates, "an integer >= 1")
+    need(s.max_concurrent >= 1, "--max-concurrent", s.max_concurrent, "an integer >= 1")
+    need(
+        math.isfinite(s.cpus_per_trial) and s.cpus_per_trial >= 1,
+        "--cpus-per-trial",
+        s.cpus_per_trial,
+        "a number >= 1 (a trial trains on at least one core)",
+    )
+    need(
+        (math.isfinite(s.gpus_per_trial) and 0 <= s.gpus_per_trial <= 1)
+        or (s.gpus_per_trial > 1 and float(s.gpus_per_trial).is_integer()),
+        "--gpus-per-trial",
+        s.gpus_per_trial,
+        "0, a fraction in (0, 1], or a whole number",
+    )
+    need(s.steps >= 1, "--steps", s.steps, "an integer >= 1")
+    need(s.batch_size >= 1, "--batch-size", s.batch_size, "an integer >= 1")
+    need(s.report_every >= 1, "--report-every", s.report_every, "an integer >= 1")
+    need(
+        s.checkpoint_every >= 1 and s.checkpoint_every % s.report_every == 0,
+        "--checkpoint-every",
+        s.checkpoint_every,
+        f"a positive multiple of --report-every ({s.report_every})",
+    )
+    need(
+        math.isfinite(s.recon_budget) and s.recon_budget > 0,
+        "--recon-budget",
+        s.recon_budget,
+        "a positive number of nats",
+    )
+    need(s.seed >= 0, "--seed", s.seed, "an integer >= 0")
+    try:
+        check_dataset_spec(s.dataset)
+    except ValueError:
+        _fail(f"--dataset: got {s.dataset!r}; allowed: one of {', '.join(DATASET_SPECS)}")
+    name, _, path = s.dataset.partition(":")
+    if path and not Path(path).expanduser().is_file():
+        _fail(f"--dataset: got {s.dataset!r}; allowed: a {name} spec naming an existing file")
+    need(
+        s.tracking_uri.split(":", 1)[0] in _TRACKING_SCHEMES,
+        "--tracking-uri",
+        s.tracking_uri,
+        "sqlite:///FILE, http(s)://HOST:PORT, postgresql://…, mysql://… or databricks",
+    )
+    if s.tracking_uri.startswith("sqlite:///"):
+        db_dir = Path(s.tracking_uri.removeprefix("sqlite:///")).expanduser().parent
+        need(
+            db_dir.is_dir(),
+            "--tracking-uri",
+            s.tracking_uri,
+            "a sqlite file in an existing directory",
+        )
+    scheme = s.storage_path.split("://", 1)[0] if "://" in s.storage_path else "file"
+    need(
+        scheme in ("file", "s3", "gs", "abfs", "hdfs"),
+        "--storage-path",
+        s.storage_path,
+        "a local path or an s3://, gs://, abfs:// or hdfs:// URI",
+    )
+    if s.storage_is_local:
+        root = Path(s.storage_path.removeprefix("file://")).expanduser()
+        need(
+            not root.exists() or root.is_dir(),
+            "--storage-path",
+            s.storage_path,
+            "a directory (this is a file)",
+        )
+    lo, hi = s.latent_dim_range
+    need(1 <= lo <= hi <= 1024, "latent_dim_range", s.latent_dim_range, "1 <= low <= high <= 1024")
+    need(
+        s.num_gpus is None or (math.isfinite(s.num_gpus) and s.num_gpus >= 0),
+        "--num-gpus",
+        s.num_gpus,
+        "a number >= 0",
+    )
+
+
+_TRACKING_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")
+
+
+def exit_on_usage_error(error: UsageError) -> NoReturn:
+    print(f"{PROG}: error: {error}", file=sys.stderr)
+    raise SystemExit(2)

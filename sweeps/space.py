@@ -1,0 +1,93 @@
+"""The search space, define-by-run: objective family, then that family's hyperparameters.
+
+- ``beta`` family (Higgins et al. 2017): β log-uniform on [1, 32]; β = 1 is the plain VAE.
+- ``capacity`` family (Burgess et al. 2017): C_max uniform on [0, 100] nats, the anneal as a
+  fraction of training uniform on [0.1, 1], γ log-uniform on [10, 1000].
+- Both: ``latent_dim`` an integer in the preset's range (default [4, 32]).
+
+Seeds are replicates, not a searched parameter: the searcher enqueues every newly sampled
+setting again for seeds ``seed + 1 … seed + replicates − 1`` (see ``sweeps.search``), so the
+spread of a setting over seeds is measured, not confounded with the sampler.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from betavae.config import TrainConfig
+
+BETA_RANGE = (1.0, 32.0)
+CAPACITY_MAX_RANGE = (0.0, 100.0)
+ANNEAL_FRACTION_RANGE = (0.1, 1.0)
+GAMMA_RANGE = (10.0, 1000.0)
+FAMILIES = ("beta", "capacity")
+REPLICATE_ATTR = "replicate"
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Callable on an Optuna trial; returns the constants that complete a trial's config.
+
+    Picklable (Tune checkpoints the searcher with it).
+    """
+
+    steps: int
+    latent_dim_range: tuple[int, int] = (4, 32)
+    seed: int = 0
+
+    def __call__(self, trial: Any) -> dict[str, Any]:
+        family = trial.suggest_categorical("objective", list(FAMILIES))
+        if family == "beta":
+            trial.suggest_float("beta", *BETA_RANGE, log=True)
+        else:
+            trial.suggest_float("capacity_max", *CAPACITY_MAX_RANGE)
+            trial.suggest_float("anneal_fraction", *ANNEAL_FRACTION_RANGE)
+            trial.suggest_float("gamma", *GAMMA_RANGE, log=True)
+        trial.suggest_int("latent_dim", *self.latent_dim_range)
+        replicate = int(_user_attrs(trial).get(REPLICATE_ATTR, 0))
+        return {"replicate": replicate, "seed": self.seed + replicate}
+
+
+def _user_attrs(trial: Any) -> dict[str, Any]:
+    # Ray wraps the Optuna trial in a captor that forwards attribute reads.
+    inner = getattr(trial, "ot_trial", trial)
+    return dict(inner.user_attrs)
+
+
+def train_config_values(config: dict[str, Any]) -> dict[str, Any]:
+    """A trial's sampled config → the searched ``TrainConfig`` fields (anneal in steps)."""
+    values: dict[str, Any] = {
+        "objective": config["objective"],
+        "latent_dim": int(config["latent_dim"]),
+        "seed": int(config["seed"]),
+    }
+    if config["objective"] == "beta":
+        values["beta"] = float(config["beta"])
+    else:
+        values["capacity_max"] = float(config["capacity_max"])
+        values["gamma"] = float(config["gamma"])
+        values["capacity_anneal_steps"] = max(
+            1, round(float(config["anneal_fraction"]) * int(config["steps"]))
+        )
+    return values
+
+
+def setting_id(config: dict[str, Any]) -> str:
+    """A short id shared by every seed replicate of one sampled setting."""
+    keys = ("objective", "beta", "capacity_max", "anneal_fraction", "gamma", "latent_dim")
+    text = json.dumps({k: config.get(k) for k in keys}, sort_keys=True)
+    return hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
+def trial_train_config(config: dict[str, Any]) -> TrainConfig:
+    """The ``TrainConfig`` of a trial's config (search values + the sweep's fixed ones)."""
+    return TrainConfig(
+        **train_config_values(config),
+        steps=int(config["steps"]),
+        batch_size=int(config["batch_size"]),
+        model=config["model"],
+        dataset=config["dataset"],
+    )

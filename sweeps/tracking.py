@@ -1,0 +1,261 @@
+"""MLflow records of a sweep: one parent run, one nested child run per Tune trial.
+
+Logging happens on the driver, in a Tune ``Callback``, so trials never talk to the tracking
+server (one writer for a sqlite store; no credentials on workers). Runs are found before they
+are created: the parent by the tag ``betavae.sweep_dir`` (the sweep's storage folder), a child
+by ``betavae.trial_id`` under that parent. With the trial → run map also saved in Tune's
+experiment state (``get_state``/``set_state``), a resumed sweep writes into the same runs and
+never duplicates one. Curves are logged once per step: steps at or below the last one logged
+are skipped, so a trial that restarts from its checkpoint does not log its steps twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.tracking import MlflowClient
+from ray.tune import Callback
+
+from sweeps.space import setting_id, trial_train_config
+from sweeps.trainable import ARTIFACTS, MODEL_DIR, RESULT
+
+logger = logging.getLogger(__name__)
+
+SWEEP_DIR_TAG = "betavae.sweep_dir"
+ROLE_TAG = "betavae.role"
+TRIAL_ID_TAG = "betavae.trial_id"
+SETTING_TAG = "betavae.setting"
+ERROR_TAG = "error"
+PARENT_TAG = "mlflow.parentRunId"
+#: The child runs' params: what was trained, flat (unused family values are "n/a").
+TRIAL_PARAMS = (
+    "objective",
+    "beta",
+    "gamma",
+    "capacity_max",
+    "capacity_anneal_steps",
+    "latent_dim",
+    "seed",
+    "steps",
+    "batch_size",
+    "lr",
+    "dataset",
+    "model",
+)
+_UNUSED = {"beta": ("gamma", "capacity_max", "capacity_anneal_steps"), "capacity": ("beta",)}
+#: Final-result keys logged as metrics besides every ``metric.*`` score.
+FINAL_KEYS = ("recon_nll", "kl", "active_latents", "feasible", "eval_seconds")
+_MAX_TAG = 5000
+
+
+def git_commit(path: Path | None = None) -> str:
+    """The checkout's commit (``+dirty`` if modified), or ``unknown`` outside a git checkout."""
+    where = path or Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return commit + ("+dirty" if dirty.strip() else "")
+
+
+def experiment_id(client: MlflowClient, name: str) -> str:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        return client.create_experiment(name)
+    if experiment.lifecycle_stage == "deleted":
+        client.restore_experiment(experiment.experiment_id)
+    return experiment.experiment_id
+
+
+def _find_runs(client: MlflowClient, experiment: str, **tags: str) -> list:
+    clauses = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+    return client.search_runs(
+        [experiment], filter_string=clauses, max_results=10, order_by=["attributes.start_time ASC"]
+    )
+
+
+def parent_run(
+    client: MlflowClient,
+    experiment: str,
+    sweep_dir: str,
+    *,
+    run_name: str,
+    tags: dict[str, str],
+    params: dict[str, Any],
+) -> str:
+    """The sweep's parent run id: the existing one for ``sweep_dir``, else a new one."""
+    found = _find_runs(client, experiment, **{SWEEP_DIR_TAG: sweep_dir, ROLE_TAG: "sweep"})
+    if found:
+        run_id = found[0].info.run_id
+        client.update_run(run_id, status="RUNNING")
+        return run_id
+    run = client.create_run(
+        experiment, run_name=run_name, tags={**tags, SWEEP_DIR_TAG: sweep_dir, ROLE_TAG: "sweep"}
+    )
+    client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+    return run.info.run_id
+
+
+def trial_params(config: dict[str, Any]) -> dict[str, str]:
+    train = trial_train_config(config).to_dict()
+    params = {k: str(train[k]) for k in TRIAL_PARAMS}
+    for unused in _UNUSED[train["objective"]]:
+        params[unused] = "n/a"
+    params["replicate"] = str(config.get("replicate", 0))
+    if "anneal_fraction" in config:
+        params["anneal_fraction"] = str(config["anneal_fraction"])
+    return params
+
+
+class MLflowTracking(Callback):
+    """Tune callback: nested MLflow runs per trial, curves, final metrics, artifacts."""
+
+    def __init__(self, tracking_uri: str, experiment: str, parent_run_id: str) -> None:
+        self.tracking_uri = tracking_uri
+        self.experiment = experiment
+        self.parent_run_id = parent_run_id
+        self.runs: dict[str, str] = {}
+        self.last_step: dict[str, int] = {}
+        self._client: MlflowClient | None = None
+
+    # -- state Tune saves with the experiment ------------------------------------------
+    def get_state(self) -> dict:
+        return {
+            "runs": dict(self.runs),
+            "last_step": dict(self.last_step),
+            "parent_run_id": self.parent_run_id,
+        }
+
+    def set_state(self, state: dict) -> None:
+        self.runs.update(state.get("runs", {}))
+        for trial_id, step in state.get("last_step", {}).items():
+            self.last_step[trial_id] = max(step, self.last_step.get(trial_id, -1))
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_client": None}
+
+    @property
+    def client(self) -> MlflowClient:
+        if self._client is None:
+            self._client = MlflowClient(self.tracking_uri)
+        return self._client
+
+    # -- runs ------------------------------------------------------------------------------
+    def run_id(self, trial: Any) -> str:
+        """The trial's child run: remembered, else found by tag, else created."""
+        trial_id = trial.trial_id
+        if trial_id in self.runs:
+            return self.runs[trial_id]
+        found = _find_runs(
+            self.client, self.experiment, **{TRIAL_ID_TAG: trial_id, PARENT_TAG: self.parent_run_id}
+        )
+        if found:
+            run_id = found[0].info.run_id
+            history = self.client.get_metric_history(run_id, "train/loss")
+            if history:
+                self.last_step[trial_id] = max(m.step for m in history)
+        else:
+            tags = {
+                PARENT_TAG: self.parent_run_id,
+                TRIAL_ID_TAG: trial_id,
+                ROLE_TAG: "trial",
+                SETTING_TAG: setting_id(trial.config),
+            }
+            run = self.client.create_run(self.experiment, run_name=str(trial), tags=tags)
+            run_id = run.info.run_id
+            params = trial_params(trial.config)
+            self.client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
+        self.runs[trial_id] = run_id
+        return run_id
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        run_id = self.run_id(trial)
+        self.client.update_run(run_id, status="RUNNING")
+
+    on_trial_restore = on_trial_start
+
+    def on_trial_result(
+        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+    ) -> None:
+        run_id = self.run_id(trial)
+        step = int(result.get("step", 0))
+        now = int(time.time() * 1000)
+        if result.get("final"):
+            keys = [k for k in result if k.startswith("metric.") or k in FINAL_KEYS]
+        elif step > self.last_step.get(trial.trial_id, -1):
+            keys = [k for k in result if k.startswith("train/")]
+            self.last_step[trial.trial_id] = step
+        else:
+            return
+        metrics = [
+            Metric(k, float(result[k]), now, step)
+            for k in keys
+            if isinstance(result[k], int | float)
+        ]
+        if metrics:
+            self.client.log_batch(run_id, metrics=metrics)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        run_id = self.run_id(trial)
+        result = trial.last_result or {}
+        if result.get("error"):
+            self._fail(run_id, str(result["error"]))
+            return
+        if trial.checkpoint is not None:
+            try:
+                self._log_artifacts(run_id, trial.checkpoint)
+            except Exception as err:  # the run keeps its metrics; say what is missing
+                logger.warning("artifacts of %s not logged: %s", trial, err)
+                self.client.set_tag(run_id, "artifacts_error", str(err)[:_MAX_TAG])
+        self.client.set_tag(run_id, "feasible", str(bool(result.get("feasible"))).lower())
+        self.client.set_terminated(run_id, status="FINISHED")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        error = None
+        with contextlib.suppress(Exception):  # the reason is best effort; the status is not
+            error = trial.get_error()
+        self._fail(self.run_id(trial), _last_line(error) if error else "trial failed")
+
+    def _fail(self, run_id: str, reason: str) -> None:
+        self.client.log_batch(run_id, tags=[RunTag(ERROR_TAG, reason[:_MAX_TAG])])
+        self.client.set_terminated(run_id, status=RunStatus.to_string(RunStatus.FAILED))
+
+    def _log_artifacts(self, run_id: str, checkpoint: Any) -> None:
+        with checkpoint.as_directory() as directory:
+            root = Path(directory)
+            if (root / ARTIFACTS).is_dir():
+                self.client.log_artifacts(run_id, str(root / ARTIFACTS))
+            for name in ("model.safetensors", "config.json"):
+                if (root / MODEL_DIR / name).is_file():
+                    self.client.log_artifact(run_id, str(root / MODEL_DIR / name), "model")
+            if (root / RESULT).is_file():
+                self.client.log_artifact(run_id, str(root / RESULT))
+
+
+def _last_line(text: str) -> str:
+    """The exception line of a traceback (what a user wants in a tag)."""
+    lines = [line for line in str(text).strip().splitlines() if line.strip()]
+    for line in reversed(lines):
+        if not line.startswith(" "):
+            return line.strip()
+    return lines[-1].strip() if lines else "trial failed"

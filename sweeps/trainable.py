@@ -1,0 +1,162 @@
+"""One sweep trial: train a β-VAE with ``betavae``, report curves, checkpoint, score it.
+
+Runs inside a Ray Tune worker. Intermediate results (every ``report_every`` steps) carry the
+training curves under ``train/…``; every ``checkpoint_every`` steps a Tune checkpoint holds
+the exact training state, so a restored trial continues at its step (the capacity C included).
+The final result holds the held-out ELBO terms, every ``metric.*`` score and ``feasible``; the
+final checkpoint also holds the pictures, the weights (safetensors) and the trial config.
+A diverged trial (non-finite loss) ends at once with an ``error`` result instead of being
+retried: rerunning it from its checkpoint would diverge again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from ray import tune
+
+from betavae.checkpoint import load_checkpoint, save_checkpoint
+from betavae.config import TrainConfig
+from betavae.data import load_dataset
+from betavae.metrics import evaluate
+from betavae.training import Trainer
+from betavae.versions import library_versions
+from sweeps import artifacts
+from sweeps.space import trial_train_config
+
+MODEL_DIR = "model"
+HISTORY = "history.jsonl"
+ARTIFACTS = "artifacts"
+RESULT = "result.json"
+TRIAL_CONFIG = "trial_config.json"
+
+
+def curve_row(metrics: dict[str, Any]) -> dict[str, Any]:
+    """``Trainer.fit`` log metrics → the flat intermediate result (``train/…`` keys)."""
+    row: dict[str, Any] = {"step": metrics["step"]}
+    for key in ("loss", "recon_nll", "kl", "capacity", "images_per_s"):
+        row[f"train/{key}"] = float(metrics[key])
+    for i, value in enumerate(metrics["kl_per_dim"]):
+        row[f"train/kl_per_dim/{i:02d}"] = float(value)
+    return row
+
+
+def kl_history(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Curve rows → ``{"step", "kl_per_dim", "capacity"}`` for ``artifacts.kl_curves``."""
+    out = []
+    for row in rows:
+        dims = sorted(k for k in row if k.startswith("train/kl_per_dim/"))
+        out.append(
+            {
+                "step": row["step"],
+                "kl_per_dim": [row[k] for k in dims],
+                "capacity": row.get("train/capacity"),
+            }
+        )
+    return out
+
+
+def _restore(config: TrainConfig) -> tuple[Trainer, list[dict[str, Any]]]:
+    dataset = load_dataset(config.dataset)
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return Trainer(config, dataset), []
+    with checkpoint.as_directory() as directory:
+        trainer = load_checkpoint(Path(directory) / MODEL_DIR, dataset, config=config)
+        lines = (Path(directory) / HISTORY).read_text().splitlines()
+    history = [row for row in map(json.loads, lines) if row["step"] <= trainer.step]
+    return trainer, history
+
+
+def _write_state(trainer: Trainer, history: list[dict[str, Any]], directory: Path) -> None:
+    save_checkpoint(trainer, directory / MODEL_DIR)
+    (directory / HISTORY).write_text("".join(json.dumps(row) + "\n" for row in history))
+
+
+def train_trial(config: dict[str, Any]) -> None:
+    """The Tune function trainable."""
+    # One line per checkpoint from Ray's storage module drowns the progress table.
+    logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
+    torch.set_num_threads(max(1, int(config.get("cpus_per_trial", 1))))
+    train_config = trial_train_config(config)
+    trainer, history = _restore(train_config)
+    report_every, checkpoint_every = int(config["report_every"]), int(config["checkpoint_every"])
+    steps = train_config.steps
+    while trainer.step < steps:
+        until = min(steps, (trainer.step // report_every + 1) * report_every)
+        try:
+            metrics = trainer.fit(until, log_every=report_every)
+        except FloatingPointError as err:
+            tune.report({"step": trainer.step, "error": f"diverged: {err}"})
+            return
+        row = curve_row(metrics)
+        history.append(row)
+        if trainer.step % checkpoint_every == 0 or trainer.step == steps:
+            with tempfile.TemporaryDirectory() as tmp:
+                _write_state(trainer, history, Path(tmp))
+                tune.report(row, checkpoint=tune.Checkpoint.from_directory(tmp))
+        else:
+            tune.report(row)
+    _final(trainer, history, config)
+
+
+def _final(trainer: Trainer, history: list[dict[str, Any]], config: dict[str, Any]) -> None:
+    start = time.perf_counter()
+    elbo = trainer.evaluate(num_images=10_000, seed=0)
+    evaluation = evaluate(
+        trainer.dataset,
+        trainer.encode,
+        metrics=list(config["metrics"]),
+        mode=config["metric_mode"],
+        seed=0,
+        kl_per_dim=elbo["kl_per_dim"],
+    )
+    result: dict[str, Any] = {
+        "step": trainer.step,
+        "recon_nll": float(elbo["recon_nll"]),
+        **evaluation.scores,
+        "feasible": float(elbo["recon_nll"] <= float(config["recon_budget"])),
+        "final": 1.0,
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        _write_state(trainer, history, directory)
+        pictures = directory / ARTIFACTS
+        pictures.mkdir()
+        artifacts.latent_traversals(trainer, pictures / "traversals.png", elbo["kl_per_dim"])
+        artifacts.reconstructions(trainer, pictures / "reconstructions.png")
+        if history:
+            artifacts.kl_curves(
+                kl_history(history), pictures / "kl_per_latent.png", title=_title(config)
+            )
+        (pictures / TRIAL_CONFIG).write_text(
+            json.dumps({"trial": config, "train_config": trainer.config.to_dict()}, indent=2)
+        )
+        result["eval_seconds"] = time.perf_counter() - start
+        (directory / RESULT).write_text(
+            json.dumps(
+                {
+                    **result,
+                    "kl_per_dim": elbo["kl_per_dim"],
+                    "metric_seconds": evaluation.seconds,
+                    "metric_settings": evaluation.settings,
+                    "versions": library_versions(),
+                },
+                indent=2,
+            )
+        )
+        tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+
+def _title(config: dict[str, Any]) -> str:
+    if config["objective"] == "beta":
+        what = f"β = {float(config['beta']):.3g}"
+    else:
+        what = f"C_max = {float(config['capacity_max']):.3g}, γ = {float(config['gamma']):.3g}"
+    return f"{what}, {config['latent_dim']} latents, seed {config['seed']}"

@@ -1,0 +1,181 @@
+"""Frontier reports from synthetic sweeps: files, schema, and agreement with the parquet."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from analysis.pareto import hypervolume, pareto_mask
+from analysis.report import SCHEMA, EmptySweep, main, write_report
+from analysis.runs import COLUMNS, Sweep, build_table
+
+SETTINGS = {
+    "name": "synthetic",
+    "preset": "cpu",
+    "objective": "constrained",
+    "metric_key": "metric.mig",
+    "recon_budget": 110.0,
+}
+
+
+def trial(i, *, beta=None, cmax=None, recon=100.0, mig=0.1, seed=0, status="FINISHED", error=None):
+    family = "beta" if beta is not None else "capacity"
+    row = {
+        "trial_id": f"t{i:02d}",
+        "run_id": f"r{i:02d}",
+        "run_name": f"trial-{i}",
+        "status": status,
+        "error": error,
+        "setting": f"s{beta}{cmax}",
+        "objective": family,
+        "beta": beta,
+        "capacity_max": cmax,
+        "gamma": None if beta else 100.0,
+        "capacity_anneal_steps": None if beta else 600,
+        "latent_dim": 10,
+        "seed": seed,
+        "replicate": seed,
+        "steps": 1200,
+        "batch_size": 64,
+        "lr": 5e-4,
+        "dataset": "dsprites",
+        "model": "burgess",
+    }
+    if status == "FINISHED":
+        row.update(
+            {
+                "recon_nll": recon,
+                "kl": 9.0,
+                "metric.mig": mig,
+                "metric.sap": mig / 2,
+                "feasible": recon <= 110.0,
+                "active_latents": 4.0,
+            }
+        )
+    return row
+
+
+def sweep_of(rows):
+    return Sweep(build_table(rows), dict(SETTINGS), "synthetic")
+
+
+def random_sweep(seed=0, n=30):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        if i % 7 == 6:
+            rows.append(trial(i, beta=2.0, status="FAILED", error="diverged: loss is not finite"))
+            continue
+        recon = float(rng.choice([90.0, 100.0, 120.0, rng.uniform(80, 160)]))
+        mig = float(rng.choice([0.05, 0.1, rng.uniform(0, 0.3)]))
+        if i % 2:
+            rows.append(trial(i, beta=float(rng.uniform(1, 32)), recon=recon, mig=mig, seed=i % 3))
+        else:
+            rows.append(trial(i, cmax=float(rng.uniform(0, 100)), recon=recon, mig=mig))
+    rows.append(dict(rows[0], trial_id="dup", run_id="rdup"))  # an exact duplicate point
+    return sweep_of(rows)
+
+
+def test_report_files_and_schema(tmp_path):
+    doc = write_report(random_sweep(), tmp_path)
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {
+        "report.html",
+        "report.md",
+        "frontier.json",
+        "trials.parquet",
+        "frontier.png",
+        "seed_spread.png",
+        "kl_curves.png",
+        "traversals.png",
+        "metric_correlation.png",
+    } <= names
+    on_disk = json.loads((tmp_path / "frontier.json").read_text())
+    assert on_disk["schema"] == SCHEMA == doc["schema"]
+    assert set(on_disk) == {
+        "schema",
+        "source",
+        "sweep",
+        "objectives",
+        "counts",
+        "hypervolume",
+        "best_feasible",
+        "frontier",
+        "failed",
+    }
+    assert on_disk["objectives"] == [
+        {"key": "metric.mig", "direction": "max"},
+        {"key": "recon_nll", "direction": "min"},
+    ]
+    assert on_disk["sweep"]["recon_budget"] == 110.0
+    assert on_disk["hypervolume"]["reference"] == {"metric.mig": 0.0, "recon_nll": 110.0}
+    for point in on_disk["frontier"]:
+        assert {
+            "trial_id",
+            "run_id",
+            "run_name",
+            "setting",
+            "feasible",
+            "params",
+            "metrics",
+        } == set(point)
+        assert point["run_id"].startswith("r")
+    assert on_disk["counts"]["failed"] == len(on_disk["failed"]) == 4
+    assert all(f["error"].startswith("diverged") for f in on_disk["failed"])
+    html = (tmp_path / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 5
+    assert 'src="http' not in html and "<script" not in html and "<link" not in html
+    md = (tmp_path / "report.md").read_text()
+    assert "![frontier](frontier.png)" in md and "## Failed trials" in md
+
+
+def test_frontier_json_agrees_with_an_independent_computation_on_the_parquet(tmp_path):
+    write_report(random_sweep(seed=3), tmp_path)
+    doc = json.loads((tmp_path / "frontier.json").read_text())
+    table = pq.read_table(tmp_path / "trials.parquet").to_pylist()
+    assert set(COLUMNS) <= set(table[0])
+    scored = [r for r in table if r["status"] == "FINISHED"]
+    values = np.array([[r["metric.mig"], r["recon_nll"]] for r in scored])
+    mask = pareto_mask(values, [True, False])
+    expected = {r["trial_id"] for r, m in zip(scored, mask, strict=True) if m}
+    assert {p["trial_id"] for p in doc["frontier"]} == expected
+    assert ("dup" in expected) == ("t00" in expected)  # a duplicate shares its twin's fate
+    hv = hypervolume(values, [0.0, 110.0], [True, False])
+    assert doc["hypervolume"]["value"] == pytest.approx(hv)
+    feasible = [r for r in scored if r["recon_nll"] <= 110.0]
+    best = max(feasible, key=lambda r: r["metric.mig"])
+    assert doc["best_feasible"]["metrics"]["metric.mig"] == best["metric.mig"]
+    assert doc["counts"]["feasible"] == len(feasible)
+
+
+def test_all_failed_sweep_gives_a_clear_report(tmp_path):
+    rows = [trial(i, beta=4.0, status="FAILED", error="RuntimeError: boom") for i in range(3)]
+    doc = write_report(sweep_of(rows), tmp_path)
+    assert doc["frontier"] == [] and doc["best_feasible"] is None and doc["hypervolume"] is None
+    assert doc["counts"] == {
+        "trials": 3,
+        "finished": 0,
+        "scored": 0,
+        "failed": 3,
+        "running": 0,
+        "feasible": 0,
+    }
+    md = (tmp_path / "report.md").read_text()
+    assert "No trial finished with scores: the frontier is empty." in md
+    assert md.count("RuntimeError: boom") == 3
+
+
+def test_empty_sweep_is_a_clear_error(tmp_path):
+    with pytest.raises(EmptySweep, match="has no trials yet"):
+        write_report(sweep_of([]), tmp_path)
+
+
+def test_cli_names_a_missing_experiment_or_folder(tmp_path, capsys):
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    assert main(["--tracking-uri", uri, "--experiment", "nope", "--out", str(tmp_path)]) == 2
+    assert "no MLflow experiment named 'nope'" in capsys.readouterr().err
+    assert main(["--tune-dir", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "not a sweep folder" in capsys.readouterr().err

@@ -1,0 +1,141 @@
+"""The search: define-by-run space, seed replicates, and the reconstruction constraint."""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+import pytest
+
+from sweeps.search import CONSTRAINT, ConstrainedOptunaSearch
+from sweeps.space import (
+    ANNEAL_FRACTION_RANGE,
+    BETA_RANGE,
+    CAPACITY_MAX_RANGE,
+    GAMMA_RANGE,
+    SearchSpace,
+    train_config_values,
+    trial_train_config,
+)
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def searcher(replicates: int = 1, constrained: bool = True, budget: float = 100.0, **kw):
+    return ConstrainedOptunaSearch(
+        space=SearchSpace(steps=1000, latent_dim_range=(4, 32), seed=7),
+        metric="metric.mig",
+        mode="max",
+        sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=4),
+        recon_budget=budget,
+        constrained=constrained,
+        replicates=replicates,
+        **kw,
+    )
+
+
+def test_space_is_conditional_and_within_bounds():
+    s = searcher()
+    configs = [s.suggest(f"t{i}") for i in range(60)]
+    families = {c["objective"] for c in configs}
+    assert families == {"beta", "capacity"}
+    for c in configs:
+        assert 4 <= c["latent_dim"] <= 32
+        if c["objective"] == "beta":
+            assert BETA_RANGE[0] <= c["beta"] <= BETA_RANGE[1]
+            assert not {"gamma", "capacity_max", "anneal_fraction"} & set(c)
+        else:
+            assert CAPACITY_MAX_RANGE[0] <= c["capacity_max"] <= CAPACITY_MAX_RANGE[1]
+            assert ANNEAL_FRACTION_RANGE[0] <= c["anneal_fraction"] <= ANNEAL_FRACTION_RANGE[1]
+            assert GAMMA_RANGE[0] <= c["gamma"] <= GAMMA_RANGE[1]
+            assert "beta" not in c
+    betas = [c["beta"] for c in configs if c["objective"] == "beta"]
+    # log-uniform: about half the mass below the geometric midpoint sqrt(32) ≈ 5.7
+    assert 0.2 < sum(b < math.sqrt(32) for b in betas) / len(betas) < 0.8
+
+
+def test_replicates_repeat_a_setting_with_consecutive_seeds():
+    s = searcher(replicates=3)
+    configs = [s.suggest(f"t{i}") for i in range(6)]
+    key = ("objective", "beta", "capacity_max", "gamma", "anneal_fraction", "latent_dim")
+    first, second = configs[:3], configs[3:]
+    for group in (first, second):
+        assert len({tuple(c.get(k) for k in key) for c in group}) == 1
+        assert [c["replicate"] for c in group] == [0, 1, 2]
+        assert [c["seed"] for c in group] == [7, 8, 9]
+    assert tuple(first[0].get(k) for k in key) != tuple(second[0].get(k) for k in key)
+
+
+def test_constraint_marks_over_budget_trials_infeasible_and_never_best():
+    s = searcher(budget=100.0)
+    s.suggest("good")
+    s.suggest("better_but_over")
+    s.on_trial_result("good", {"step": 10, "train/loss": 1.0})  # curves only: ignored
+    s.on_trial_complete("good", {"metric.mig": 0.2, "recon_nll": 90.0})
+    s.on_trial_complete("better_but_over", {"metric.mig": 0.9, "recon_nll": 150.0})
+    study = s._ot_study
+    by_value = {t.value: t for t in study.trials}
+    assert by_value[0.2].constraints == {CONSTRAINT: pytest.approx(-10.0)}
+    assert by_value[0.9].constraints == {CONSTRAINT: pytest.approx(50.0)}
+    assert study.best_trial.value == 0.2
+
+
+def test_pareto_objective_sets_no_constraint_but_records_recon():
+    s = searcher(constrained=False)
+    s.suggest("a")
+    s.on_trial_complete("a", {"metric.mig": 0.5, "recon_nll": 500.0})
+    trial = s._ot_study.trials[0]
+    assert trial.constraints == {}
+    assert trial.user_attrs["recon_nll"] == 500.0
+
+
+def test_reported_error_fails_the_optuna_trial():
+    s = searcher()
+    s.suggest("nan")
+    s.on_trial_complete("nan", {"step": 30, "error": "diverged: loss is not finite"})
+    trial = s._ot_study.trials[0]
+    assert trial.state == optuna.trial.TrialState.FAIL
+    assert "diverged" in trial.user_attrs["error"]
+
+
+def test_sampled_configs_build_valid_train_configs():
+    s = searcher()
+    fixed = {"steps": 1000, "batch_size": 64, "model": "burgess", "dataset": "dsprites"}
+    for i in range(20):
+        config = {**fixed, **s.suggest(f"t{i}")}
+        train = trial_train_config(config)
+        assert train.objective == config["objective"]
+        if train.objective == "capacity":
+            expected = round(config["anneal_fraction"] * 1000)
+            assert train.capacity_anneal_steps == expected
+            assert train.capacity_max == config["capacity_max"]
+        assert train_config_values(config)["seed"] == 7 + config["replicate"]
+
+
+def test_study_persists_in_a_journal_file(tmp_path):
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    path = str(tmp_path / "study.journal")
+    s = searcher(storage=JournalStorage(JournalFileBackend(path)), study_name="sweep-x")
+    s.suggest("a")
+    s.on_trial_complete("a", {"metric.mig": 0.3, "recon_nll": 120.0})
+    loaded = optuna.load_study(
+        study_name="sweep-x", storage=JournalStorage(JournalFileBackend(path))
+    )
+    (trial,) = loaded.trials
+    assert trial.value == 0.3 and trial.constraints[CONSTRAINT] == pytest.approx(20.0)
+
+
+def test_initial_points_run_first_each_with_its_replicates():
+    ladder = [{"objective": "beta", "beta": b, "latent_dim": 10} for b in (2.0, 8.0)]
+    s = searcher(replicates=2, points_to_evaluate=ladder)
+    configs = [s.suggest(f"t{i}") for i in range(6)]
+    firsts = [(c["objective"], c.get("beta"), c["replicate"]) for c in configs[:4]]
+    assert sorted(firsts) == [
+        ("beta", 2.0, 0),
+        ("beta", 2.0, 1),
+        ("beta", 8.0, 0),
+        ("beta", 8.0, 1),
+    ]
+    assert configs[4]["replicate"] == 0 and configs[5]["replicate"] == 1

@@ -1,0 +1,193 @@
+"""The smoke sweep end to end on a local Ray, as a user runs it, then inspected with MLflow's
+and Optuna's own clients. Two logical GPUs at 0.5 GPU per trial exercise fractional packing
+(the trials train on the CPU: the GPUs are Ray resources only)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+NUM_SAMPLES = 4
+pytestmark = pytest.mark.slow
+
+
+def sweep(tmp: Path, *extra: str) -> subprocess.CompletedProcess:
+    argv = [
+        sys.executable,
+        str(REPO / "sweeps" / "beta_frontier.py"),
+        "--preset",
+        "smoke",
+        "--name",
+        "smoke-test",
+        "--num-samples",
+        str(NUM_SAMPLES),
+        "--storage-path",
+        str(tmp / "ray_results"),
+        "--tracking-uri",
+        f"sqlite:///{tmp / 'mlflow.db'}",
+        "--num-gpus",
+        "1",
+        "--gpus-per-trial",
+        "0.5",
+        "--max-concurrent",
+        "2",
+        *extra,
+    ]
+    env = {**os.environ, "RAY_ADDRESS": ""}
+    env.pop("RAY_ADDRESS")
+    return subprocess.run(argv, cwd=tmp, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("smoke")
+    done = sweep(tmp)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return tmp, done
+
+
+def _runs(tmp: Path):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("smoke-test")
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    return client, parents, children
+
+
+def test_mlflow_holds_one_parent_and_a_child_per_trial(swept):
+    tmp, _ = swept
+    client, parents, children = _runs(tmp)
+    assert len(parents) == 1 and len(children) == NUM_SAMPLES
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    for tag in ("preset", "objective", "metric", "recon_budget", "search", "git_commit"):
+        assert parent.data.tags[tag]
+    assert parent.data.tags["metric"] == "metric.mig"
+    assert parent.data.metrics["trials_completed"] == NUM_SAMPLES
+    for run in children:
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert run.info.status == "FINISHED"
+        assert run.info.run_name.endswith(run.data.tags["betavae.trial_id"])
+        params = run.data.params
+        for key in (
+            "objective",
+            "beta",
+            "gamma",
+            "capacity_max",
+            "capacity_anneal_steps",
+            "latent_dim",
+            "seed",
+            "steps",
+            "batch_size",
+            "lr",
+            "dataset",
+        ):
+            assert key in params
+        assert params["steps"] == "40" and params["dataset"] == "dsprites"
+        for key in ("recon_nll", "kl", "metric.mig", "feasible", "active_latents"):
+            assert key in run.data.metrics
+        assert not {"pid", "hostname", "timestamp", "time_this_iter_s"} & set(run.data.metrics)
+        curve = client.get_metric_history(run.info.run_id, "train/recon_nll")
+        assert [m.step for m in curve] == [10, 20, 30, 40]
+        kl0 = client.get_metric_history(run.info.run_id, "train/kl_per_dim/00")
+        assert len(kl0) == 4
+        names = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert {
+            "traversals.png",
+            "reconstructions.png",
+            "kl_per_latent.png",
+            "trial_config.json",
+            "model",
+        } <= names
+        model = {a.path for a in client.list_artifacts(run.info.run_id, "model")}
+        assert "model/model.safetensors" in model
+
+
+def test_replicates_share_a_setting_and_differ_in_seed(swept):
+    tmp, _ = swept
+    _, _, children = _runs(tmp)
+    by_setting: dict[str, list[str]] = {}
+    for run in children:
+        by_setting.setdefault(run.data.tags["betavae.setting"], []).append(run.data.params["seed"])
+    assert sorted(len(seeds) for seeds in by_setting.values()) == [2, 2]
+    assert all(sorted(seeds) == ["0", "1"] for seeds in by_setting.values())
+
+
+def test_fractional_gpus_pack_two_trials_at_once(swept):
+    tmp, _ = swept
+    _, _, children = _runs(tmp)
+    spans = sorted((r.info.start_time, r.info.end_time) for r in children)
+    overlapping = any(b_start < a_end for (_, a_end), (b_start, _) in itertools.pairwise(spans))
+    assert overlapping, spans
+
+
+def test_best_trial_honours_the_budget(swept):
+    tmp, done = swept
+    summary = json.loads((tmp / "ray_results" / "smoke-test" / "summary.json").read_text())
+    budget = summary["recon_budget"]
+    _, _, children = _runs(tmp)
+    feasible = [r for r in children if r.data.metrics["recon_nll"] <= budget]
+    assert summary["trials_feasible"] == len(feasible)
+    for run in children:
+        assert run.data.metrics["feasible"] == float(run.data.metrics["recon_nll"] <= budget)
+    if feasible:
+        best = max(feasible, key=lambda r: r.data.metrics["metric.mig"])
+        assert summary["best"]["trial_id"] == best.data.tags["betavae.trial_id"]
+        assert summary["best"]["metrics"]["recon_nll"] <= budget
+        assert "best feasible: metric.mig = " in done.stdout
+    else:
+        assert summary["best"] is None and "best feasible: none" in done.stdout
+    assert "frontier (metric.mig" in done.stdout
+
+
+def test_optuna_study_persisted_with_constraints(swept):
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    tmp, _ = swept
+    path = tmp / "ray_results" / "smoke-test" / "optuna.journal"
+    study = optuna.load_study(
+        study_name="smoke-test", storage=JournalStorage(JournalFileBackend(str(path)))
+    )
+    trials = study.trials
+    assert len(trials) == NUM_SAMPLES
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    for t in trials:
+        (value,) = t.constraints.values()
+        assert value == pytest.approx(t.user_attrs["recon_nll"] - 1200.0)
+    feasible = [t for t in trials if t.constraints["recon_nll_over_budget"] <= 0]
+    if feasible:
+        assert study.best_trial.number == max(feasible, key=lambda t: t.value).number
+
+
+def test_resume_of_a_finished_sweep_adds_nothing(swept):
+    tmp, _ = swept
+    again = sweep(tmp, "--resume")
+    assert again.returncode == 0, again.stderr[-4000:]
+    _, parents, children = _runs(tmp)
+    assert len(parents) == 1 and len(children) == NUM_SAMPLES
+    assert all(r.info.status == "FINISHED" for r in parents + children)
+
+
+def test_the_sweep_ends_with_its_frontier_report_logged_to_the_parent(swept):
+    tmp, done = swept
+    folder = tmp / "ray_results" / "smoke-test" / "report"
+    doc = json.loads((folder / "frontier.json").read_text())
+    assert doc["schema"] == "betavae.frontier/1" and doc["counts"]["trials"] == NUM_SAMPLES
+    assert doc["sweep"]["name"] == "smoke-test" and doc["sweep"]["recon_budget"] == 1200.0
+    assert {p["run_id"] for p in doc["frontier"]} <= {r.info.run_id for r in _runs(tmp)[2]}
+    assert f"report: {folder / 'report.html'}" in done.stdout
+    client, parents, _ = _runs(tmp)
+    logged = {a.path for a in client.list_artifacts(parents[0].info.run_id, "report")}
+    assert {"report/report.html", "report/frontier.json", "report/trials.parquet"} <= logged

@@ -1,0 +1,146 @@
+"""The MLflow callback on its own: idempotent runs, curves once per step, failures recorded."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from sweeps.tracking import MLflowTracking, _last_line, experiment_id, parent_run, trial_params
+
+CONFIG = {
+    "objective": "beta",
+    "beta": 4.0,
+    "latent_dim": 6,
+    "seed": 1,
+    "replicate": 1,
+    "steps": 40,
+    "batch_size": 32,
+    "model": "burgess",
+    "dataset": "dsprites",
+}
+
+
+@dataclass
+class FakeTrial:
+    trial_id: str
+    config: dict = field(default_factory=lambda: dict(CONFIG))
+    last_result: dict = field(default_factory=dict)
+    checkpoint: object = None
+    error: str | None = None
+
+    def get_error(self):
+        return self.error
+
+    def __str__(self):
+        return f"b4-z6-s1-{self.trial_id}"
+
+
+@pytest.fixture
+def store(tmp_path):
+    client = MlflowClient(f"sqlite:///{tmp_path / 'm.db'}")
+    exp = experiment_id(client, "unit")
+    parent = parent_run(client, exp, "/sweeps/unit", run_name="unit", tags={}, params={"a": 1})
+    return client, exp, parent, f"sqlite:///{tmp_path / 'm.db'}"
+
+
+def children(client, exp):
+    runs = client.search_runs([exp])
+    return [r for r in runs if r.data.tags.get("betavae.role") == "trial"]
+
+
+def test_parent_run_is_found_again_not_duplicated(store):
+    client, exp, parent, _ = store
+    again = parent_run(client, exp, "/sweeps/unit", run_name="unit", tags={}, params={"a": 1})
+    assert again == parent
+    other = parent_run(client, exp, "/sweeps/other", run_name="o", tags={}, params={})
+    assert other != parent
+
+
+def test_a_new_callback_finds_the_trials_run_instead_of_creating_one(store):
+    client, exp, parent, uri = store
+    trial = FakeTrial("abc")
+    first = MLflowTracking(uri, exp, parent)
+    first.on_trial_start(0, [], trial)
+    first.on_trial_result(0, [], trial, {"step": 10, "train/loss": 5.0, "pid": 7})
+    first.on_trial_result(0, [], trial, {"step": 20, "train/loss": 4.0})
+    # A resumed driver whose saved state missed this trial: the tag lookup finds the run,
+    # and steps already in MLflow are not logged twice.
+    second = MLflowTracking(uri, exp, parent)
+    second.on_trial_start(0, [], trial)
+    second.on_trial_result(0, [], trial, {"step": 20, "train/loss": 4.0})
+    second.on_trial_result(0, [], trial, {"step": 30, "train/loss": 3.0})
+    (run,) = children(client, exp)
+    history = client.get_metric_history(run.info.run_id, "train/loss")
+    assert [(m.step, m.value) for m in history] == [(10, 5.0), (20, 4.0), (30, 3.0)]
+    assert "pid" not in run.data.metrics
+
+
+def test_state_round_trip_keeps_the_map_and_the_last_step(store):
+    _, exp, parent, uri = store
+    cb = MLflowTracking(uri, exp, parent)
+    cb.on_trial_start(0, [], FakeTrial("t1"))
+    cb.on_trial_result(0, [], FakeTrial("t1"), {"step": 10, "train/loss": 1.0})
+    restored = MLflowTracking(uri, exp, parent)
+    restored.set_state(cb.get_state())
+    assert restored.runs == cb.runs and restored.last_step == {"t1": 10}
+
+
+def test_final_result_and_completion(store):
+    client, exp, parent, uri = store
+    cb = MLflowTracking(uri, exp, parent)
+    trial = FakeTrial("fin")
+    cb.on_trial_start(0, [], trial)
+    final = {
+        "step": 40,
+        "final": 1.0,
+        "recon_nll": 80.0,
+        "kl": 9.0,
+        "metric.mig": 0.1,
+        "feasible": 1.0,
+        "hostname": "vm",
+    }
+    cb.on_trial_result(0, [], trial, final)
+    trial.last_result = final
+    cb.on_trial_complete(0, [], trial)
+    (run,) = children(client, exp)
+    assert run.info.status == "FINISHED" and run.data.tags["feasible"] == "true"
+    assert run.data.metrics["metric.mig"] == 0.1 and "hostname" not in run.data.metrics
+    assert run.data.params["beta"] == "4.0" and run.data.params["gamma"] == "n/a"
+
+
+def test_errors_end_the_run_failed_with_the_reason(store):
+    client, exp, parent, uri = store
+    cb = MLflowTracking(uri, exp, parent)
+    crashed = FakeTrial(
+        "crash",
+        error="Traceback (most recent call last):\n  File x\nRuntimeError: CUDA out of memory\n",
+    )
+    cb.on_trial_start(0, [], crashed)
+    cb.on_trial_error(0, [], crashed)
+    diverged = FakeTrial("nan", last_result={"step": 30, "error": "diverged: loss is not finite"})
+    cb.on_trial_start(0, [], diverged)
+    cb.on_trial_complete(0, [], diverged)
+    runs = {r.data.tags["betavae.trial_id"]: r for r in children(client, exp)}
+    assert runs["crash"].info.status == "FAILED"
+    assert runs["crash"].data.tags["error"] == "RuntimeError: CUDA out of memory"
+    assert runs["nan"].info.status == "FAILED"
+    assert runs["nan"].data.tags["error"].startswith("diverged")
+
+
+def test_capacity_params_mark_beta_unused():
+    config = {
+        **CONFIG,
+        "objective": "capacity",
+        "capacity_max": 30.0,
+        "gamma": 100.0,
+        "anneal_fraction": 0.5,
+    }
+    params = trial_params(config)
+    assert params["beta"] == "n/a" and params["capacity_anneal_steps"] == "20"
+    assert params["capacity_max"] == "30.0" and params["gamma"] == "100.0"
+
+
+def test_last_line_of_a_traceback():
+    assert _last_line("Traceback:\n  File a\nValueError: bad\n") == "ValueError: bad"
