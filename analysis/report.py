@@ -26,7 +26,7 @@ import numpy as np
 
 from analysis import plots
 from analysis.pareto import hypervolume, pareto_mask
-from analysis.runs import Sweep, SweepNotFound, load_mlflow, load_tune, write_parquet
+from analysis.runs import PARAMS, Sweep, SweepNotFound, load_mlflow, load_tune, write_parquet
 
 SCHEMA = "betavae.frontier/1"
 FIGURES = {
@@ -36,23 +36,6 @@ FIGURES = {
     "traversals": "traversals.png",
     "correlation": "metric_correlation.png",
 }
-#: Parameters shown per trial (those the family does not use are null).
-PARAMS = (
-    "objective",
-    "beta",
-    "capacity_max",
-    "capacity_anneal_steps",
-    "anneal_fraction",
-    "gamma",
-    "latent_dim",
-    "seed",
-    "replicate",
-    "steps",
-    "batch_size",
-    "lr",
-    "dataset",
-    "model",
-)
 MAX_PICTURED = 6
 
 

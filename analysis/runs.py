@@ -44,7 +44,8 @@ COLUMNS: dict[str, pa.DataType] = {
     "active_latents": pa.float64(),
     "feasible": pa.bool_(),
 }
-_PARAMS = (
+#: A trial's parameters (those its objective family does not use are null).
+PARAMS = (
     "objective",
     "beta",
     "gamma",
@@ -163,7 +164,7 @@ def load_mlflow(tracking_uri: str, experiment: str, parent_run_id: str | None = 
         status = run.info.status if run.info.status in ("FINISHED", "FAILED") else "RUNNING"
         records.append(
             {
-                **{k: params.get(k) for k in _PARAMS},
+                **{k: params.get(k) for k in PARAMS},
                 **run.data.metrics,
                 "trial_id": tags.get("betavae.trial_id"),
                 "run_id": run.info.run_id,

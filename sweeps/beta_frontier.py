@@ -161,19 +161,52 @@ def parent_tags(settings: SweepSettings) -> dict[str, str]:
     }
 
 
+def _ray_address(settings: SweepSettings) -> str | None:
+    """``--address``/``RAY_ADDRESS``; else a cluster running on this machine; else a new one.
+
+    Ray itself would also try the address a previous ``ray start`` left in
+    /tmp/ray/ray_current_cluster even when that cluster is gone, and fail; so without a
+    running GCS here we ask for a new local instance explicitly.
+    """
+    if settings.address:
+        return settings.address
+    try:
+        from ray._private.services import find_gcs_addresses
+
+        return None if find_gcs_addresses() else "local"
+    except Exception:  # private API moved: keep Ray's own default
+        return None
+
+
 def start_ray(settings: SweepSettings) -> None:
     import ray
 
+    address = _ray_address(settings)
     kwargs: dict[str, Any] = {
-        "address": settings.address,
+        "address": address,
         "logging_level": "WARNING",
         "log_to_driver": True,
     }
-    if settings.address is None and settings.num_gpus is not None:
-        kwargs["num_gpus"] = settings.num_gpus
-    if settings.address is None:
+    if address == "local":
         kwargs["include_dashboard"] = False
+        if settings.num_gpus is not None:
+            kwargs["num_gpus"] = settings.num_gpus
     ray.init(**kwargs)
+
+
+def check_shared_storage(settings: SweepSettings) -> None:
+    """Refuse local sweep storage on a multi-node cluster: trials on other nodes could not
+    write their checkpoints where the driver reads them."""
+    import ray
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    declared_shared = settings.storage_path.startswith("file://")
+    if len(nodes) > 1 and settings.storage_is_local and not declared_shared:
+        raise UsageError(
+            f"--storage-path: got {settings.storage_path!r}, a local folder, on a Ray cluster of "
+            f"{len(nodes)} nodes; allowed: storage every node reaches (s3://, gs://, abfs://, "
+            "hdfs://, or a local path on a shared file system given as file://PATH)"
+        )
 
 
 def run(settings: SweepSettings) -> dict[str, Any]:
@@ -188,16 +221,22 @@ def run(settings: SweepSettings) -> dict[str, Any]:
     from sweeps.tracking import MLflowTracking, experiment_id, parent_run
     from sweeps.trainable import train_trial
 
-    client = MlflowClient(settings.tracking_uri)
-    experiment = experiment_id(client, settings.name)
-    parent = parent_run(
-        client,
-        experiment,
-        settings.experiment_path,
-        run_name=settings.name,
-        tags=parent_tags(settings),
-        params=settings.to_dict(),
-    )
+    start_ray(settings)
+    try:
+        check_shared_storage(settings)
+        client = MlflowClient(settings.tracking_uri)
+        experiment = experiment_id(client, settings.name)
+        parent = parent_run(
+            client,
+            experiment,
+            settings.experiment_path,
+            run_name=settings.name,
+            tags=parent_tags(settings),
+            params=settings.to_dict(),
+        )
+    except BaseException:
+        ray.shutdown()
+        raise
     if not settings.resume:
         _write_text(
             settings,
@@ -206,7 +245,6 @@ def run(settings: SweepSettings) -> dict[str, Any]:
                 {"search": settings.search_settings(), "settings": settings.to_dict()}, indent=2
             ),
         )
-    start_ray(settings)
     try:
         trainable = tune.with_resources(
             train_trial, {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
@@ -260,21 +298,35 @@ def run(settings: SweepSettings) -> dict[str, Any]:
 
 
 def report_dir(settings: SweepSettings) -> Path:
-    """Where the frontier report goes: the sweep folder, or ./reports/NAME for remote storage."""
+    """Where the report is written first: the sweep folder, or ./reports/NAME when the sweep
+    lives in remote storage (it is then copied there too)."""
     if settings.storage_is_local:
         return Path(settings.experiment_path) / "report"
     return Path("reports") / settings.name
 
 
 def write_sweep_report(settings: SweepSettings, client: Any, parent: str) -> str | None:
-    """Write the frontier report and log it to the parent run; a failure here is reported,
-    not raised: the trials and their runs are already safe."""
+    """Write the frontier report, copy it to remote sweep storage, log it to the parent run.
+
+    A failure here is reported, not raised: the trials and their runs are already safe.
+    """
+    import pyarrow.fs
+
     from analysis.report import write_report
     from analysis.runs import load_mlflow
 
     out = report_dir(settings)
     try:
         write_report(load_mlflow(settings.tracking_uri, settings.name, parent), out)
+        if not settings.storage_is_local:
+            fs, root = _fs(settings)
+            fs.create_dir(f"{root}/report", recursive=True)
+            pyarrow.fs.copy_files(
+                str(out.resolve()),
+                f"{root}/report",
+                source_filesystem=pyarrow.fs.LocalFileSystem(),
+                destination_filesystem=fs,
+            )
         client.log_artifacts(parent, str(out), "report")
     except Exception as err:
         print(f"{PROG}: warning: the frontier report failed: {err}", file=sys.stderr)

@@ -23,6 +23,14 @@ PROG = "sweeps/beta_frontier.py"
 SEARCH_METRICS = ("beta_vae", "factor_vae", "mig", "dci")
 
 
+#: Settings whose default comes from the environment when the flag is not given.
+ENV_DEFAULTS = {
+    "address": "RAY_ADDRESS",
+    "storage_path": "BETAVAE_STORAGE_PATH",
+    "tracking_uri": "MLFLOW_TRACKING_URI",
+}
+
+
 class UsageError(ValueError):
     """A sweep setting outside what is allowed; the message is one line for the user."""
 
@@ -254,13 +262,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--storage-path",
         default=S,
         metavar="PATH_OR_URI",
-        help="where Tune keeps the sweep (default: ./ray_results)",
+        help="where Tune keeps the sweep (default: BETAVAE_STORAGE_PATH, else ./ray_results)",
     )
     p.add_argument(
         "--tracking-uri",
         default=S,
         metavar="URI",
-        help="MLflow tracking URI (default: sqlite:///mlflow.db)",
+        help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)",
     )
     p.add_argument(
         "--address",
@@ -288,8 +296,10 @@ def parse_settings(argv: list[str] | None = None) -> SweepSettings:
     args = vars(build_parser().parse_args(argv))
     preset = args.pop("preset")
     values = {**PRESETS[preset], **args}
-    if "address" not in values and os.environ.get("RAY_ADDRESS"):
-        values["address"] = os.environ["RAY_ADDRESS"]
+    # A cluster sets its shared defaults once, in the environment (see cluster/gpu.yaml).
+    for key, variable in ENV_DEFAULTS.items():
+        if key not in values and os.environ.get(variable):
+            values[key] = os.environ[variable]
     settings = SweepSettings(preset=preset, **values)
     validate(settings)
     return settings

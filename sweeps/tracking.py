@@ -32,6 +32,7 @@ ROLE_TAG = "betavae.role"
 TRIAL_ID_TAG = "betavae.trial_id"
 SETTING_TAG = "betavae.setting"
 ERROR_TAG = "error"
+NODE_TAG = "ray.node_id"  # the Ray node the trial finished on
 PARENT_TAG = "mlflow.parentRunId"
 #: The child runs' params: what was trained, flat (unused family values are "n/a").
 TRIAL_PARAMS = (
@@ -212,8 +213,9 @@ class MLflowTracking(Callback):
             for k in keys
             if isinstance(result[k], int | float)
         ]
-        if metrics:
-            self.client.log_batch(run_id, metrics=metrics)
+        tags = [RunTag(NODE_TAG, str(result["node_id"]))] if result.get("node_id") else []
+        if metrics or tags:
+            self.client.log_batch(run_id, metrics=metrics, tags=tags)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run_id = self.run_id(trial)

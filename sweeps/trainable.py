@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import ray
 import torch
 from ray import tune
 
@@ -123,6 +124,7 @@ def _final(trainer: Trainer, history: list[dict[str, Any]], config: dict[str, An
         **evaluation.scores,
         "feasible": float(elbo["recon_nll"] <= float(config["recon_budget"])),
         "final": 1.0,
+        "node_id": ray.get_runtime_context().get_node_id(),
     }
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)

@@ -84,7 +84,8 @@ def test_starting_an_existing_sweep_again_needs_resume(tmp_path, monkeypatch, ca
 
 
 def test_presets_fill_defaults_and_flags_override(monkeypatch):
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    for variable in ("RAY_ADDRESS", "BETAVAE_STORAGE_PATH", "MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(variable, raising=False)
     s = parse_settings([])
     assert s.preset == "cpu" and s.tracking_uri == "sqlite:///mlflow.db"
     assert s.storage_path == "./ray_results" and s.name == "beta-frontier" and s.address is None
@@ -97,10 +98,15 @@ def test_presets_fill_defaults_and_flags_override(monkeypatch):
     assert parse_settings(["--metric", "dci"]).metric_key == "metric.dci.disentanglement"
 
 
-def test_ray_address_comes_from_the_environment(monkeypatch):
+def test_cluster_defaults_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
-    assert parse_settings([]).address == "127.0.0.1:6379"
-    assert parse_settings(["--address", "auto"]).address == "auto"
+    monkeypatch.setenv("BETAVAE_STORAGE_PATH", "s3://bucket/sweeps")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    s = parse_settings([])
+    assert s.address == "127.0.0.1:6379" and s.storage_path == "s3://bucket/sweeps"
+    assert s.tracking_uri == "http://127.0.0.1:5000"
+    s = parse_settings(["--address", "auto", "--storage-path", "/tmp/x"])
+    assert s.address == "auto" and s.storage_path == "/tmp/x"
 
 
 def test_relative_storage_path_becomes_absolute_for_tune(tmp_path, monkeypatch):

@@ -9,6 +9,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -42,7 +44,31 @@ def sweep(tmp: Path, *extra: str) -> subprocess.CompletedProcess:
     ]
     env = {**os.environ, "RAY_ADDRESS": ""}
     env.pop("RAY_ADDRESS")
-    return subprocess.run(argv, cwd=tmp, env=env, capture_output=True, text=True, timeout=600)
+    before = listening()
+    process = subprocess.Popen(
+        argv, cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    seen: set[tuple[str, str]] = set()
+    with ThreadPoolExecutor(1) as pool:  # drain the pipes while sampling the sockets
+        output = pool.submit(process.communicate, timeout=600)
+        while not output.done():
+            seen |= listening() - before
+            time.sleep(0.5)
+        stdout, stderr = output.result()
+    done = subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)
+    done.listeners = seen  # type: ignore[attr-defined]
+    return done
+
+
+def listening() -> set[tuple[str, str]]:
+    """``(local address:port, process name)`` of every listening TCP socket."""
+    out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True).stdout
+    found = set()
+    for line in out.splitlines():
+        fields = line.split()
+        name = fields[-1].split('"')[1] if '"' in fields[-1] else "?"
+        found.add((fields[3], name))
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -191,3 +217,15 @@ def test_the_sweep_ends_with_its_frontier_report_logged_to_the_parent(swept):
     client, parents, _ = _runs(tmp)
     logged = {a.path for a in client.list_artifacts(parents[0].info.run_id, "report")}
     assert {"report/report.html", "report/frontier.json", "report/trials.parquet"} <= logged
+
+
+def test_default_local_run_opens_no_dashboard_or_tracking_port(swept):
+    _, done = swept
+    listeners = done.listeners
+    assert listeners, "no socket seen: the sampling did not work"
+    ports = {address.rsplit(":", 1)[1] for address, _ in listeners}
+    assert not {"8265", "5000"} & ports  # no Ray dashboard, no MLflow server
+    public = {(a, n) for a, n in listeners if not a.startswith(("127.", "[::ffff:127.", "[::1]"))}
+    # What does listen beyond loopback is Ray's own core (GCS, raylet, workers, agents),
+    # which Ray 2.60 binds to every interface; token auth (on by default) guards it.
+    assert all(n.startswith(("gcs_server", "raylet", "ray::", "python")) for _, n in public), public

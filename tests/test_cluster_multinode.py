@@ -1,0 +1,214 @@
+"""Real multi-node Ray on one machine: a head and a worker node (separate raylets started
+with ``ray start``, loopback, token auth on), the sweep as the driver on the head.
+
+The worker node has 4 logical CPUs and 1 logical GPU, so the same cluster also shows four
+0.25-GPU trials packed on one GPU at once. Every process a test starts is stopped by its
+process group, and the test checks that none is left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+RAY = str(Path(sys.executable).parent / "ray")
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Stop a ``ray start --block`` node: its whole process group (it leads a new session)."""
+    pgid = process.pid
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if not group_alive(pgid):
+            break
+        os.killpg(pgid, sig)
+        deadline = time.time() + 20
+        while time.time() < deadline and group_alive(pgid):
+            process.poll()  # reap the leader, or it lingers as a zombie of the group
+            time.sleep(0.2)
+    process.wait(timeout=10)
+
+
+def start_node(args: list[str], env: dict, log: Path) -> subprocess.Popen:
+    """``ray start ARGS --block`` in its own session (so its process group can be stopped)."""
+    with log.open("w") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [
+                RAY,
+                "start",
+                *args,
+                "--block",
+                "--node-ip-address=127.0.0.1",
+                "--disable-usage-stats",
+            ],
+            env=env,
+            start_new_session=True,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("multinode")
+    port = free_port()
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
+    env.pop("RAY_ADDRESS", None)
+    address = f"127.0.0.1:{port}"
+    nodes = []
+    try:
+        head = [
+            "--head",
+            f"--port={port}",
+            "--num-cpus=1",
+            "--num-gpus=0",
+            "--include-dashboard=false",
+        ]
+        nodes.append(start_node(head, env, tmp / "head.log"))
+        wait_for(env, address, nodes=1)
+        worker = [f"--address={address}", "--num-cpus=4", "--num-gpus=1"]
+        nodes.append(start_node(worker, env, tmp / "worker.log"))
+        wait_for(env, address, nodes=2)
+        yield tmp, env, address
+    finally:
+        for node in reversed(nodes):
+            stop(node)
+        leftovers = [n.pid for n in nodes if group_alive(n.pid)]
+        current = Path("/tmp/ray/ray_current_cluster")
+        if current.is_file() and current.read_text().strip() == address:
+            current.unlink()  # so later local runs start their own Ray, not this dead one
+        assert leftovers == [], f"process groups still alive: {leftovers}"
+
+
+def wait_for(env: dict, address: str, *, nodes: int, timeout: float = 90) -> None:
+    probe = (
+        "import ray, sys; ray.init(address=sys.argv[1], logging_level='ERROR'); "
+        "print(sum(n['Alive'] for n in ray.nodes()))"
+    )
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        done = subprocess.run(
+            [sys.executable, "-c", probe, address],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if done.returncode == 0 and done.stdout.strip().splitlines()[-1:] == [str(nodes)]:
+            return
+        time.sleep(1)
+    raise AssertionError(f"cluster did not reach {nodes} nodes: {done.stderr[-2000:]}")
+
+
+def sweep(tmp: Path, env: dict, address: str, name: str, *extra: str):
+    argv = [
+        sys.executable,
+        str(REPO / "sweeps" / "beta_frontier.py"),
+        "--preset",
+        "smoke",
+        "--name",
+        name,
+        "--address",
+        address,
+        "--tracking-uri",
+        f"sqlite:///{tmp / 'mlflow.db'}",
+        *extra,
+    ]
+    return subprocess.run(argv, cwd=tmp, env=env, capture_output=True, text=True, timeout=600)
+
+
+def children(tmp: Path, name: str):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp / 'mlflow.db'}")
+    exp = client.get_experiment_by_name(name)
+    runs = client.search_runs([exp.experiment_id])
+    return [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+
+
+def test_trials_run_on_both_nodes_and_mlflow_records_them_all(cluster):
+    tmp, env, address = cluster
+    done = sweep(
+        tmp,
+        env,
+        address,
+        "spread",
+        "--storage-path",
+        f"file://{tmp / 'shared'}",
+        # 5 at once: more than the worker's 4 CPUs hold, so the head's one CPU takes a trial.
+        "--max-concurrent",
+        "5",
+        "--num-samples",
+        "6",
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    runs = children(tmp, "spread")
+    assert len(runs) == 6 and all(r.info.status == "FINISHED" for r in runs)
+    assert len({r.data.tags["ray.node_id"] for r in runs}) == 2
+    summary = json.loads((tmp / "shared" / "spread" / "summary.json").read_text())
+    assert summary["trials_completed"] == 6
+    assert (tmp / "shared" / "spread" / "report" / "report.html").is_file()
+
+
+def test_four_quarter_gpu_trials_share_one_gpu_at_once(cluster):
+    tmp, env, address = cluster
+    done = sweep(
+        tmp,
+        env,
+        address,
+        "packed",
+        "--storage-path",
+        f"file://{tmp / 'shared'}",
+        "--gpus-per-trial",
+        "0.25",
+        "--max-concurrent",
+        "4",
+        "--num-samples",
+        "4",
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    runs = children(tmp, "packed")
+    assert len(runs) == 4 and len({r.data.tags["ray.node_id"] for r in runs}) == 1
+    latest_start = max(r.info.start_time for r in runs)
+    earliest_end = min(r.info.end_time for r in runs)
+    assert latest_start < earliest_end  # all four were running together
+
+
+def test_local_storage_on_a_multi_node_cluster_is_refused(cluster):
+    tmp, env, address = cluster
+    done = sweep(tmp, env, address, "local", "--storage-path", str(tmp / "local"))
+    assert done.returncode == 2
+    (line,) = [x for x in done.stderr.splitlines() if "error:" in x]
+    assert "--storage-path: got" in line and "on a Ray cluster of 2 nodes" in line
+    assert not (tmp / "local").exists()
+
+
+def test_nothing_listens_on_the_default_dashboard_or_mlflow_ports(cluster):
+    # The head was started like the default local run: no dashboard; MLflow is a sqlite file.
+    listening = subprocess.run(["ss", "-ltnH"], capture_output=True, text=True).stdout
+    ports = {line.split()[3].rsplit(":", 1)[1] for line in listening.splitlines()}
+    assert not {"8265", "5000"} & ports
