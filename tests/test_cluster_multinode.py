@@ -212,3 +212,84 @@ def test_nothing_listens_on_the_default_dashboard_or_mlflow_ports(cluster):
     listening = subprocess.run(["ss", "-ltnH"], capture_output=True, text=True).stdout
     ports = {line.split()[3].rsplit(":", 1)[1] for line in listening.splitlines()}
     assert not {"8265", "5000"} & ports
+
+
+FAKE_AUTOSCALING = """
+cluster_name: fake-gpu
+max_workers: 1
+provider: {type: fake_multinode, use_node_id_as_ip: true, disable_node_updaters: true,
+           disable_launch_config_check: true}
+available_node_types:
+  ray.head.default: {resources: {CPU: 0, GPU: 0}, node_config: {}, max_workers: 0}
+  ray.worker.gpu: {resources: {CPU: 4, GPU: 1}, node_config: {}, min_workers: 0, max_workers: 1}
+head_node_type: ray.head.default
+auth: {}
+upscaling_speed: 1.0
+idle_timeout_minutes: 1
+docker: {}
+initialization_commands: []
+setup_commands: []
+head_setup_commands: []
+worker_setup_commands: []
+head_start_ray_commands: []
+worker_start_ray_commands: []
+file_mounts: {}
+cluster_synced_files: []
+file_mounts_sync_continuously: false
+rsync_exclude: []
+rsync_filter: []
+"""
+
+
+def test_autoscaler_adds_a_gpu_worker_on_demand(tmp_path):
+    """Ray's fake multi-node provider: a head with no CPU or GPU, and a GPU worker type that
+    the autoscaler launches (as local processes) when 0.25-GPU trials wait."""
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", 6379)) == 0:
+            pytest.skip("port 6379 is taken: the fake provider only works on Ray's default port")
+    (tmp_path / "fake.yaml").write_text(FAKE_AUTOSCALING)
+    env = {
+        **os.environ,
+        "RAY_FAKE_CLUSTER": "1",
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": secrets.token_hex(16),
+    }
+    env.pop("RAY_ADDRESS", None)
+    head = start_node(
+        [
+            "--head",
+            "--num-cpus=0",
+            "--num-gpus=0",
+            "--include-dashboard=false",
+            f"--autoscaling-config={tmp_path / 'fake.yaml'}",
+        ],
+        env,
+        tmp_path / "head.log",
+    )
+    try:
+        wait_for(env, "127.0.0.1:6379", nodes=1)
+        done = sweep(
+            tmp_path,
+            env,
+            "127.0.0.1:6379",
+            "autoscaled",
+            "--storage-path",
+            f"file://{tmp_path / 'shared'}",
+            "--gpus-per-trial",
+            "0.25",
+            "--max-concurrent",
+            "4",
+            "--num-samples",
+            "4",
+        )
+    finally:
+        stop(head)  # the fake worker's processes live in the head's process group
+        current = Path("/tmp/ray/ray_current_cluster")
+        if current.is_file() and current.read_text().strip().endswith(":6379"):
+            current.unlink()
+    assert not group_alive(head.pid)
+    assert done.returncode == 0, done.stderr[-4000:]
+    runs = children(tmp_path, "autoscaled")
+    nodes = {r.data.tags["ray.node_id"] for r in runs}
+    head_id = "f" * 51 + "00000"  # the fake provider's fixed head node id
+    assert len(runs) == 4 and len(nodes) == 1 and head_id not in nodes
