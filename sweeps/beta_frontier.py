@@ -447,7 +447,10 @@ def main(argv: list[str] | None = None) -> int:
     print(format_summary(summary))
     if summary.get("report"):
         print(f"report: {summary['report']}")
-    print(f"MLflow: mlflow ui --backend-store-uri {settings.tracking_uri} --host 127.0.0.1")
+    mlflow = Path(sys.executable).parent / "mlflow"
+    if mlflow.is_relative_to(Path.cwd()):
+        mlflow = mlflow.relative_to(Path.cwd())
+    print(f"MLflow UI: {mlflow} ui --backend-store-uri {settings.tracking_uri} --host 127.0.0.1")
     return 0
 
 

@@ -138,6 +138,7 @@ class MLflowTracking(Callback):
         self.runs: dict[str, str] = {}
         self.last_step: dict[str, int] = {}
         self._client: MlflowClient | None = None
+        self._synced: set[str] = set()  # trials whose MLflow state this process has read
 
     # -- state Tune saves with the experiment ------------------------------------------
     def get_state(self) -> dict:
@@ -153,7 +154,7 @@ class MLflowTracking(Callback):
             self.last_step[trial_id] = max(step, self.last_step.get(trial_id, -1))
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_client": None}
+        return {**self.__dict__, "_client": None, "_synced": set()}
 
     @property
     def client(self) -> MlflowClient:
@@ -163,18 +164,26 @@ class MLflowTracking(Callback):
 
     # -- runs ------------------------------------------------------------------------------
     def run_id(self, trial: Any) -> str:
-        """The trial's child run: remembered, else found by tag, else created."""
+        """The trial's child run: remembered, else found by tag, else created.
+
+        The first time this driver process meets a trial, the last step already in MLflow
+        counts too: the saved state can be older than what was logged before a crash.
+        """
         trial_id = trial.trial_id
-        if trial_id in self.runs:
+        if trial_id in self._synced:
             return self.runs[trial_id]
-        found = _find_runs(
-            self.client, self.experiment, **{TRIAL_ID_TAG: trial_id, PARENT_TAG: self.parent_run_id}
-        )
-        if found:
-            run_id = found[0].info.run_id
+        run_id = self.runs.get(trial_id)
+        if run_id is None:
+            found = _find_runs(
+                self.client,
+                self.experiment,
+                **{TRIAL_ID_TAG: trial_id, PARENT_TAG: self.parent_run_id},
+            )
+            run_id = found[0].info.run_id if found else None
+        if run_id is not None:
             history = self.client.get_metric_history(run_id, "train/loss")
-            if history:
-                self.last_step[trial_id] = max(m.step for m in history)
+            logged = max((m.step for m in history), default=-1)
+            self.last_step[trial_id] = max(logged, self.last_step.get(trial_id, -1))
         else:
             tags = {
                 PARENT_TAG: self.parent_run_id,
@@ -186,6 +195,7 @@ class MLflowTracking(Callback):
             run_id = run.info.run_id
             params = trial_params(trial.config)
             self.client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
+        self._synced.add(trial_id)
         self.runs[trial_id] = run_id
         return run_id
 

@@ -38,10 +38,16 @@ RESULT = "result.json"
 TRIAL_CONFIG = "trial_config.json"
 
 
-def curve_row(metrics: dict[str, Any]) -> dict[str, Any]:
-    """``Trainer.fit`` log metrics → the flat intermediate result (``train/…`` keys)."""
+def curve_row(metrics: dict[str, Any], objective: str) -> dict[str, Any]:
+    """``Trainer.fit`` log metrics → the flat intermediate result (``train/…`` keys).
+
+    ``train/capacity`` only for the capacity objective: the β objective has no C.
+    """
     row: dict[str, Any] = {"step": metrics["step"]}
-    for key in ("loss", "recon_nll", "kl", "capacity", "images_per_s"):
+    keys = ("loss", "recon_nll", "kl", "images_per_s")
+    if objective == "capacity":
+        keys = (*keys, "capacity")
+    for key in keys:
         row[f"train/{key}"] = float(metrics[key])
     for i, value in enumerate(metrics["kl_per_dim"]):
         row[f"train/kl_per_dim/{i:02d}"] = float(value)
@@ -96,7 +102,7 @@ def train_trial(config: dict[str, Any]) -> None:
         except FloatingPointError as err:
             tune.report({"step": trainer.step, "error": f"diverged: {err}"})
             return
-        row = curve_row(metrics)
+        row = curve_row(metrics, train_config.objective)
         history.append(row)
         if trainer.step % checkpoint_every == 0 or trainer.step == steps:
             with tempfile.TemporaryDirectory() as tmp:

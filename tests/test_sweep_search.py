@@ -139,3 +139,20 @@ def test_initial_points_run_first_each_with_its_replicates():
         ("beta", 8.0, 1),
     ]
     assert configs[4]["replicate"] == 0 and configs[5]["replicate"] == 1
+
+
+def test_curves_carry_the_capacity_only_for_the_capacity_objective():
+    from sweeps.trainable import curve_row
+
+    metrics = {
+        "step": 20,
+        "loss": 9.0,
+        "recon_nll": 8.0,
+        "kl": 1.0,
+        "capacity": 5.0,
+        "images_per_s": 100.0,
+        "kl_per_dim": [0.5, 0.5],
+    }
+    beta = curve_row(metrics, "beta")
+    assert "train/capacity" not in beta and beta["train/kl_per_dim/01"] == 0.5
+    assert curve_row(metrics, "capacity")["train/capacity"] == 5.0
