@@ -23,6 +23,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.colors import LogNorm, Normalize
 
+from sweeps.space import describe
+
 DPI = 110
 
 
@@ -139,7 +141,7 @@ def seed_spread(rows: Sequence[dict[str, Any]], path: Path, *, metric: str) -> P
             markersize=5,
         )
         ax.annotate(
-            f"{_setting_label(first)} ({len(members)} seeds)",
+            f"{describe(first, seed=False)} ({len(members)} seeds)",
             (x.mean(), y.mean()),
             fontsize=7,
             xytext=(4, 4),
@@ -155,12 +157,6 @@ def seed_spread(rows: Sequence[dict[str, Any]], path: Path, *, metric: str) -> P
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, path)
-
-
-def _setting_label(r: dict[str, Any]) -> str:
-    if r["objective"] == "beta":
-        return f"β={r['beta']:.3g}, z={r['latent_dim']}"
-    return f"C={r['capacity_max']:.3g}, γ={r['gamma']:.3g}, z={r['latent_dim']}"
 
 
 def kl_curves(curves: dict[str, list[dict[str, Any]]], labels: dict[str, str], path: Path) -> Path:

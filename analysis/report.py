@@ -27,6 +27,7 @@ import numpy as np
 from analysis import plots
 from analysis.pareto import hypervolume, pareto_mask
 from analysis.runs import PARAMS, Sweep, SweepNotFound, load_mlflow, load_tune, write_parquet
+from sweeps.space import describe
 
 SCHEMA = "betavae.frontier/1"
 FIGURES = {
@@ -168,19 +169,11 @@ def frontier_document(sweep: Sweep, f: Frontier) -> dict[str, Any]:
     }
 
 
-def _label(r: dict[str, Any]) -> str:
-    if r["objective"] == "beta":
-        what = f"β={r['beta']:.3g}"
-    else:
-        what = f"C={r['capacity_max']:.3g}, γ={r['gamma']:.3g}"
-    return f"{what}, z={r['latent_dim']}, seed {r['seed']}"
-
-
 def make_figures(sweep: Sweep, f: Frontier, out: Path) -> dict[str, Path]:
     metric = sweep.metric
     front_ids = {r["trial_id"] for r in f.front}
     pictured = f.front[:MAX_PICTURED]
-    labels = {r["trial_id"]: _label(r) for r in pictured}
+    labels = {r["trial_id"]: describe(r) for r in pictured}
     metric_keys = [
         c
         for c in sweep.trials.column_names

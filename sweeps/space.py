@@ -75,6 +75,16 @@ def train_config_values(config: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
+def describe(config: dict[str, Any], *, seed: bool = True) -> str:
+    """A short label of a trial's setting: ``β=4, z=10, seed 0`` or ``C=25, γ=100, z=10, …``."""
+    if config["objective"] == "beta":
+        what = f"β={float(config['beta']):.3g}"
+    else:
+        what = f"C={float(config['capacity_max']):.3g}, γ={float(config['gamma']):.3g}"
+    label = f"{what}, z={config['latent_dim']}"
+    return f"{label}, seed {config['seed']}" if seed else label
+
+
 def setting_id(config: dict[str, Any]) -> str:
     """A short id shared by every seed replicate of one sampled setting."""
     keys = ("objective", "beta", "capacity_max", "anneal_fraction", "gamma", "latent_dim")

@@ -29,7 +29,7 @@ from betavae.metrics import evaluate
 from betavae.training import Trainer
 from betavae.versions import library_versions
 from sweeps import artifacts
-from sweeps.space import trial_train_config
+from sweeps.space import describe, trial_train_config
 
 MODEL_DIR = "model"
 HISTORY = "history.jsonl"
@@ -141,7 +141,7 @@ def _final(trainer: Trainer, history: list[dict[str, Any]], config: dict[str, An
         artifacts.reconstructions(trainer, pictures / "reconstructions.png")
         if history:
             artifacts.kl_curves(
-                kl_history(history), pictures / "kl_per_latent.png", title=_title(config)
+                kl_history(history), pictures / "kl_per_latent.png", title=describe(config)
             )
         (pictures / TRIAL_CONFIG).write_text(
             json.dumps({"trial": config, "train_config": trainer.config.to_dict()}, indent=2)
@@ -160,11 +160,3 @@ def _final(trainer: Trainer, history: list[dict[str, Any]], config: dict[str, An
             )
         )
         tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
-
-
-def _title(config: dict[str, Any]) -> str:
-    if config["objective"] == "beta":
-        what = f"β = {float(config['beta']):.3g}"
-    else:
-        what = f"C_max = {float(config['capacity_max']):.3g}, γ = {float(config['gamma']):.3g}"
-    return f"{what}, {config['latent_dim']} latents, seed {config['seed']}"
