@@ -23,21 +23,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.colors import LogNorm, Normalize
 
+from analysis.runs import is_finite, scored_trials
 from sweeps.space import describe
 
 DPI = 110
-
-
-def _scored(rows: Sequence[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
-    return [
-        r
-        for r in rows
-        if r["status"] == "FINISHED" and _finite(r.get(metric)) and _finite(r.get("recon_nll"))
-    ]
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and bool(np.isfinite(value))
 
 
 def _save(fig: Any, path: Path) -> Path:
@@ -63,7 +52,7 @@ def frontier(
     failed: int = 0,
 ) -> Path:
     """Reconstruction vs metric for every scored trial, the frontier line and the budget."""
-    scored = _scored(rows, metric)
+    scored = scored_trials(rows, metric)
     if not scored:
         return _empty(path, f"No finished trial has {metric} and recon_nll ({failed} failed).")
     fig, ax = plt.subplots(figsize=(7.2, 4.8), layout="constrained")
@@ -120,7 +109,7 @@ def frontier(
 def seed_spread(rows: Sequence[dict[str, Any]], path: Path, *, metric: str) -> Path:
     """Each setting's mean over its seeds, with bars from the lowest to the highest seed."""
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in _scored(rows, metric):
+    for r in scored_trials(rows, metric):
         groups[r["setting"]].append(r)
     if not groups:
         return _empty(path, "No scored trials: no seed spread to show.")
@@ -206,13 +195,13 @@ def traversals(images: dict[str, Path | None], labels: dict[str, str], path: Pat
 def correlation(rows: Sequence[dict[str, Any]], keys: Sequence[str], path: Path) -> Path:
     """Spearman rank correlation between the scores (and recon_nll, kl) across trials."""
     finished = [r for r in rows if r["status"] == "FINISHED"]
-    keys = [k for k in keys if sum(_finite(r.get(k)) for r in finished) >= 3]
+    keys = [k for k in keys if sum(is_finite(r.get(k)) for r in finished) >= 3]
     if len(keys) < 2:
         return _empty(path, "Too few scored trials for a correlation matrix (needs 3).")
     matrix = np.full((len(keys), len(keys)), np.nan)
     for i, a in enumerate(keys):
         for j, b in enumerate(keys):
-            pairs = [(r[a], r[b]) for r in finished if _finite(r.get(a)) and _finite(r.get(b))]
+            pairs = [(r[a], r[b]) for r in finished if is_finite(r.get(a)) and is_finite(r.get(b))]
             if len(pairs) >= 3:
                 matrix[i, j] = _spearman(*map(np.array, zip(*pairs, strict=True)))
     size = 1.2 + 0.55 * len(keys)

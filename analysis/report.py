@@ -15,7 +15,6 @@ import argparse
 import base64
 import html
 import json
-import math
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,7 +25,16 @@ import numpy as np
 
 from analysis import plots
 from analysis.pareto import hypervolume, pareto_mask
-from analysis.runs import PARAMS, Sweep, SweepNotFound, load_mlflow, load_tune, write_parquet
+from analysis.runs import (
+    PARAMS,
+    Sweep,
+    SweepNotFound,
+    is_finite,
+    load_mlflow,
+    load_tune,
+    scored_trials,
+    write_parquet,
+)
 from sweeps.space import describe
 
 SCHEMA = "betavae.frontier/1"
@@ -55,10 +63,6 @@ class Frontier:
     reference: dict[str, float] | None
 
 
-def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and math.isfinite(value)
-
-
 def compute_frontier(sweep: Sweep) -> Frontier:
     """Scored trials, their Pareto front (metric ↑, recon_nll ↓), the best within budget and
     the hypervolume against the reference (metric 0, recon_nll = the budget; without a budget,
@@ -67,11 +71,7 @@ def compute_frontier(sweep: Sweep) -> Frontier:
     if not rows:
         raise EmptySweep(f"sweep {sweep.source} has no trials yet: nothing to report")
     metric, budget = sweep.metric, sweep.recon_budget
-    scored = [
-        r
-        for r in rows
-        if r["status"] == "FINISHED" and _finite(r.get(metric)) and _finite(r.get("recon_nll"))
-    ]
+    scored = scored_trials(rows, metric)
     failed = [r for r in rows if r["status"] == "FAILED"]
     front: list[dict[str, Any]] = []
     hv = reference = None
@@ -101,7 +101,7 @@ def _point(r: dict[str, Any], metric_keys: Sequence[str]) -> dict[str, Any]:
         "metrics": {
             k: r.get(k)
             for k in ("recon_nll", "kl", "active_latents", *metric_keys)
-            if _finite(r.get(k))
+            if is_finite(r.get(k))
         },
     }
 

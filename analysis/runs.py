@@ -63,6 +63,20 @@ PARAMS = (
 )
 
 
+def is_finite(value: Any) -> bool:
+    """A real, finite number (a missing or NaN score is not)."""
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def scored_trials(rows: Iterable[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
+    """The finished trials with a finite ``metric`` and ``recon_nll``: the frontier's points."""
+    return [
+        r
+        for r in rows
+        if r["status"] == "FINISHED" and is_finite(r.get(metric)) and is_finite(r.get("recon_nll"))
+    ]
+
+
 class SweepNotFound(LookupError):
     """The experiment or folder named holds no sweep."""
 

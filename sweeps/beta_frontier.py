@@ -14,7 +14,6 @@ validated before Ray starts; ``--resume`` continues an interrupted sweep.
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 from pathlib import Path
@@ -344,6 +343,7 @@ def summarise(settings: SweepSettings, grid: Any) -> dict[str, Any]:
     import numpy as np
 
     from analysis.pareto import pareto_mask
+    from analysis.runs import is_finite
 
     key = settings.metric_key
     rows, failed = [], []
@@ -368,7 +368,7 @@ def summarise(settings: SweepSettings, grid: Any) -> dict[str, Any]:
                 "feasible": bool(metrics.get("feasible")),
             }
         )
-    scored = [r for r in rows if _finite(r["metrics"].get(key))]
+    scored = [r for r in rows if is_finite(r["metrics"].get(key))]
     front = []
     if scored:
         values = np.array([[r["metrics"][key], r["metrics"]["recon_nll"]] for r in scored])
@@ -391,10 +391,6 @@ def summarise(settings: SweepSettings, grid: Any) -> dict[str, Any]:
         "frontier": front,
         "failed": failed,
     }
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and math.isfinite(value)
 
 
 def _describe(config: dict[str, Any]) -> str:
