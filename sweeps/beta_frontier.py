@@ -24,6 +24,7 @@ from sweeps.settings import (
     SweepSettings,
     UsageError,
     exit_on_usage_error,
+    flag,
     parse_settings,
 )
 
@@ -83,9 +84,8 @@ def check_sweep_folder(settings: SweepSettings) -> None:
     now = settings.search_settings()
     for key in now:
         if before.get(key) != now[key]:
-            flag = "--" + key.replace("_", "-")
             raise UsageError(
-                f"{flag}: the sweep was started with {before.get(key)!r}, got {now[key]!r}; "
+                f"{flag(key)}: the sweep was started with {before.get(key)!r}, got {now[key]!r}; "
                 "a resumed sweep keeps its search settings (start a new --name to change them)"
             )
 
@@ -102,8 +102,16 @@ def build_searcher(settings: SweepSettings):
     path = study_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     pareto = settings.objective == "pareto"
+    space = SearchSpace(
+        settings.steps,
+        tuple(settings.latent_dim_range),
+        settings.seed,
+        tuple(settings.beta_range),
+    )
+    # A preset's starting points outside a narrowed --beta-range / --latent-dims are dropped.
+    initial = [dict(p) for p in settings.initial_points if space.contains(p)]
     return ConstrainedOptunaSearch(
-        space=SearchSpace(settings.steps, tuple(settings.latent_dim_range), settings.seed),
+        space=space,
         metric=[settings.metric_key, "recon_nll"] if pareto else settings.metric_key,
         mode=["max", "min"] if pareto else "max",
         # TPE samples at random for its first trials: half the sweep, at most Optuna's 10.
@@ -112,7 +120,7 @@ def build_searcher(settings: SweepSettings):
         ),
         study_name=settings.name,
         storage=JournalStorage(JournalFileBackend(str(path))),
-        points_to_evaluate=[dict(p) for p in settings.initial_points] or None,
+        points_to_evaluate=initial or None,
         recon_budget=settings.recon_budget,
         constrained=not pareto,
         replicates=settings.replicates,
@@ -126,6 +134,7 @@ def trial_constants(settings: SweepSettings) -> dict[str, Any]:
         "batch_size": settings.batch_size,
         "model": settings.model,
         "dataset": settings.dataset,
+        "lr": settings.lr,
         "report_every": settings.report_every,
         "checkpoint_every": settings.checkpoint_every,
         "metrics": list(settings.evaluated_metrics),
@@ -208,9 +217,56 @@ def check_shared_storage(settings: SweepSettings) -> None:
         )
 
 
+def check_local_resources(settings: SweepSettings) -> None:
+    """On a new local Ray, a trial asking for more CPUs or GPUs than this machine has would wait
+    forever: refuse it instead."""
+    if _ray_address(settings) != "local":
+        return
+    cpus = os.cpu_count() or 1
+    if settings.cpus_per_trial > cpus:
+        raise UsageError(
+            f"--cpus-per-trial: got {settings.cpus_per_trial}; allowed: at most {cpus}, the CPUs "
+            "of this machine (a local Ray); pass --address to use a cluster"
+        )
+    if settings.gpus_per_trial > 0:
+        if settings.num_gpus is not None:
+            gpus = settings.num_gpus
+        else:
+            import torch
+
+            gpus = torch.cuda.device_count()
+        if settings.gpus_per_trial > gpus:
+            raise UsageError(
+                f"--gpus-per-trial: got {settings.gpus_per_trial}; allowed: at most {gpus:g}, the "
+                "GPUs of this machine (a local Ray), or 0 to train on the CPU; pass --address "
+                "to use a cluster"
+            )
+
+
+def check_tracking_server(settings: SweepSettings, timeout: float = 10.0) -> None:
+    """An http(s) tracking URI must answer MLflow's ``/health`` before any trial starts."""
+    import urllib.error
+    import urllib.request
+
+    uri = settings.tracking_uri
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as response:
+            response.read()
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        reason = getattr(err, "reason", err)
+        raise UsageError(
+            f"--tracking-uri: cannot reach the MLflow server at {uri!r} ({reason}); allowed: a "
+            "running server (mlflow server …), or sqlite:///FILE"
+        ) from None
+
+
 def run(settings: SweepSettings) -> dict[str, Any]:
     """Run (or resume) the sweep; returns the summary that ``main`` prints."""
     check_sweep_folder(settings)
+    check_local_resources(settings)
+    check_tracking_server(settings)
     # Intermediate results carry curves; the searched metric exists only in the final one.
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
     import ray

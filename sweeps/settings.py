@@ -10,12 +10,13 @@ import argparse
 import dataclasses
 import math
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from betavae.data import DATASET_SPECS, check_dataset_spec
+from betavae.data import DATASET_SPECS, DatasetFileError, check_dataset_file, check_dataset_spec
 from betavae.metrics import METRICS, PRIMARY_KEY
 
 PROG = "sweeps/beta_frontier.py"
@@ -29,6 +30,15 @@ ENV_DEFAULTS = {
     "storage_path": "BETAVAE_STORAGE_PATH",
     "tracking_uri": "MLFLOW_TRACKING_URI",
 }
+
+
+#: Settings whose flag is not ``--`` + the field name with dashes.
+_FLAG_NAMES = {"latent_dim_range": "--latent-dims", "lr": "--learning-rate"}
+
+
+def flag(field: str) -> str:
+    """The command-line flag of a :class:`SweepSettings` field."""
+    return _FLAG_NAMES.get(field, "--" + field.replace("_", "-"))
 
 
 class UsageError(ValueError):
@@ -64,6 +74,11 @@ class SweepSettings:
     metric_mode: str = "fast"
     """``reference`` (disentanglement_lib's sample sizes) or ``fast`` (see betavae.metrics)."""
     latent_dim_range: tuple[int, int] = (4, 32)
+    """Smallest and largest latent size the search may pick."""
+    beta_range: tuple[float, float] = (1.0, 32.0)
+    """β range of the ``beta`` family (log-uniform)."""
+    lr: float = 5e-4
+    """Adam learning rate of every trial."""
     dataset: str = "dsprites"
     storage_path: str = "./ray_results"
     tracking_uri: str = "sqlite:///mlflow.db"
@@ -111,6 +126,8 @@ class SweepSettings:
             "model",
             "dataset",
             "latent_dim_range",
+            "beta_range",
+            "lr",
             "metrics",
             "metric_mode",
             "seed",
@@ -199,7 +216,27 @@ def _number(text: str) -> float:
     return value
 
 
+def _range(kind: type):
+    def parse(text: str) -> tuple:
+        low, sep, high = text.partition(",")
+        try:
+            if not sep:
+                raise ValueError
+            return (kind(low), kind(high))
+        except ValueError:
+            what = "integers" if kind is int else "numbers"
+            raise argparse.ArgumentTypeError(f"not LOW,HIGH {what}: {text!r}") from None
+
+    return parse
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Read "-1,8" (a range starting below zero) as a value, not as an unknown option, so
+        # that the range's own check can name the problem.
+        self._negative_number_matcher = re.compile(r"^-(\d+|\d*\.\d+)(,\S*)?$")
+
     def error(self, message: str) -> NoReturn:
         raise UsageError(message)
 
@@ -207,6 +244,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog=PROG,
+        allow_abbrev=False,  # a misspelt flag is an error, not a silent prefix match
         description="Sweep β-VAEs for the disentanglement / "
         "reconstruction frontier with Ray Tune, Optuna and MLflow.",
     )
@@ -216,6 +254,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=sorted(PRESETS),
         default="cpu",
         help="defaults for everything below (default: cpu)",
+    )
+    p.add_argument(
+        "--config",
+        default=S,
+        metavar="FILE.toml",
+        help="read these flags from a TOML file (flags given here win)",
     )
     p.add_argument(
         "--name", default=S, help="sweep and MLflow experiment name (default: beta-frontier)"
@@ -257,6 +301,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="largest feasible reconstruction NLL, nats per image",
     )
     p.add_argument("--metric-mode", choices=["reference", "fast"], default=S)
+    p.add_argument(
+        "--beta-range",
+        type=_range(float),
+        default=S,
+        metavar="LOW,HIGH",
+        help="β range of the beta family (default: 1,32)",
+    )
+    p.add_argument(
+        "--latent-dims",
+        dest="latent_dim_range",
+        type=_range(int),
+        default=S,
+        metavar="LOW,HIGH",
+        help="latent sizes the search may pick (cpu preset: 4,10)",
+    )
+    p.add_argument(
+        "--learning-rate", dest="lr", type=_number, default=S, help="Adam's (default: 5e-4)"
+    )
     p.add_argument("--dataset", default=S, help="one of " + ", ".join(DATASET_SPECS))
     p.add_argument(
         "--storage-path",
@@ -292,8 +354,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_settings(argv: list[str] | None = None) -> SweepSettings:
-    """Flags → validated :class:`SweepSettings`; raises :class:`UsageError` (one line)."""
-    args = vars(build_parser().parse_args(argv))
+    """Flags → validated :class:`SweepSettings`; raises :class:`UsageError` (one line).
+
+    ``--config FILE`` reads flags from a TOML file first; flags on the command line win.
+    """
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    config = vars(parser.parse_args(argv)).get("config")
+    if config is not None:
+        from_file = config_file_args(config)
+        try:
+            parser.parse_args(from_file)
+        except UsageError as err:
+            raise UsageError(f"--config {config}: {err}") from None
+        argv = from_file + argv
+    args = vars(parser.parse_args(argv))
+    args.pop("config", None)
     preset = args.pop("preset")
     values = {**PRESETS[preset], **args}
     # A cluster sets its shared defaults once, in the environment (see cluster/gpu.yaml).
@@ -303,6 +379,48 @@ def parse_settings(argv: list[str] | None = None) -> SweepSettings:
     settings = SweepSettings(preset=preset, **values)
     validate(settings)
     return settings
+
+
+def config_file_args(path: str) -> list[str]:
+    """A TOML file of settings → the equivalent flags, e.g. ``num-samples = 24`` →
+    ``--num-samples 24``; ``beta-range = [1, 8]`` → ``--beta-range 1,8``."""
+    import tomllib
+
+    file = Path(path)
+    if not file.is_file():
+        _fail(f"--config: got {path!r}; allowed: an existing TOML file of settings")
+    try:
+        table = tomllib.loads(file.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        _fail(f"--config {path}: not valid TOML ({err})")
+    known = {
+        a.option_strings[0][2:]: a
+        for a in build_parser()._actions
+        if a.option_strings and a.dest not in ("help", "config")
+    }
+    args: list[str] = []
+    for key, value in table.items():
+        name = key.replace("_", "-")
+        if name not in known:
+            _fail(f"--config {path}: unknown setting {key!r}; allowed: {', '.join(sorted(known))}")
+        if isinstance(known[name], argparse._StoreTrueAction):
+            if not isinstance(value, bool):
+                _fail(f"--config {path}: {key}: got {value!r}; allowed: true or false")
+            args += [f"--{name}"] if value else []
+        elif (
+            isinstance(value, list)
+            and len(value) == 2
+            and not any(isinstance(v, list | dict) for v in value)
+        ):
+            args += [f"--{name}", f"{value[0]},{value[1]}"]
+        elif isinstance(value, str | int | float) and not isinstance(value, bool):
+            args += [f"--{name}", str(value)]
+        else:
+            _fail(
+                f"--config {path}: {key}: got {value!r}; allowed: a string, a number, or "
+                "[LOW, HIGH] for a range"
+            )
+    return args
 
 
 def validate(s: SweepSettings) -> None:
@@ -315,10 +433,11 @@ def validate(s: SweepSettings) -> None:
     need(
         bool(s.name)
         and all(c.isalnum() or c in "-_." for c in s.name)
-        and not s.name.startswith("."),
+        and not s.name.startswith(".")
+        and len(s.name) <= 100,
         "--name",
         s.name,
-        "letters, digits, '-', '_' and '.', not starting with '.'",
+        "up to 100 letters, digits, '-', '_' and '.', not starting with '.'",
     )
     need(s.num_samples >= 1, "--num-samples", s.num_samples, "an integer >= 1")
     need(s.replicates >= 1, "--replicates", s.replicates, "an integer >= 1")
@@ -357,7 +476,7 @@ def validate(s: SweepSettings) -> None:
     except ValueError:
         _fail(f"--dataset: got {s.dataset!r}; allowed: one of {', '.join(DATASET_SPECS)}")
     name, _, path = s.dataset.partition(":")
-    if path and not Path(path).expanduser().is_file():
+    if path and not Path(path).is_file():
         _fail(f"--dataset: got {s.dataset!r}; allowed: a {name} spec naming an existing file")
     need(
         s.tracking_uri.split(":", 1)[0] in _TRACKING_SCHEMES,
@@ -368,10 +487,10 @@ def validate(s: SweepSettings) -> None:
     if s.tracking_uri.startswith("sqlite:///"):
         db_dir = Path(s.tracking_uri.removeprefix("sqlite:///")).expanduser().parent
         need(
-            db_dir.is_dir(),
+            db_dir.is_dir() and os.access(db_dir, os.W_OK),
             "--tracking-uri",
             s.tracking_uri,
-            "a sqlite file in an existing directory",
+            "a sqlite file in an existing, writable directory",
         )
     scheme = s.storage_path.split("://", 1)[0] if "://" in s.storage_path else "file"
     need(
@@ -388,8 +507,41 @@ def validate(s: SweepSettings) -> None:
             s.storage_path,
             "a directory (this is a file)",
         )
+        existing = _first_existing(root.absolute())
+        need(
+            existing.is_dir() and os.access(existing, os.W_OK),
+            "--storage-path",
+            s.storage_path,
+            f"a folder that can be created ({existing} is not a writable directory)",
+        )
+    need(
+        s.address is None
+        or s.address in ("auto", "local")
+        or _HOST_PORT.fullmatch(s.address.removeprefix("ray://")) is not None,
+        "--address",
+        s.address,
+        "auto, local, HOST:PORT or ray://HOST:PORT",
+    )
     lo, hi = s.latent_dim_range
-    need(1 <= lo <= hi <= 1024, "latent_dim_range", s.latent_dim_range, "1 <= low <= high <= 1024")
+    need(
+        1 <= lo <= hi <= 1024,
+        "--latent-dims",
+        ",".join(map(str, s.latent_dim_range)),
+        "integers LOW,HIGH with 1 <= LOW <= HIGH <= 1024",
+    )
+    lo, hi = s.beta_range
+    need(
+        math.isfinite(lo) and math.isfinite(hi) and 0 < lo <= hi <= 1e4,
+        "--beta-range",
+        ",".join(map(str, s.beta_range)),
+        "numbers LOW,HIGH with 0 < LOW <= HIGH <= 10000",
+    )
+    need(
+        math.isfinite(s.lr) and 0 < s.lr <= 1,
+        "--learning-rate",
+        s.lr,
+        "a number in (0, 1]",
+    )
     need(
         s.num_gpus is None or (math.isfinite(s.num_gpus) and s.num_gpus >= 0),
         "--num-gpus",
@@ -397,7 +549,20 @@ def validate(s: SweepSettings) -> None:
         "a number >= 0",
     )
 
+    # Last: the only check that reads a file (headers and labels, no images).
+    try:
+        check_dataset_file(s.dataset)
+    except DatasetFileError as err:
+        _fail(f"--dataset: {err}")
 
+
+def _first_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+_HOST_PORT = re.compile(r"[A-Za-z0-9.\-]+:[0-9]{1,5}|\[[0-9A-Fa-f:]+\]:[0-9]{1,5}")
 _TRACKING_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")
 
 

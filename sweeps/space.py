@@ -1,6 +1,7 @@
 """The search space, define-by-run: objective family, then that family's hyperparameters.
 
-- ``beta`` family (Higgins et al. 2017): β log-uniform on [1, 32]; β = 1 is the plain VAE.
+- ``beta`` family (Higgins et al. 2017): β log-uniform on [1, 32] by default (``--beta-range``);
+  β = 1 is the plain VAE.
 - ``capacity`` family (Burgess et al. 2017): C_max uniform on [0, 100] nats, the anneal as a
   fraction of training uniform on [0.1, 1], γ log-uniform on [10, 1000].
 - Both: ``latent_dim`` an integer in the preset's range (default [4, 32]).
@@ -37,11 +38,20 @@ class SearchSpace:
     steps: int
     latent_dim_range: tuple[int, int] = (4, 32)
     seed: int = 0
+    beta_range: tuple[float, float] = BETA_RANGE
+
+    def contains(self, point: dict[str, Any]) -> bool:
+        """Whether a fixed starting point (``initial_points``) lies inside this space."""
+        lo, hi = self.latent_dim_range
+        if not lo <= point.get("latent_dim", lo) <= hi:
+            return False
+        lo, hi = self.beta_range
+        return point.get("objective") != "beta" or lo <= point.get("beta", lo) <= hi
 
     def __call__(self, trial: Any) -> dict[str, Any]:
         family = trial.suggest_categorical("objective", list(FAMILIES))
         if family == "beta":
-            trial.suggest_float("beta", *BETA_RANGE, log=True)
+            trial.suggest_float("beta", *self.beta_range, log=True)
         else:
             trial.suggest_float("capacity_max", *CAPACITY_MAX_RANGE)
             trial.suggest_float("anneal_fraction", *ANNEAL_FRACTION_RANGE)
@@ -100,4 +110,5 @@ def trial_train_config(config: dict[str, Any]) -> TrainConfig:
         batch_size=int(config["batch_size"]),
         model=config["model"],
         dataset=config["dataset"],
+        lr=float(config.get("lr", TrainConfig.lr)),
     )

@@ -1,86 +1,9 @@
-"""Sweep flags: every bad value is one line on stderr, exit code 2, before Ray starts."""
+"""Sweep flags: presets, the environment and config files give the defaults; flags win.
+(Bad values: tests/test_bad_inputs.py.)"""
 
 from __future__ import annotations
 
-import json
-
-import pytest
-
-from sweeps.beta_frontier import main
 from sweeps.settings import PRESETS, parse_settings
-
-BAD = [
-    (["--num-samples", "0"], "--num-samples: got 0"),
-    (["--num-samples", "many"], "not an integer: 'many'"),
-    (["--replicates", "0"], "--replicates: got 0"),
-    (["--max-concurrent", "-1"], "--max-concurrent: got -1"),
-    (["--cpus-per-trial", "0.5"], "--cpus-per-trial: got 0.5"),
-    (["--gpus-per-trial", "1.5"], "--gpus-per-trial: got 1.5"),
-    (["--gpus-per-trial", "-0.25"], "--gpus-per-trial: got -0.25"),
-    (["--steps", "0"], "--steps: got 0"),
-    (["--metric", "elbo"], "invalid choice: 'elbo'"),
-    (["--objective", "best"], "invalid choice: 'best'"),
-    (["--preset", "huge"], "invalid choice: 'huge'"),
-    (["--recon-budget", "abc"], "not a number: 'abc'"),
-    (["--recon-budget", "-5"], "--recon-budget: got -5.0"),
-    (["--recon-budget", "nan"], "--recon-budget: got nan"),
-    (["--report-every", "10", "--checkpoint-every", "15"], "--checkpoint-every: got 15"),
-    (["--name", "my sweep"], "--name: got 'my sweep'"),
-    (["--name", "../escape"], "--name: got '../escape'"),
-    (["--dataset", "mnist"], "--dataset: got 'mnist'"),
-    (["--dataset", "shapes3d:/no/such/file.h5"], "--dataset: got 'shapes3d:/no/such/file.h5'"),
-    (["--tracking-uri", "ftp://host/x"], "--tracking-uri: got 'ftp://host/x'"),
-    (["--tracking-uri", "sqlite:////no/such/dir/m.db"], "--tracking-uri: got"),
-    (["--storage-path", "ftp://host/x"], "--storage-path: got 'ftp://host/x'"),
-    (["--seed", "-3"], "--seed: got -3"),
-    (["--bogus"], "unrecognized arguments: --bogus"),
-]
-
-
-@pytest.mark.parametrize(("argv", "message"), BAD, ids=[" ".join(a) for a, _ in BAD])
-def test_bad_flags_exit_2_with_one_line(argv, message, tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit) as exit_:
-        main(argv)
-    assert exit_.value.code == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1, err
-    assert err.startswith("sweeps/beta_frontier.py: error: ")
-    assert message in err
-    assert list(tmp_path.iterdir()) == []  # nothing written: no mlflow.db, no ray_results
-
-
-def test_resume_of_a_missing_sweep_is_refused(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit) as exit_:
-        main(["--resume", "--name", "nothing-here"])
-    assert exit_.value.code == 2
-    assert "--resume: no sweep named 'nothing-here'" in capsys.readouterr().err
-
-
-def _fake_sweep(tmp_path, argv):
-    settings = parse_settings([*argv, "--storage-path", str(tmp_path / "rr")])
-    folder = tmp_path / "rr" / settings.name
-    folder.mkdir(parents=True)
-    (folder / "sweep.json").write_text(json.dumps({"search": settings.search_settings()}))
-
-
-def test_resume_with_a_changed_search_is_refused(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    _fake_sweep(tmp_path, ["--preset", "smoke"])
-    argv = ["--preset", "smoke", "--storage-path", str(tmp_path / "rr"), "--resume"]
-    with pytest.raises(SystemExit):
-        main([*argv, "--recon-budget", "123"])
-    err = capsys.readouterr().err
-    assert "--recon-budget: the sweep was started with 1200.0, got 123.0" in err
-
-
-def test_starting_an_existing_sweep_again_needs_resume(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    _fake_sweep(tmp_path, ["--preset", "smoke"])
-    with pytest.raises(SystemExit):
-        main(["--preset", "smoke", "--storage-path", str(tmp_path / "rr")])
-    assert "already exists" in capsys.readouterr().err
 
 
 def test_presets_fill_defaults_and_flags_override(monkeypatch):
@@ -116,3 +39,46 @@ def test_relative_storage_path_becomes_absolute_for_tune(tmp_path, monkeypatch):
     assert s.experiment_path == f"{tmp_path.resolve()}/ray_results/x"
     remote = parse_settings(["--storage-path", "s3://bucket/sweeps/", "--name", "x"])
     assert remote.experiment_path == "s3://bucket/sweeps/x" and not remote.storage_is_local
+
+
+def test_a_config_file_gives_defaults_and_flags_win(tmp_path, monkeypatch):
+    for variable in ("RAY_ADDRESS", "BETAVAE_STORAGE_PATH", "MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(variable, raising=False)
+    config = tmp_path / "sweep.toml"
+    config.write_text(
+        'preset = "smoke"\nnum_samples = 6\nbeta-range = [2, 16]\nlatent-dims = [3, 5]\n'
+        "learning-rate = 1e-3\nresume = false\n"
+    )
+    s = parse_settings(["--config", str(config)])
+    assert (s.preset, s.num_samples, s.beta_range, s.latent_dim_range) == (
+        "smoke",
+        6,
+        (2.0, 16.0),
+        (3, 5),
+    )
+    assert s.lr == 1e-3 and s.steps == PRESETS["smoke"]["steps"] and not s.resume
+    s = parse_settings(["--config", str(config), "--num-samples", "2", "--preset", "cpu"])
+    assert (s.num_samples, s.preset, s.beta_range) == (2, "cpu", (2.0, 16.0))
+
+
+def test_narrowed_space_is_searched_and_starting_points_outside_it_dropped(tmp_path):
+    import optuna
+
+    from sweeps.beta_frontier import build_searcher
+
+    # The cpu preset starts from β = 2, 8, 32 at z = 10: only β = 2 fits β ∈ [1, 4], z ≤ 10.
+    s = parse_settings(["--beta-range", "1,4", "--storage-path", str(tmp_path)])
+    assert [p["beta"] for p in build_searcher(s)._points_to_evaluate] == [2.0]
+    s = parse_settings(
+        ["--beta-range", "1,4", "--latent-dims", "5,6", "--storage-path", str(tmp_path / "b")]
+    )
+    searcher = build_searcher(s)
+    assert searcher._points_to_evaluate == []
+    study = optuna.create_study()
+    for _ in range(40):
+        trial = study.ask()
+        searcher._space(trial)
+        if trial.params["objective"] == "beta":
+            assert 1.0 <= trial.params["beta"] <= 4.0
+        assert 5 <= trial.params["latent_dim"] <= 6
+        study.tell(trial, 0.0)

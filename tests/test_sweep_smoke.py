@@ -63,14 +63,36 @@ def sweep(tmp: Path, *extra: str) -> subprocess.CompletedProcess:
 
 
 def listening() -> set[tuple[str, str]]:
-    """``(local address:port, process name)`` of every listening TCP socket."""
-    out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True).stdout
+    """``(local address:port, process name)`` of every listening TCP socket.
+
+    A socket that no live process holds any more (its owner exited between the kernel's
+    listing and ``ss``'s look-up, e.g. a Ray worker shutting down) is left out: it has no
+    owner to attribute and is closing.
+    """
+    out = subprocess.run(["ss", "-ltnpeH"], capture_output=True, text=True).stdout
     found = set()
     for line in out.splitlines():
         fields = line.split()
-        name = fields[-1].split('"')[1] if '"' in fields[-1] else "?"
-        found.add((fields[3], name))
+        users = next((f for f in fields if f.startswith("users:")), "")
+        name = users.split('"')[1] if '"' in users else _owner(line)
+        if name is not None:
+            found.add((fields[3], name))
     return found
+
+
+def _owner(line: str) -> str | None:
+    """The command name of the process holding the socket of an ``ss -e`` line, if any."""
+    inode = next((f.split(":", 1)[1] for f in line.split() if f.startswith("ino:")), None)
+    if inode is None:
+        return "?"
+    target = f"socket:[{inode}]"
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            if any(os.readlink(fd) == target for fd in fd_dir.iterdir()):
+                return (fd_dir.parent / "comm").read_text().strip()
+        except OSError:
+            continue
+    return None
 
 
 @pytest.fixture(scope="module")

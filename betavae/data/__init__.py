@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from betavae.data.base import GroundTruthDataset, mixed_radix_bases
 from betavae.data.dsprites import ColorDSprites, DSprites, NoisyDSprites
-from betavae.data.dsprites_npz import DatasetFileError, load_npz, write_npz
-from betavae.data.shapes3d import Shapes3D, load_h5
+from betavae.data.dsprites_npz import DatasetFileError, check_npz, load_npz, write_npz
+from betavae.data.shapes3d import Shapes3D, check_h5, load_h5
 
 #: Dataset specs a user can name (``--dataset``); ``NAME:PATH`` forms read a file.
 DATASET_SPECS = (
@@ -21,6 +21,7 @@ _PROCEDURAL = {
     "dsprites-color": ColorDSprites,
 }
 _FILES = {"dsprites-npz": load_npz, "shapes3d": load_h5}
+_FILE_CHECKS = {"dsprites-npz": check_npz, "shapes3d": check_h5}
 
 
 def check_dataset_spec(spec: str) -> None:
@@ -29,6 +30,15 @@ def check_dataset_spec(spec: str) -> None:
     if (not sep and name in _PROCEDURAL) or (sep and name in _FILES and path):
         return
     raise ValueError(f"dataset must be one of {', '.join(DATASET_SPECS)}; got {spec!r}")
+
+
+def check_dataset_file(spec: str) -> None:
+    """For a ``NAME:PATH`` spec, check the file's layout cheaply (no images decoded); raises
+    :class:`DatasetFileError`. Procedural specs have no file and pass."""
+    check_dataset_spec(spec)
+    name, _, path = spec.partition(":")
+    if name in _FILE_CHECKS:
+        _FILE_CHECKS[name](path)
 
 
 def load_dataset(spec: str) -> GroundTruthDataset:
@@ -48,7 +58,10 @@ __all__ = [
     "GroundTruthDataset",
     "NoisyDSprites",
     "Shapes3D",
+    "check_dataset_file",
     "check_dataset_spec",
+    "check_h5",
+    "check_npz",
     "load_dataset",
     "load_h5",
     "load_npz",

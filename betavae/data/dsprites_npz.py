@@ -89,30 +89,71 @@ def _require(ok: bool, path: Path, problem: str) -> None:
         raise DatasetFileError(f"{path}: {problem}; expected the official dSprites npz layout")
 
 
-def load_npz(path: str | Path) -> DSprites:
-    """Load the official dSprites npz (or one we wrote) as a :class:`DSprites`.
+#: Images whose pixels :func:`check_npz` reads (the first ones in the file) to spot non-binary data.
+SAMPLE_IMAGES = 1024
 
-    Never unpickles: arrays are read with ``allow_pickle=False`` and ``metadata`` is skipped.
-    Raises :class:`DatasetFileError` naming what is wrong with a bad file.
+
+def check_npz(path: str | Path) -> None:
+    """Check a dSprites npz's layout without decoding its 3 GB of images.
+
+    Reads the keys, the array headers, the factor arrays and the first :data:`SAMPLE_IMAGES`
+    images. Never unpickles. Raises :class:`DatasetFileError` naming what is wrong; a file
+    that passes can still fail :func:`load_npz` if a later image is corrupt or non-binary.
     """
     path = Path(path)
     if not path.is_file():
         raise DatasetFileError(f"{path}: no such file")
     try:
-        # Open the file ourselves: np.load leaks its handle when the zip is corrupt.
-        with path.open("rb") as fh, np.load(fh, allow_pickle=False) as npz:
-            keys = set(npz.files)
+        with zipfile.ZipFile(path) as zf:
+            keys = {name.removesuffix(".npy") for name in zf.namelist()}
             for key in ("imgs", "latents_classes", "latents_values"):
                 _require(key in keys, path, f"missing key {key!r} (found {sorted(keys)})")
-            # The small arrays first, so a wrong file fails before 3 GB of images are read.
-            _check_latents(path, npz["latents_classes"], npz["latents_values"])
-            imgs = npz["imgs"]
+            with zf.open("latents_classes.npy") as f:
+                classes = np.lib.format.read_array(f, allow_pickle=False)
+            with zf.open("latents_values.npy") as f:
+                values = np.lib.format.read_array(f, allow_pickle=False)
+            _check_latents(path, classes, values)
+            with zf.open("imgs.npy") as f:
+                shape, dtype = _npy_header(f)
+                _require(dtype == np.uint8, path, f"imgs has dtype {dtype}, not uint8")
+                count = min(SAMPLE_IMAGES, int(np.prod(shape[:1])))
+                sample = np.frombuffer(f.read(count * int(np.prod(shape[1:]))), np.uint8)
     except DatasetFileError:
         raise
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as err:
         raise DatasetFileError(f"{path}: unreadable or truncated npz ({err})") from err
-    _require(imgs.dtype == np.uint8, path, f"imgs has dtype {imgs.dtype}, not uint8")
-    _require(imgs.shape == (N_IMAGES, 64, 64), path, f"imgs has shape {imgs.shape}")
+    _require(
+        sample.size == 0 or int(sample.max()) <= 1,
+        path,
+        f"imgs is not binary (max value {int(sample.max()) if sample.size else 0})",
+    )
+    _require(shape == (N_IMAGES, 64, 64), path, f"imgs has shape {shape}")
+
+
+def _npy_header(f) -> tuple[tuple[int, ...], np.dtype]:
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+    else:
+        shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+    return tuple(shape), dtype
+
+
+def load_npz(path: str | Path) -> DSprites:
+    """Load the official dSprites npz (or one we wrote) as a :class:`DSprites`.
+
+    Never unpickles: arrays are read with ``allow_pickle=False`` and ``metadata`` is skipped.
+    Raises :class:`DatasetFileError` naming what is wrong with a bad file (see
+    :func:`check_npz`, which runs first).
+    """
+    path = Path(path)
+    check_npz(path)
+    try:
+        # Open the file ourselves: np.load leaks its handle when the zip is corrupt.
+        with path.open("rb") as fh, np.load(fh, allow_pickle=False) as npz:
+            imgs = npz["imgs"]
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as err:
+        raise DatasetFileError(f"{path}: unreadable or truncated npz ({err})") from err
     _require(int(imgs.max()) <= 1, path, f"imgs is not binary (max value {int(imgs.max())})")
     return DSprites(packed=np.packbits(imgs, axis=-1))
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from betavae.data.base import GroundTruthDataset
+from betavae.data.base import GroundTruthDataset, mixed_radix_bases
 from betavae.data.dsprites_npz import DatasetFileError
 
 FACTOR_NAMES = ("floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation")
@@ -44,11 +44,12 @@ class Shapes3D(GroundTruthDataset):
         return rows.permute(0, 3, 1, 2).float() / 255.0
 
 
-def load_h5(path: str | Path, factor_sizes: tuple[int, ...] = FACTOR_SIZES) -> Shapes3D:
-    """Load ``3dshapes.h5``; ``factor_sizes`` exists so tests can use a small file.
+def check_h5(path: str | Path, factor_sizes: tuple[int, ...] = FACTOR_SIZES) -> None:
+    """Check ``3dshapes.h5``'s layout without reading its images.
 
     Checks keys, shapes, dtypes and that the labels follow the documented row order; raises
-    :class:`DatasetFileError` naming what is wrong.
+    :class:`DatasetFileError` naming what is wrong. ``factor_sizes`` exists so tests can use a
+    small file.
     """
     import h5py
 
@@ -63,24 +64,35 @@ def load_h5(path: str | Path, factor_sizes: tuple[int, ...] = FACTOR_SIZES) -> S
     try:
         with h5py.File(path, "r") as f:
             for key in ("images", "labels"):
-                if key not in f:
+                if key not in f or not isinstance(f[key], h5py.Dataset):
                     raise bad(f"missing dataset {key!r} (found {sorted(f.keys())})")
             if f["images"].shape != (n, 64, 64, 3) or f["images"].dtype != np.uint8:
                 raise bad(f"images is {f['images'].dtype} {f['images'].shape}")
-            if f["labels"].shape != (n, 6):
-                raise bad(f"labels has shape {f['labels'].shape}")
-            images = f["images"][()]
+            if f["labels"].shape != (n, 6) or f["labels"].dtype.kind not in "fiu":
+                raise bad(f"labels is {f['labels'].dtype} {f['labels'].shape}")
             labels = f["labels"][()]
     except DatasetFileError:
         raise
     except OSError as err:
         raise DatasetFileError(f"{path}: unreadable or truncated HDF5 file ({err})") from err
-    dataset = Shapes3D(images, factor_sizes)
-    expected = dataset.index_to_classes(np.arange(n))
+    index = np.arange(n, dtype=np.int64)[:, None]
+    expected = (index // mixed_radix_bases(factor_sizes)) % np.asarray(factor_sizes)
     for j, name in enumerate(FACTOR_NAMES):
         values = np.unique(labels[:, j])
         if len(values) != factor_sizes[j]:
             raise bad(f"label {name!r} takes {len(values)} values, expected {factor_sizes[j]}")
         if not np.array_equal(np.searchsorted(values, labels[:, j]), expected[:, j]):
             raise bad(f"rows are not in the documented order (label {name!r})")
-    return dataset
+
+
+def load_h5(path: str | Path, factor_sizes: tuple[int, ...] = FACTOR_SIZES) -> Shapes3D:
+    """Load ``3dshapes.h5`` after :func:`check_h5`; ``factor_sizes`` as there."""
+    import h5py
+
+    check_h5(path, factor_sizes)
+    try:
+        with h5py.File(path, "r") as f:
+            images = f["images"][()]
+    except OSError as err:
+        raise DatasetFileError(f"{path}: unreadable or truncated HDF5 file ({err})") from err
+    return Shapes3D(images, factor_sizes)
