@@ -124,6 +124,7 @@ def build_searcher(settings: SweepSettings):
         recon_budget=settings.recon_budget,
         constrained=not pareto,
         replicates=settings.replicates,
+        max_trials=settings.num_samples,
     )
 
 

@@ -32,6 +32,8 @@ class ConstrainedOptunaSearch(OptunaSearch):
         constrained: set the constraint on trials (the ``pareto`` objective reports the
             budget but searches the whole front, so it passes False).
         replicates: each newly sampled setting also runs with ``replicates − 1`` more seeds.
+        max_trials: the sweep's ``num_samples``; no replicate is queued beyond it (a queued
+            trial that never runs would stay WAITING in the study).
         Other arguments as ``OptunaSearch``.
     """
 
@@ -41,11 +43,13 @@ class ConstrainedOptunaSearch(OptunaSearch):
         recon_budget: float,
         constrained: bool = True,
         replicates: int = 1,
+        max_trials: int | None = None,
         **kwargs: Any,
     ) -> None:
         self._recon_budget = float(recon_budget)
         self._constrained = constrained
         self._replicates = int(replicates)
+        self._max_trials = max_trials
         super().__init__(*args, **kwargs)
 
     def suggest(self, trial_id: str) -> dict | None:
@@ -54,7 +58,10 @@ class ConstrainedOptunaSearch(OptunaSearch):
         if config is not None and REPLICATE_ATTR not in ot_trial.user_attrs:
             # A freshly sampled setting: queue its other seeds right behind it.
             ot_trial.set_user_attr(REPLICATE_ATTR, 0)
-            for replicate in range(1, self._replicates):
+            room = math.inf
+            if self._max_trials is not None:
+                room = self._max_trials - len(self._ot_study.get_trials(deepcopy=False))
+            for replicate in range(1, min(self._replicates, 1 + room)):
                 self._ot_study.enqueue_trial(
                     ot_trial.params, user_attrs={REPLICATE_ATTR: replicate}
                 )

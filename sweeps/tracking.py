@@ -7,11 +7,17 @@ by ``betavae.trial_id`` under that parent. With the trial → run map also saved
 experiment state (``get_state``/``set_state``), a resumed sweep writes into the same runs and
 never duplicates one. Curves are logged once per step: steps at or below the last one logged
 are skipped, so a trial that restarts from its checkpoint does not log its steps twice.
+
+A tracking server that goes away does not stop the sweep: a curve point that cannot be logged
+is skipped with a warning (MLflow's client has already retried it with back-off), and when the
+trial ends its whole curve is back-filled from the ``history.jsonl`` of its final checkpoint.
+Ending a trial (final metrics, artifacts, status) is retried for up to ``patience_s`` seconds.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import subprocess
 import time
@@ -23,7 +29,7 @@ from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 
 from sweeps.space import setting_id, trial_train_config
-from sweeps.trainable import ARTIFACTS, MODEL_DIR, RESULT
+from sweeps.trainable import ARTIFACTS, HISTORY, MODEL_DIR, RESULT
 
 logger = logging.getLogger(__name__)
 
@@ -131,10 +137,21 @@ def trial_params(config: dict[str, Any]) -> dict[str, str]:
 class MLflowTracking(Callback):
     """Tune callback: nested MLflow runs per trial, curves, final metrics, artifacts."""
 
-    def __init__(self, tracking_uri: str, experiment: str, parent_run_id: str) -> None:
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment: str,
+        parent_run_id: str,
+        *,
+        patience_s: float = 900.0,
+        retry_every_s: float = 5.0,
+    ) -> None:
         self.tracking_uri = tracking_uri
         self.experiment = experiment
         self.parent_run_id = parent_run_id
+        self.patience_s = patience_s
+        self.retry_every_s = retry_every_s
+        self._unreachable_since: float | None = None
         self.runs: dict[str, str] = {}
         self.last_step: dict[str, int] = {}
         self._client: MlflowClient | None = None
@@ -180,6 +197,8 @@ class MLflowTracking(Callback):
                 **{TRIAL_ID_TAG: trial_id, PARENT_TAG: self.parent_run_id},
             )
             run_id = found[0].info.run_id if found else None
+            if found and not found[0].data.params:  # created just before an outage
+                self._log_params(run_id, trial.config)
         if run_id is not None:
             history = self.client.get_metric_history(run_id, "train/loss")
             logged = max((m.step for m in history), default=-1)
@@ -193,21 +212,73 @@ class MLflowTracking(Callback):
             }
             run = self.client.create_run(self.experiment, run_name=str(trial), tags=tags)
             run_id = run.info.run_id
-            params = trial_params(trial.config)
-            self.client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
+            self._log_params(run_id, trial.config)
         self._synced.add(trial_id)
         self.runs[trial_id] = run_id
         return run_id
 
+    # -- a server that goes away -------------------------------------------------------
+    def _best_effort(self, what: str, action: Any) -> None:
+        """Run ``action``; if MLflow fails, warn (once per outage) and go on."""
+        try:
+            action()
+        except Exception as err:
+            if self._unreachable_since is None:
+                self._unreachable_since = time.monotonic()
+                logger.warning(
+                    "MLflow at %s failed (%s: %s); the sweep goes on, and each trial's curves "
+                    "are back-filled from its checkpoint when it ends",
+                    self.tracking_uri,
+                    what,
+                    _last_line(str(err)),
+                )
+            return
+        if self._unreachable_since is not None:
+            logger.warning(
+                "MLflow at %s answers again after %.0f s",
+                self.tracking_uri,
+                time.monotonic() - self._unreachable_since,
+            )
+            self._unreachable_since = None
+
+    def _patiently(self, what: str, action: Any) -> None:
+        """Run ``action`` until it succeeds or ``patience_s`` has passed (then raise)."""
+        deadline = time.monotonic() + self.patience_s
+        while True:
+            try:
+                action()
+                return
+            except Exception as err:
+                if time.monotonic() >= deadline:
+                    raise
+                logger.warning(
+                    "MLflow at %s failed (%s: %s); retrying for up to %.0f s more",
+                    self.tracking_uri,
+                    what,
+                    _last_line(str(err)),
+                    deadline - time.monotonic(),
+                )
+                time.sleep(self.retry_every_s)
+
+    # -- Tune events -----------------------------------------------------------------------
+    def _log_params(self, run_id: str, config: dict[str, Any]) -> None:
+        params = trial_params(config)
+        self.client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
+
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        run_id = self.run_id(trial)
-        self.client.update_run(run_id, status="RUNNING")
+        self._best_effort(
+            "marking a run RUNNING",
+            lambda: self.client.update_run(self.run_id(trial), status="RUNNING"),
+        )
 
     on_trial_restore = on_trial_start
 
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
     ) -> None:
+        self._best_effort("logging a result", lambda: self._log_result(trial, result))
+
+    def _log_result(self, trial: Any, result: dict) -> None:
         run_id = self.run_id(trial)
         step = int(result.get("step", 0))
         now = int(time.time() * 1000)
@@ -215,7 +286,6 @@ class MLflowTracking(Callback):
             keys = [k for k in result if k.startswith("metric.") or k in FINAL_KEYS]
         elif step > self.last_step.get(trial.trial_id, -1):
             keys = [k for k in result if k.startswith("train/")]
-            self.last_step[trial.trial_id] = step
         else:
             return
         metrics = [
@@ -226,13 +296,24 @@ class MLflowTracking(Callback):
         tags = [RunTag(NODE_TAG, str(result["node_id"]))] if result.get("node_id") else []
         if metrics or tags:
             self.client.log_batch(run_id, metrics=metrics, tags=tags)
+        if not result.get("final"):
+            self.last_step[trial.trial_id] = step
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._patiently("ending a trial's run", lambda: self._complete(trial))
+
+    def _complete(self, trial: Any) -> None:
         run_id = self.run_id(trial)
         result = trial.last_result or {}
         if result.get("error"):
             self._fail(run_id, str(result["error"]))
             return
+        if trial.checkpoint is not None:
+            self._backfill(run_id, trial.checkpoint)
+        if result.get("final") and not any(
+            k.startswith("metric.") for k in self.client.get_run(run_id).data.metrics
+        ):
+            self._log_result(trial, result)  # the final result met an outage
         if trial.checkpoint is not None:
             try:
                 self._log_artifacts(run_id, trial.checkpoint)
@@ -246,7 +327,27 @@ class MLflowTracking(Callback):
         error = None
         with contextlib.suppress(Exception):  # the reason is best effort; the status is not
             error = trial.get_error()
-        self._fail(self.run_id(trial), _last_line(error) if error else "trial failed")
+        reason = _last_line(error) if error else "trial failed"
+        self._patiently("failing a trial's run", lambda: self._fail(self.run_id(trial), reason))
+
+    def _backfill(self, run_id: str, checkpoint: Any) -> None:
+        """Log the curve points of the checkpoint's history that MLflow lacks (an outage)."""
+        with checkpoint.as_directory() as directory:
+            path = Path(directory) / HISTORY
+            rows = [json.loads(x) for x in path.read_text().splitlines()] if path.is_file() else []
+        logged = {m.step for m in self.client.get_metric_history(run_id, "train/loss")}
+        now = int(time.time() * 1000)
+        metrics = [
+            Metric(k, float(v), now, int(row["step"]))
+            for row in rows
+            if int(row["step"]) not in logged
+            for k, v in row.items()
+            if k.startswith("train/") and isinstance(v, int | float)
+        ]
+        for start in range(0, len(metrics), 1000):  # MLflow's limit per batch
+            self.client.log_batch(run_id, metrics=metrics[start : start + 1000])
+        if metrics:
+            logger.warning("back-filled %d curve values of run %s", len(metrics), run_id)
 
     def _fail(self, run_id: str, reason: str) -> None:
         self.client.log_batch(run_id, tags=[RunTag(ERROR_TAG, reason[:_MAX_TAG])])

@@ -293,3 +293,105 @@ def test_autoscaler_adds_a_gpu_worker_on_demand(tmp_path):
     nodes = {r.data.tags["ray.node_id"] for r in runs}
     head_id = "f" * 51 + "00000"  # the fake provider's fixed head node id
     assert len(runs) == 4 and len(nodes) == 1 and head_id not in nodes
+
+
+def test_a_lost_worker_nodes_trials_resume_from_their_checkpoints_elsewhere(tmp_path):
+    """Kill a worker node (its raylet and workers, ``kill -9``) while its trials train: Tune
+    retries them from their last checkpoint on the surviving node; every trial ends once, with
+    each curve point once and C on schedule."""
+    port = free_port()
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
+    env.pop("RAY_ADDRESS", None)
+    address = f"127.0.0.1:{port}"
+    head = ["--head", f"--port={port}", "--num-cpus=1", "--num-gpus=0", "--include-dashboard=false"]
+    nodes = [start_node(head, env, tmp_path / "head.log")]
+    try:
+        wait_for(env, address, nodes=1)
+        nodes.append(
+            start_node([f"--address={address}", "--num-cpus=2"], env, tmp_path / "worker.log")
+        )
+        wait_for(env, address, nodes=2)
+        steps, report, checkpoint = 200, 20, 40
+        argv = [
+            sys.executable,
+            str(REPO / "sweeps" / "beta_frontier.py"),
+            "--preset",
+            "smoke",
+            "--name",
+            "lost",
+            "--address",
+            address,
+            "--tracking-uri",
+            f"sqlite:///{tmp_path / 'mlflow.db'}",
+            "--storage-path",
+            f"file://{tmp_path / 'shared'}",
+            "--num-samples",
+            "3",
+            "--max-concurrent",
+            "3",  # 3 trials, 1 CPU on the head: two train on the worker
+            "--steps",
+            str(steps),
+            "--report-every",
+            str(report),
+            "--checkpoint-every",
+            str(checkpoint),
+        ]
+        with (tmp_path / "sweep.out").open("w") as out:
+            driver = subprocess.Popen(
+                argv, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT
+            )
+        folder = tmp_path / "shared" / "lost"
+        deadline = time.time() + 300
+        while time.time() < deadline and len(checkpointed_twice(folder)) < 3:
+            assert driver.poll() is None, (tmp_path / "sweep.out").read_text()[-3000:]
+            time.sleep(0.2)
+        stop_hard(nodes.pop())  # the worker node dies mid-training
+        assert driver.wait(timeout=600) == 0, (tmp_path / "sweep.out").read_text()[-3000:]
+    finally:
+        for node in reversed(nodes):
+            stop(node)
+        current = Path("/tmp/ray/ray_current_cluster")
+        if current.is_file() and current.read_text().strip() == address:
+            current.unlink()
+    assert not any(group_alive(n.pid) for n in nodes)
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = children(tmp_path, "lost")
+    assert len(runs) == 3 and all(r.info.status == "FINISHED" for r in runs)
+    assert len({r.data.tags["ray.node_id"] for r in runs}) == 1  # all ended on the head
+    for run in runs:
+        history = client.get_metric_history(run.info.run_id, "train/loss")
+        assert [m.step for m in history] == list(range(report, steps + 1, report))
+        if run.data.params["objective"] == "capacity":
+            c_max = float(run.data.params["capacity_max"])
+            anneal = int(run.data.params["capacity_anneal_steps"])
+            for m in client.get_metric_history(run.info.run_id, "train/capacity"):
+                assert m.value == pytest.approx(c_max * min(1.0, m.step / anneal))
+    # Two trials were restarted after the node loss: Tune kept their error files.
+    retried = [p.parent.name for p in (tmp_path / "shared" / "lost").glob("*/error.txt")]
+    assert len(retried) == 2, retried
+
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    journal = JournalFileBackend(str(tmp_path / "shared" / "lost" / "optuna.journal"))
+    study = optuna.load_study(study_name="lost", storage=JournalStorage(journal))
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 3
+
+
+def checkpointed_twice(folder: Path) -> set[Path]:
+    """Trial folders holding a checkpoint after their first (Tune keeps the last two)."""
+    return {p.parent for p in folder.glob("*/checkpoint_*") if int(p.name.split("_")[1]) >= 1}
+
+
+def stop_hard(process: subprocess.Popen) -> None:
+    """``kill -9`` a node's whole process group at once: a machine that vanishes."""
+    os.killpg(process.pid, signal.SIGKILL)
+    deadline = time.time() + 20
+    while time.time() < deadline and group_alive(process.pid):
+        process.poll()
+        time.sleep(0.2)
+    process.wait(timeout=10)

@@ -1,8 +1,15 @@
-"""``kill -9`` of the sweep driver mid-training, then the same command with ``--resume``:
-every trial completes once, in Optuna and in MLflow, with unbroken curves."""
+"""``kill -9`` of the sweep driver at several moments, then the same command with ``--resume``:
+every trial completes once, in Optuna and in MLflow, with unbroken curves, and the report is
+written.
+
+The moments are seen from outside the driver, in the sweep folder: a trial folder appears
+(trials starting), a trial's second checkpoint (mid-training), a trial's checkpoint of its
+last training step without its final one (final evaluation), the report folder (report).
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -14,7 +21,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
-N = 4
+N = 3
 
 
 def argv(tmp: Path) -> list[str]:
@@ -26,11 +33,11 @@ def argv(tmp: Path) -> list[str]:
         "--name",
         "crash",
         "--steps",
-        "200",
+        str(STEPS),
         "--report-every",
-        "20",
+        str(REPORT),
         "--checkpoint-every",
-        "40",
+        str(CHECKPOINT),
         "--num-samples",
         str(N),
         "--storage-path",
@@ -40,7 +47,41 @@ def argv(tmp: Path) -> list[str]:
     ]
 
 
-def test_killed_driver_resumes_without_duplicates_or_gaps(tmp_path):
+STEPS, REPORT, CHECKPOINT = 120, 20, 40
+LAST_TRAINING_CHECKPOINT = STEPS // CHECKPOINT - 1  # index of the step-200 checkpoint
+
+
+def _trial_started(sweep: Path) -> bool:
+    return bool(list(sweep.glob("*/params.json")))
+
+
+def _mid_training(sweep: Path) -> bool:
+    return bool(list(sweep.glob("*/checkpoint_000001")))
+
+
+def _final_evaluation(sweep: Path) -> bool:
+    for trial in sweep.glob("*/"):
+        if (trial / f"checkpoint_{LAST_TRAINING_CHECKPOINT:06d}").is_dir() and not (
+            trial / f"checkpoint_{LAST_TRAINING_CHECKPOINT + 1:06d}"
+        ).exists():
+            return True
+    return False
+
+
+def _report(sweep: Path) -> bool:
+    return (sweep / "report").exists()
+
+
+MOMENTS = {
+    "trials-starting": _trial_started,
+    "mid-training": _mid_training,
+    "final-evaluation": _final_evaluation,
+    "report": _report,
+}
+
+
+@pytest.mark.parametrize("moment", list(MOMENTS))
+def test_killed_driver_resumes_without_duplicates_or_gaps(tmp_path, moment):
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     first = subprocess.Popen(
         argv(tmp_path),
@@ -51,9 +92,11 @@ def test_killed_driver_resumes_without_duplicates_or_gaps(tmp_path):
         stderr=subprocess.DEVNULL,
     )
     checkpoints = tmp_path / "rr" / "crash"
-    deadline = time.time() + 180
-    while time.time() < deadline and not list(checkpoints.glob("*/checkpoint_000001")):
-        time.sleep(0.5)  # wait until some trial has checkpointed at least twice
+    seen = MOMENTS[moment]
+    deadline = time.time() + 300
+    while time.time() < deadline and not seen(checkpoints) and first.poll() is None:
+        time.sleep(0.05)
+    assert first.poll() is None, f"the sweep ended before the moment {moment!r} was seen"
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
     second = subprocess.run(
@@ -75,7 +118,8 @@ def test_killed_driver_resumes_without_duplicates_or_gaps(tmp_path):
     assert all(r.info.status == "FINISHED" for r in runs)
     for run in children:
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
-        assert steps == list(range(20, 201, 20)), steps
+        assert steps == list(range(REPORT, STEPS + 1, REPORT)), steps
+        assert "metric.mig" in run.data.metrics
         if run.data.params["objective"] == "capacity":
             c_max = float(run.data.params["capacity_max"])
             anneal = int(run.data.params["capacity_anneal_steps"])
@@ -89,3 +133,6 @@ def test_killed_driver_resumes_without_duplicates_or_gaps(tmp_path):
     journal = JournalFileBackend(str(checkpoints / "optuna.journal"))
     study = optuna.load_study(study_name="crash", storage=JournalStorage(journal))
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * N
+
+    report = json.loads((checkpoints / "report" / "frontier.json").read_text())
+    assert report["counts"]["trials"] == N and report["counts"]["finished"] == N

@@ -66,6 +66,15 @@ def test_replicates_repeat_a_setting_with_consecutive_seeds():
     assert tuple(first[0].get(k) for k in key) != tuple(second[0].get(k) for k in key)
 
 
+def test_no_replicate_is_queued_beyond_the_sweeps_trials():
+    # 5 trials at 2 seeds: the third setting runs with one seed, and nothing stays WAITING.
+    s = searcher(replicates=2, max_trials=5)
+    configs = [s.suggest(f"t{i}") for i in range(5)]
+    assert [c["replicate"] for c in configs] == [0, 1, 0, 1, 0]
+    states = [t.state for t in s._ot_study.trials]
+    assert states == [optuna.trial.TrialState.RUNNING] * 5
+
+
 def test_constraint_marks_over_budget_trials_infeasible_and_never_best():
     s = searcher(budget=100.0)
     s.suggest("good")

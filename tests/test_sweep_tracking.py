@@ -144,3 +144,63 @@ def test_capacity_params_mark_beta_unused():
 
 def test_last_line_of_a_traceback():
     assert _last_line("Traceback:\n  File a\nValueError: bad\n") == "ValueError: bad"
+
+
+class Outage:
+    """Wraps a client: every call raises while ``down`` is set (a stopped server)."""
+
+    def __init__(self, client):
+        self.client, self.down, self.failed = client, False, 0
+
+    def __getattr__(self, name):
+        method = getattr(self.client, name)
+
+        def call(*args, **kwargs):
+            if self.down:
+                self.failed += 1
+                raise ConnectionError("Connection refused")
+            return method(*args, **kwargs)
+
+        return call
+
+
+def test_an_outage_skips_points_then_the_checkpoint_history_backfills_them(store, tmp_path):
+    import json
+
+    from ray import tune
+
+    client, exp, parent, uri = store
+    callback = MLflowTracking(uri, exp, parent, patience_s=5, retry_every_s=0.01)
+    outage = Outage(MlflowClient(uri))
+    callback._client = outage
+    trial = FakeTrial("out")
+    callback.on_trial_start(0, [], trial)
+    callback.on_trial_result(0, [], trial, {"step": 10, "train/loss": 5.0})
+    outage.down = True  # nothing raises into Tune while the server is away
+    callback.on_trial_result(0, [], trial, {"step": 20, "train/loss": 4.0})
+    final = {"step": 30, "final": 1.0, "metric.mig": 0.25, "recon_nll": 90.0}
+    callback.on_trial_result(0, [], trial, final)
+    assert outage.failed == 2
+    outage.down = False
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    rows = [{"step": s, "train/loss": v} for s, v in ((10, 5.0), (20, 4.0), (30, 3.0))]
+    (folder / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    trial.checkpoint, trial.last_result = tune.Checkpoint.from_directory(folder), final
+    callback.on_trial_complete(0, [], trial)
+    (run,) = children(client, exp)
+    history = client.get_metric_history(run.info.run_id, "train/loss")
+    assert sorted((m.step, m.value) for m in history) == [(10, 5.0), (20, 4.0), (30, 3.0)]
+    assert run.data.metrics["metric.mig"] == 0.25 and run.info.status == "FINISHED"
+
+
+def test_ending_a_trial_waits_for_the_server_then_gives_up_loudly(store):
+    _, exp, parent, uri = store
+    callback = MLflowTracking(uri, exp, parent, patience_s=0.2, retry_every_s=0.05)
+    outage = Outage(MlflowClient(uri))
+    callback._client = outage
+    trial = FakeTrial("gone", last_result={"step": 10, "error": "diverged: nan"})
+    outage.down = True
+    with pytest.raises(ConnectionError):
+        callback.on_trial_complete(0, [], trial)
+    assert outage.failed >= 3  # retried, not dropped at the first failure
