@@ -31,6 +31,8 @@ from sweeps.settings import (
 STUDY_FILE = "optuna.journal"
 SETTINGS_FILE = "sweep.json"
 SUMMARY_FILE = "summary.json"
+#: Checkpoints kept per trial (see the snapshot note in ``run``).
+KEEP_CHECKPOINTS = 4
 
 
 # -- sweep folder --------------------------------------------------------------------------
@@ -270,6 +272,12 @@ def run(settings: SweepSettings) -> dict[str, Any]:
     check_tracking_server(settings)
     # Intermediate results carry curves; the searched metric exists only in the final one.
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
+    # Tune snapshots its experiment state every 10 s by default, in the background; old trial
+    # checkpoints are deleted as new ones register. A driver killed in between left a state
+    # that pointed at a deleted checkpoint, and --resume then failed that trial (seen in CI:
+    # "Could not recover from checkpoint as it does not exist on storage anymore"). A snapshot
+    # every second plus the last KEEP_CHECKPOINTS checkpoints keeps the one it names on disk.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
     import ray
     from mlflow.tracking import MlflowClient
     from ray import tune
@@ -324,7 +332,7 @@ def run(settings: SweepSettings) -> dict[str, Any]:
                     name=settings.name,
                     storage_path=settings.storage_root,
                     callbacks=[MLflowTracking(settings.tracking_uri, experiment, parent)],
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
                     failure_config=tune.FailureConfig(max_failures=2),
                     verbose=1,
                 ),

@@ -383,7 +383,7 @@ def test_a_lost_worker_nodes_trials_resume_from_their_checkpoints_elsewhere(tmp_
 
 
 def checkpointed_twice(folder: Path) -> set[Path]:
-    """Trial folders holding a checkpoint after their first (Tune keeps the last two)."""
+    """Trial folders holding a checkpoint after their first (older ones may be deleted)."""
     return {p.parent for p in folder.glob("*/checkpoint_*") if int(p.name.split("_")[1]) >= 1}
 
 

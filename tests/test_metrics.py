@@ -284,3 +284,16 @@ def test_test_set_shape_mismatch_is_named(rng):
         dci(codes, y, codes_t[:, :3], yt)
     with pytest.raises(ValueError, match="codes_test has 50 points but factors_test has 49"):
         sap(codes, y, codes_t, yt[:49])
+
+
+def test_macro_auc_is_roc_auc_score_per_class_ties_included():
+    from betavae.metrics.information import _macro_auc
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 6, 500)
+    y[y == 5] = 4  # class 5 absent from y: skipped, as the per-class loop skips it
+    proba = np.round(rng.random((500, 6)), 1)  # coarse: many tied scores
+    classes = np.arange(6)
+    expected = np.mean([roc_auc_score(y == c, proba[:, c]) for c in range(5)])
+    assert _macro_auc(y, proba, classes) == pytest.approx(expected, abs=1e-12)
+    assert _macro_auc(np.zeros(10, int), proba[:10, :1], classes[:1]) == 0.5

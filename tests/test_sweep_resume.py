@@ -115,7 +115,8 @@ def test_killed_driver_resumes_without_duplicates_or_gaps(tmp_path, moment):
     runs = client.search_runs([client.get_experiment_by_name("crash").experiment_id])
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert len(runs) == N + 1 and len(children) == N
-    assert all(r.info.status == "FINISHED" for r in runs)
+    statuses = {r.info.run_name: (r.info.status, r.data.tags.get("error")) for r in runs}
+    assert all(r.info.status == "FINISHED" for r in runs), statuses
     for run in children:
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
         assert steps == list(range(REPORT, STEPS + 1, REPORT)), steps

@@ -188,13 +188,22 @@ def _explicitness(x_train, y_train, x_test, y_test) -> tuple[float, float]:
 
 
 def _macro_auc(y: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> float:
-    """Mean one-vs-rest ROC-AUC over the classes present in ``y`` (as a multilabel macro AUC)."""
-    from sklearn.metrics import roc_auc_score
+    """Mean one-vs-rest ROC-AUC over the classes present in ``y`` (as a multilabel macro AUC).
 
-    scores = []
-    for c, cls in enumerate(classes):
-        positive = y == cls
-        if positive.all() or not positive.any():
-            continue
-        scores.append(roc_auc_score(positive, proba[:, c]))
-    return float(np.mean(scores)) if scores else 0.5
+    Each class's AUC is the Mann–Whitney statistic of its probability column, tied scores
+    taking their average rank: exactly ``roc_auc_score``'s value, for all classes in one
+    vectorised ranking instead of one call per class.
+    """
+    import scipy.stats
+
+    positive = y[:, None] == classes[None, :]
+    n_pos = positive.sum(axis=0)
+    n_neg = y.shape[0] - n_pos
+    present = (n_pos > 0) & (n_neg > 0)
+    if not present.any():
+        return 0.5
+    ranks = scipy.stats.rankdata(proba[:, present], axis=0)  # ties: average ranks
+    pos, neg = n_pos[present], n_neg[present]
+    rank_sum = np.einsum("ij,ij->j", ranks, positive[:, present])
+    auc = (rank_sum - pos * (pos + 1) / 2.0) / (pos * neg)
+    return float(np.mean(auc))
