@@ -189,10 +189,10 @@ def _ray_address(settings: SweepSettings) -> str | None:
         return None
 
 
-def start_ray(settings: SweepSettings) -> None:
+def start_ray(settings: SweepSettings, address: str | None) -> None:
+    """Connect to ``address`` (see ``_ray_address``), or start a local Ray for "local"."""
     import ray
 
-    address = _ray_address(settings)
     kwargs: dict[str, Any] = {
         "address": address,
         "logging_level": "WARNING",
@@ -220,10 +220,10 @@ def check_shared_storage(settings: SweepSettings) -> None:
         )
 
 
-def check_local_resources(settings: SweepSettings) -> None:
-    """On a new local Ray, a trial asking for more CPUs or GPUs than this machine has would wait
-    forever: refuse it instead."""
-    if _ray_address(settings) != "local":
+def check_local_resources(settings: SweepSettings, address: str | None) -> None:
+    """On a new local Ray (``address`` "local"), a trial asking for more CPUs or GPUs than this
+    machine has would wait forever: refuse it instead."""
+    if address != "local":
         return
     cpus = os.cpu_count() or 1
     if settings.cpus_per_trial > cpus:
@@ -268,7 +268,8 @@ def check_tracking_server(settings: SweepSettings, timeout: float = 10.0) -> Non
 def run(settings: SweepSettings) -> dict[str, Any]:
     """Run (or resume) the sweep; returns the summary that ``main`` prints."""
     check_sweep_folder(settings)
-    check_local_resources(settings)
+    address = _ray_address(settings)  # looked up once: it scans for running clusters
+    check_local_resources(settings, address)
     check_tracking_server(settings)
     # Intermediate results carry curves; the searched metric exists only in the final one.
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
@@ -285,7 +286,7 @@ def run(settings: SweepSettings) -> dict[str, Any]:
     from sweeps.tracking import MLflowTracking, experiment_id, parent_run
     from sweeps.trainable import train_trial
 
-    start_ray(settings)
+    start_ray(settings, address)
     try:
         check_shared_storage(settings)
         client = MlflowClient(settings.tracking_uri)
