@@ -202,7 +202,29 @@ def start_ray(settings: SweepSettings, address: str | None) -> None:
         kwargs["include_dashboard"] = False
         if settings.num_gpus is not None:
             kwargs["num_gpus"] = settings.num_gpus
+        bind_to_loopback()
     ray.init(**kwargs)
+
+
+#: Ray's single-machine switch: "0" gives the node the address 127.0.0.1 (the default on macOS
+#: and Windows), so that every Ray process listens on loopback only; nothing can join it.
+SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def bind_to_loopback() -> None:
+    """Make the new local Ray listen on 127.0.0.1 only, unless the user set the switch.
+
+    On Linux Ray binds its GCS, raylet and workers to every interface and its agents to the
+    machine's address. In single-machine mode the node's address is 127.0.0.1 and every one of
+    them binds there. Ray reads the switch when it is imported (``_ray_address`` has imported
+    it already), so the driver's copy is set too; Ray's processes read the environment.
+    """
+    from ray._common.utils import env_bool
+    from ray._private import ray_constants
+
+    os.environ.setdefault(SINGLE_MACHINE_ENV, "0")
+    if hasattr(ray_constants, "ENABLE_RAY_CLUSTER"):
+        ray_constants.ENABLE_RAY_CLUSTER = env_bool(SINGLE_MACHINE_ENV, True)
 
 
 def check_shared_storage(settings: SweepSettings) -> None:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+
 from sweeps.settings import PRESETS, parse_settings
 
 
@@ -82,3 +84,19 @@ def test_narrowed_space_is_searched_and_starting_points_outside_it_dropped(tmp_p
             assert 1.0 <= trial.params["beta"] <= 4.0
         assert 5 <= trial.params["latent_dim"] <= 6
         study.tell(trial, 0.0)
+
+
+def test_a_new_local_ray_binds_to_loopback_unless_the_user_chose(monkeypatch):
+    from ray._private import ray_constants, services
+
+    from sweeps.beta_frontier import SINGLE_MACHINE_ENV, bind_to_loopback
+
+    monkeypatch.setattr(ray_constants, "ENABLE_RAY_CLUSTER", True)
+    monkeypatch.delenv(SINGLE_MACHINE_ENV, raising=False)
+    bind_to_loopback()
+    assert os.environ[SINGLE_MACHINE_ENV] == "0"  # Ray's own processes read it
+    assert services.get_node_ip_address() == "127.0.0.1"  # what the driver gives them
+
+    monkeypatch.setenv(SINGLE_MACHINE_ENV, "1")
+    bind_to_loopback()
+    assert ray_constants.ENABLE_RAY_CLUSTER is True

@@ -18,7 +18,6 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 NUM_SAMPLES = 4
 #: Process names of Ray's core (GCS, raylet, workers and agents, Python helpers).
-RAY_CORE = ("gcs_server", "raylet", "ray::", "python")
 pytestmark = pytest.mark.slow
 
 
@@ -243,14 +242,13 @@ def test_the_sweep_ends_with_its_frontier_report_logged_to_the_parent(swept):
     assert {"report/report.html", "report/frontier.json", "report/trials.parquet"} <= logged
 
 
-def test_default_local_run_opens_no_dashboard_or_tracking_port(swept):
+def test_default_local_run_listens_on_loopback_only(swept):
     _, done = swept
     listeners = done.listeners
     assert listeners, "no socket seen: the sampling did not work"
     ports = {address.rsplit(":", 1)[1] for address, _ in listeners}
     assert not {"8265", "5000"} & ports  # no Ray dashboard, no MLflow server
-    public = {(a, n) for a, n in listeners if not a.startswith(("127.", "[::ffff:127.", "[::1]"))}
-    # What does listen beyond loopback is Ray's own core (GCS, raylet, workers, agents),
-    # which Ray 2.60 binds to every interface; token auth (on by default) guards it.
-    others = {(a, n) for a, n in public if not n.startswith(RAY_CORE)}
-    assert others == set()
+    assert {name for _, name in listeners} & {"gcs_server", "raylet"}  # Ray's core was seen
+    loopback = ("127.", "[::ffff:127.", "[::1]")
+    public = {(a, n) for a, n in listeners if not a.startswith(loopback)}
+    assert public == set()
