@@ -19,8 +19,8 @@ from betavae.metrics._gbt_bins import Bins, pairs
 _EPSILON = float(np.finfo(np.float64).eps)
 # Prefix sums over bins: np.cumsum below this many values per bin, an in-place loop above.
 _LOOP_CUMSUM_MIN = 1024
-# Exact search inside bins for this many of each node's best features.
-_REFINE_FEATURES = 2
+# Exact search inside bins for this many of each node's best features (the default).
+REFINE_FEATURES = 2
 
 
 def prefix_sums(hist: np.ndarray) -> np.ndarray:
@@ -232,17 +232,18 @@ def best_splits(
     rng: np.random.Generator,
     column: np.ndarray,
     neg_grad: np.ndarray,
+    refine_features: int = REFINE_FEATURES,
 ) -> Splits:
     """Best split of each node column from the ``[B, d, m]`` prefix sums of its histograms.
 
     ``s_cum``, ``n_cum``: sums of gradients and counts over bins ``≤ b``; ``n_cum`` None
-    means the root (counts from ``bins``). The node's ``_REFINE_FEATURES`` best features
-    also get an exact search inside a few bins (``refine``; ``column``, ``neg_grad``
-    ``[n, T]``). Among equal bins of a feature the lowest wins; among equally good features,
-    a random one. A node stays a leaf if no split with both sides non-empty improves the
-    squared error by more than machine ε per sample (sklearn: if its impurity is ≤ ε, which
-    implies it, or it has < 2 samples), or if ``alive`` ``[m]`` is False (its parent did not
-    split).
+    means the root (counts from ``bins``). The node's ``refine_features`` best features also get
+    an exact search inside a few bins (``refine``; ``column``, ``neg_grad`` ``[n, T]``); 0 keeps
+    the histogram's splits only. Among equal bins of a feature the lowest wins; among equally
+    good features, a random one. A node stays a leaf if no split with both sides non-empty
+    improves the squared error by more than machine ε per sample (sklearn: if its impurity is ≤
+    ε, which implies it, or it has < 2 samples), or if ``alive`` ``[m]`` is False (its parent
+    did not split).
     """
     root = n_cum is None
     if root:
@@ -252,7 +253,7 @@ def best_splits(
     cols = np.arange(m)
     count_col = 0 if root else cols
     score = proxy.max(axis=0)  # [d, m]
-    candidates = np.argsort(-score, axis=0, kind="stable")[: min(_REFINE_FEATURES, d)]
+    candidates = np.argsort(-score, axis=0, kind="stable")[: min(refine_features, d)]
     if candidates.size:
         refined = refine(proxy, s_cum, n_cum, candidates, bins, column, neg_grad)
         better = refined.improvement > score[candidates, cols]
