@@ -37,11 +37,18 @@ KEEP_CHECKPOINTS = 4
 
 # -- sweep folder --------------------------------------------------------------------------
 def _fs(settings: SweepSettings):
+    import pyarrow
     import pyarrow.fs
 
     if settings.storage_is_local:
         return pyarrow.fs.LocalFileSystem(), settings.experiment_path
-    return pyarrow.fs.FileSystem.from_uri(settings.experiment_path)
+    try:
+        return pyarrow.fs.FileSystem.from_uri(settings.experiment_path)
+    except (pyarrow.ArrowException, OSError) as err:  # a bad option, an unreachable store
+        raise UsageError(
+            f"--storage-path: got {settings.storage_path!r}; allowed: a URI pyarrow can open "
+            f"(pyarrow: {err})"
+        ) from None
 
 
 def _read_text(settings: SweepSettings, name: str) -> str | None:

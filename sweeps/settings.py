@@ -104,15 +104,20 @@ class SweepSettings:
 
     @property
     def storage_root(self) -> str:
-        """``storage_path`` as Tune needs it: an absolute local path or a URI."""
+        """``storage_path`` as Tune needs it: an absolute local path or a URI (which may end in
+        pyarrow's ``?key=value`` options, e.g. ``endpoint_override`` for S3-compatible stores)."""
         if self.storage_is_local:
             return str(Path(self.storage_path.removeprefix("file://")).expanduser().resolve())
-        return self.storage_path.rstrip("/")
+        base, mark, options = self.storage_path.partition("?")
+        return base.rstrip("/") + mark + options
 
     @property
     def experiment_path(self) -> str:
-        """Where Tune keeps this sweep's state: ``STORAGE/NAME``."""
-        return f"{self.storage_root}/{self.name}"
+        """Where Tune keeps this sweep's state: ``STORAGE/NAME`` (options kept at the end)."""
+        if self.storage_is_local:
+            return f"{self.storage_root}/{self.name}"
+        base, mark, options = self.storage_root.partition("?")
+        return f"{base}/{self.name}{mark}{options}"
 
     def search_settings(self) -> dict[str, Any]:
         """What defines the search; a ``--resume`` must not change any of it."""

@@ -270,6 +270,11 @@ CASES = [
     ),
     Case("unknown storage scheme", (S, "ftp://host/x"), "--storage-path: got 'ftp://host/x'"),
     Case(
+        "S3 storage with an option pyarrow does not know",
+        (S, "s3://bucket/x?endpoint=127.0.0.1:9000"),
+        "Unexpected query parameter in S3 URI: 'endpoint'",
+    ),
+    Case(
         "storage path that is a file",
         (S, "{dir}/f"),
         "a directory (this is a file)",

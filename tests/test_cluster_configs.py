@@ -106,3 +106,17 @@ def test_kuberay_job_has_token_auth_gpu_workers_and_no_exposed_service():
     assert "beta_frontier.py" in job["spec"]["entrypoint"]
     dockerfile = (CLUSTER / "Dockerfile").read_text()
     assert f"FROM rayproject/ray:{RAY_VERSION}-py311-gpu" in dockerfile
+
+
+def test_every_install_brings_boto3_for_mlflows_s3_artifact_store():
+    """The head's MLflow server keeps artifacts in S3, which needs boto3: not a dependency of
+    MLflow or of the sweep itself, so every cluster install takes the ``cluster`` extra."""
+    import tomllib
+
+    project = tomllib.loads((CLUSTER.parent / "pyproject.toml").read_text())["project"]
+    assert any(r.startswith("boto3") for r in project["optional-dependencies"]["cluster"])
+    for name in ("gpu.yaml", "local.yaml", "Dockerfile"):
+        installs = [
+            line for line in (CLUSTER / name).read_text().splitlines() if "pip install" in line
+        ]
+        assert installs and all("[cluster]" in line for line in installs), name

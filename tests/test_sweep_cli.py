@@ -41,6 +41,10 @@ def test_relative_storage_path_becomes_absolute_for_tune(tmp_path, monkeypatch):
     assert s.experiment_path == f"{tmp_path.resolve()}/ray_results/x"
     remote = parse_settings(["--storage-path", "s3://bucket/sweeps/", "--name", "x"])
     assert remote.experiment_path == "s3://bucket/sweeps/x" and not remote.storage_is_local
+    options = "?endpoint_override=127.0.0.1:9000&scheme=http"  # pyarrow's, kept at the end
+    minio = parse_settings(["--storage-path", f"s3://bucket/sweeps/{options}", "--name", "x"])
+    assert minio.storage_root == f"s3://bucket/sweeps{options}"
+    assert minio.experiment_path == f"s3://bucket/sweeps/x{options}"
 
 
 def test_a_config_file_gives_defaults_and_flags_win(tmp_path, monkeypatch):
