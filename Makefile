@@ -27,7 +27,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check $(PY_DIRS)
 
 test: lint browser
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=15
 
 # The report test opens report.html in Debian's chromium: installed here when this user may
 # (root or passwordless sudo); otherwise that one test is skipped and says why.

@@ -19,84 +19,32 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from sweeps.preflight import (
+    check_local_resources,
+    check_shared_storage,
+    check_tracking_server,
+    ray_address,
+    start_ray,
+)
 from sweeps.settings import (
     PROG,
     SweepSettings,
     UsageError,
     exit_on_usage_error,
-    flag,
     parse_settings,
 )
+from sweeps.storage import (
+    SETTINGS_FILE,
+    SUMMARY_FILE,
+    check_sweep_folder,
+    copy_report,
+    report_dir,
+    study_path,
+    write_text,
+)
 
-STUDY_FILE = "optuna.journal"
-SETTINGS_FILE = "sweep.json"
-SUMMARY_FILE = "summary.json"
 #: Checkpoints kept per trial (see the snapshot note in ``run``).
 KEEP_CHECKPOINTS = 4
-
-
-# -- sweep folder --------------------------------------------------------------------------
-def _fs(settings: SweepSettings):
-    import pyarrow
-    import pyarrow.fs
-
-    if settings.storage_is_local:
-        return pyarrow.fs.LocalFileSystem(), settings.experiment_path
-    try:
-        return pyarrow.fs.FileSystem.from_uri(settings.experiment_path)
-    except (pyarrow.ArrowException, OSError) as err:  # a bad option, an unreachable store
-        raise UsageError(
-            f"--storage-path: got {settings.storage_path!r}; allowed: a URI pyarrow can open "
-            f"(pyarrow: {err})"
-        ) from None
-
-
-def _read_text(settings: SweepSettings, name: str) -> str | None:
-    import pyarrow.fs
-
-    fs, root = _fs(settings)
-    path = f"{root}/{name}"
-    if fs.get_file_info(path).type != pyarrow.fs.FileType.File:
-        return None
-    with fs.open_input_stream(path) as f:
-        return f.read().decode()
-
-
-def _write_text(settings: SweepSettings, name: str, text: str) -> None:
-    fs, root = _fs(settings)
-    fs.create_dir(root, recursive=True)
-    with fs.open_output_stream(f"{root}/{name}") as f:
-        f.write(text.encode())
-
-
-def study_path(settings: SweepSettings) -> Path:
-    """The Optuna journal: inside the sweep folder when it is local (else on this machine)."""
-    if settings.storage_is_local:
-        return Path(settings.experiment_path) / STUDY_FILE
-    return Path.home() / ".betavae" / "studies" / f"{settings.name}.journal"
-
-
-def check_sweep_folder(settings: SweepSettings) -> None:
-    """A new sweep must not exist yet; a resumed one must exist with the same search."""
-    saved = _read_text(settings, SETTINGS_FILE)
-    where = settings.experiment_path
-    if not settings.resume:
-        if saved is not None:
-            raise UsageError(
-                f"--name: sweep {settings.name!r} already exists at {where}; pass --resume to "
-                "continue it, or choose another --name"
-            )
-        return
-    if saved is None:
-        raise UsageError(f"--resume: no sweep named {settings.name!r} at {where}")
-    before = json.loads(saved)["search"]
-    now = settings.search_settings()
-    for key in now:
-        if before.get(key) != now[key]:
-            raise UsageError(
-                f"{flag(key)}: the sweep was started with {before.get(key)!r}, got {now[key]!r}; "
-                "a resumed sweep keeps its search settings (start a new --name to change them)"
-            )
 
 
 # -- the search ----------------------------------------------------------------------------
@@ -179,125 +127,10 @@ def parent_tags(settings: SweepSettings) -> dict[str, str]:
     }
 
 
-def _ray_address(settings: SweepSettings) -> str | None:
-    """``--address``/``RAY_ADDRESS``; else a cluster running on this machine; else a new one.
-
-    Ray itself would also try the address a previous ``ray start`` left in
-    /tmp/ray/ray_current_cluster even when that cluster is gone, and fail; so without a
-    running GCS here we ask for a new local instance explicitly.
-    """
-    if settings.address:
-        return settings.address
-    try:
-        from ray._private.services import find_gcs_addresses
-
-        return None if find_gcs_addresses() else "local"
-    except Exception:  # private API moved: keep Ray's own default
-        return None
-
-
-def start_ray(settings: SweepSettings, address: str | None) -> None:
-    """Connect to ``address`` (see ``_ray_address``), or start a local Ray for "local"."""
-    import ray
-
-    kwargs: dict[str, Any] = {
-        "address": address,
-        "logging_level": "WARNING",
-        "log_to_driver": True,
-    }
-    if address == "local":
-        kwargs["include_dashboard"] = False
-        if settings.num_gpus is not None:
-            kwargs["num_gpus"] = settings.num_gpus
-        bind_to_loopback()
-    ray.init(**kwargs)
-
-
-#: Ray's single-machine switch: "0" gives the node the address 127.0.0.1 (the default on macOS
-#: and Windows), so that every Ray process listens on loopback only; nothing can join it.
-SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
-
-
-def bind_to_loopback() -> None:
-    """Make the new local Ray listen on 127.0.0.1 only, unless the user set the switch.
-
-    On Linux Ray binds its GCS, raylet and workers to every interface and its agents to the
-    machine's address. In single-machine mode the node's address is 127.0.0.1 and every one of
-    them binds there. Ray reads the switch when it is imported (``_ray_address`` has imported
-    it already), so the driver's copy is set too; Ray's processes read the environment.
-    """
-    from ray._common.utils import env_bool
-    from ray._private import ray_constants
-
-    os.environ.setdefault(SINGLE_MACHINE_ENV, "0")
-    if hasattr(ray_constants, "ENABLE_RAY_CLUSTER"):
-        ray_constants.ENABLE_RAY_CLUSTER = env_bool(SINGLE_MACHINE_ENV, True)
-
-
-def check_shared_storage(settings: SweepSettings) -> None:
-    """Refuse local sweep storage on a multi-node cluster: trials on other nodes could not
-    write their checkpoints where the driver reads them."""
-    import ray
-
-    nodes = [n for n in ray.nodes() if n.get("Alive")]
-    declared_shared = settings.storage_path.startswith("file://")
-    if len(nodes) > 1 and settings.storage_is_local and not declared_shared:
-        raise UsageError(
-            f"--storage-path: got {settings.storage_path!r}, a local folder, on a Ray cluster of "
-            f"{len(nodes)} nodes; allowed: storage every node reaches (s3://, gs://, abfs://, "
-            "hdfs://, or a local path on a shared file system given as file://PATH)"
-        )
-
-
-def check_local_resources(settings: SweepSettings, address: str | None) -> None:
-    """On a new local Ray (``address`` "local"), a trial asking for more CPUs or GPUs than this
-    machine has would wait forever: refuse it instead."""
-    if address != "local":
-        return
-    cpus = os.cpu_count() or 1
-    if settings.cpus_per_trial > cpus:
-        raise UsageError(
-            f"--cpus-per-trial: got {settings.cpus_per_trial}; allowed: at most {cpus}, the CPUs "
-            "of this machine (a local Ray); pass --address to use a cluster"
-        )
-    if settings.gpus_per_trial > 0:
-        if settings.num_gpus is not None:
-            gpus = settings.num_gpus
-        else:
-            import torch
-
-            gpus = torch.cuda.device_count()
-        if settings.gpus_per_trial > gpus:
-            raise UsageError(
-                f"--gpus-per-trial: got {settings.gpus_per_trial}; allowed: at most {gpus:g}, the "
-                "GPUs of this machine (a local Ray), or 0 to train on the CPU; pass --address "
-                "to use a cluster"
-            )
-
-
-def check_tracking_server(settings: SweepSettings, timeout: float = 10.0) -> None:
-    """An http(s) tracking URI must answer MLflow's ``/health`` before any trial starts."""
-    import urllib.error
-    import urllib.request
-
-    uri = settings.tracking_uri
-    if not uri.startswith(("http://", "https://")):
-        return
-    try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as response:
-            response.read()
-    except (urllib.error.URLError, OSError, ValueError) as err:
-        reason = getattr(err, "reason", err)
-        raise UsageError(
-            f"--tracking-uri: cannot reach the MLflow server at {uri!r} ({reason}); allowed: a "
-            "running server (mlflow server …), or sqlite:///FILE"
-        ) from None
-
-
 def run(settings: SweepSettings) -> dict[str, Any]:
     """Run (or resume) the sweep; returns the summary that ``main`` prints."""
     check_sweep_folder(settings)
-    address = _ray_address(settings)  # looked up once: it scans for running clusters
+    address = ray_address(settings)  # looked up once: it scans for running clusters
     check_local_resources(settings, address)
     check_tracking_server(settings)
     # Intermediate results carry curves; the searched metric exists only in the final one.
@@ -332,7 +165,7 @@ def run(settings: SweepSettings) -> dict[str, Any]:
         ray.shutdown()
         raise
     if not settings.resume:
-        _write_text(
+        write_text(
             settings,
             SETTINGS_FILE,
             json.dumps(
@@ -379,7 +212,7 @@ def run(settings: SweepSettings) -> dict[str, Any]:
         ray.shutdown()
     summary["parent_run_id"] = parent
     summary["report"] = write_sweep_report(settings, client, parent)
-    _write_text(settings, SUMMARY_FILE, json.dumps(summary, indent=2))
+    write_text(settings, SUMMARY_FILE, json.dumps(summary, indent=2))
     client.log_dict(parent, summary, SUMMARY_FILE)
     for key in ("trials_completed", "trials_failed", "trials_feasible"):
         client.log_metric(parent, key, summary[key])
@@ -391,21 +224,11 @@ def run(settings: SweepSettings) -> dict[str, Any]:
     return summary
 
 
-def report_dir(settings: SweepSettings) -> Path:
-    """Where the report is written first: the sweep folder, or ./reports/NAME when the sweep
-    lives in remote storage (it is then copied there too)."""
-    if settings.storage_is_local:
-        return Path(settings.experiment_path) / "report"
-    return Path("reports") / settings.name
-
-
 def write_sweep_report(settings: SweepSettings, client: Any, parent: str) -> str | None:
     """Write the frontier report, copy it to remote sweep storage, log it to the parent run.
 
     A failure here is reported, not raised: the trials and their runs are already safe.
     """
-    import pyarrow.fs
-
     from analysis.report import write_report
     from analysis.runs import load_mlflow
 
@@ -413,14 +236,7 @@ def write_sweep_report(settings: SweepSettings, client: Any, parent: str) -> str
     try:
         write_report(load_mlflow(settings.tracking_uri, settings.name, parent), out)
         if not settings.storage_is_local:
-            fs, root = _fs(settings)
-            fs.create_dir(f"{root}/report", recursive=True)
-            pyarrow.fs.copy_files(
-                str(out.resolve()),
-                f"{root}/report",
-                source_filesystem=pyarrow.fs.LocalFileSystem(),
-                destination_filesystem=fs,
-            )
+            copy_report(settings, out)
         client.log_artifacts(parent, str(out), "report")
     except Exception as err:
         print(f"{PROG}: warning: the frontier report failed: {err}", file=sys.stderr)

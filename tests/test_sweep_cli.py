@@ -93,7 +93,7 @@ def test_narrowed_space_is_searched_and_starting_points_outside_it_dropped(tmp_p
 def test_a_new_local_ray_binds_to_loopback_unless_the_user_chose(monkeypatch):
     from ray._private import ray_constants, services
 
-    from sweeps.beta_frontier import SINGLE_MACHINE_ENV, bind_to_loopback
+    from sweeps.preflight import SINGLE_MACHINE_ENV, bind_to_loopback
 
     monkeypatch.setattr(ray_constants, "ENABLE_RAY_CLUSTER", True)
     monkeypatch.delenv(SINGLE_MACHINE_ENV, raising=False)

@@ -1,0 +1,102 @@
+"""The sweep folder, ``STORAGE/NAME``: local or remote (pyarrow), Tune's state beside ours.
+
+Ours: ``sweep.json`` (the search settings a resume must keep), ``summary.json`` and
+``report/``; the Optuna journal lives there too when the folder is local.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sweeps.settings import SweepSettings, UsageError, flag
+
+STUDY_FILE = "optuna.journal"
+SETTINGS_FILE = "sweep.json"
+SUMMARY_FILE = "summary.json"
+
+
+def filesystem(settings: SweepSettings):
+    """``(pyarrow filesystem, path)`` of the sweep folder ``STORAGE/NAME``."""
+    import pyarrow
+    import pyarrow.fs
+
+    if settings.storage_is_local:
+        return pyarrow.fs.LocalFileSystem(), settings.experiment_path
+    try:
+        return pyarrow.fs.FileSystem.from_uri(settings.experiment_path)
+    except (pyarrow.ArrowException, OSError) as err:  # a bad option, an unreachable store
+        raise UsageError(
+            f"--storage-path: got {settings.storage_path!r}; allowed: a URI pyarrow can open "
+            f"(pyarrow: {err})"
+        ) from None
+
+
+def read_text(settings: SweepSettings, name: str) -> str | None:
+    import pyarrow.fs
+
+    fs, root = filesystem(settings)
+    path = f"{root}/{name}"
+    if fs.get_file_info(path).type != pyarrow.fs.FileType.File:
+        return None
+    with fs.open_input_stream(path) as f:
+        return f.read().decode()
+
+
+def write_text(settings: SweepSettings, name: str, text: str) -> None:
+    fs, root = filesystem(settings)
+    fs.create_dir(root, recursive=True)
+    with fs.open_output_stream(f"{root}/{name}") as f:
+        f.write(text.encode())
+
+
+def study_path(settings: SweepSettings) -> Path:
+    """The Optuna journal: inside the sweep folder when it is local (else on this machine)."""
+    if settings.storage_is_local:
+        return Path(settings.experiment_path) / STUDY_FILE
+    return Path.home() / ".betavae" / "studies" / f"{settings.name}.journal"
+
+
+def check_sweep_folder(settings: SweepSettings) -> None:
+    """A new sweep must not exist yet; a resumed one must exist with the same search."""
+    saved = read_text(settings, SETTINGS_FILE)
+    where = settings.experiment_path
+    if not settings.resume:
+        if saved is not None:
+            raise UsageError(
+                f"--name: sweep {settings.name!r} already exists at {where}; pass --resume to "
+                "continue it, or choose another --name"
+            )
+        return
+    if saved is None:
+        raise UsageError(f"--resume: no sweep named {settings.name!r} at {where}")
+    before = json.loads(saved)["search"]
+    now = settings.search_settings()
+    for key in now:
+        if before.get(key) != now[key]:
+            raise UsageError(
+                f"{flag(key)}: the sweep was started with {before.get(key)!r}, got {now[key]!r}; "
+                "a resumed sweep keeps its search settings (start a new --name to change them)"
+            )
+
+
+def report_dir(settings: SweepSettings) -> Path:
+    """Where the report is written first: the sweep folder, or ./reports/NAME when the sweep
+    lives in remote storage (it is then copied there too)."""
+    if settings.storage_is_local:
+        return Path(settings.experiment_path) / "report"
+    return Path("reports") / settings.name
+
+
+def copy_report(settings: SweepSettings, local: Path) -> None:
+    """Copy the report written to ``local`` into remote sweep storage (``NAME/report``)."""
+    import pyarrow.fs
+
+    fs, root = filesystem(settings)
+    fs.create_dir(f"{root}/report", recursive=True)
+    pyarrow.fs.copy_files(
+        str(local.resolve()),
+        f"{root}/report",
+        source_filesystem=pyarrow.fs.LocalFileSystem(),
+        destination_filesystem=fs,
+    )
