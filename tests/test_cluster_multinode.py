@@ -19,16 +19,10 @@ import time
 from pathlib import Path
 
 import pytest
+from sweep_support import child_runs, free_port, run_sweep, smoke_argv, tracking_uri
 
-REPO = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).parent / "ray")
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def group_alive(pgid: int) -> bool:
@@ -51,6 +45,15 @@ def stop(process: subprocess.Popen) -> None:
             process.poll()  # reap the leader, or it lingers as a zombie of the group
             time.sleep(0.2)
     process.wait(timeout=10)
+
+
+def forget_cluster(port: int) -> None:
+    """Remove the address file ``ray start`` leaves for its cluster (on port ``port``), so that
+    a later plain ``ray.init()`` on this machine starts its own Ray instead of failing to reach
+    this stopped one. Ray writes the machine's address there even when told 127.0.0.1."""
+    current = Path("/tmp/ray/ray_current_cluster")
+    if current.is_file() and current.read_text().strip().rsplit(":", 1)[-1] == str(port):
+        current.unlink()
 
 
 def start_node(args: list[str], env: dict, log: Path) -> subprocess.Popen:
@@ -98,9 +101,7 @@ def cluster(tmp_path_factory):
         for node in reversed(nodes):
             stop(node)
         leftovers = [n.pid for n in nodes if group_alive(n.pid)]
-        current = Path("/tmp/ray/ray_current_cluster")
-        if current.is_file() and current.read_text().strip() == address:
-            current.unlink()  # so later local runs start their own Ray, not this dead one
+        forget_cluster(port)
         assert leftovers == [], f"process groups still alive: {leftovers}"
 
 
@@ -125,29 +126,11 @@ def wait_for(env: dict, address: str, *, nodes: int, timeout: float = 90) -> Non
 
 
 def sweep(tmp: Path, env: dict, address: str, name: str, *extra: str):
-    argv = [
-        sys.executable,
-        str(REPO / "sweeps" / "beta_frontier.py"),
-        "--preset",
-        "smoke",
-        "--name",
-        name,
-        "--address",
-        address,
-        "--tracking-uri",
-        f"sqlite:///{tmp / 'mlflow.db'}",
-        *extra,
-    ]
-    return subprocess.run(argv, cwd=tmp, env=env, capture_output=True, text=True, timeout=600)
+    return run_sweep(smoke_argv(tmp, name, "--address", address, *extra), tmp, env)
 
 
 def children(tmp: Path, name: str):
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{tmp / 'mlflow.db'}")
-    exp = client.get_experiment_by_name(name)
-    runs = client.search_runs([exp.experiment_id])
-    return [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    return child_runs(tracking_uri(tmp), name)
 
 
 def test_trials_run_on_both_nodes_and_mlflow_records_them_all(cluster):
@@ -284,9 +267,7 @@ def test_autoscaler_adds_a_gpu_worker_on_demand(tmp_path):
         )
     finally:
         stop(head)  # the fake worker's processes live in the head's process group
-        current = Path("/tmp/ray/ray_current_cluster")
-        if current.is_file() and current.read_text().strip().endswith(":6379"):
-            current.unlink()
+        forget_cluster(6379)
     assert not group_alive(head.pid)
     assert done.returncode == 0, done.stderr[-4000:]
     runs = children(tmp_path, "autoscaled")
@@ -312,17 +293,11 @@ def test_a_lost_worker_nodes_trials_resume_from_their_checkpoints_elsewhere(tmp_
         )
         wait_for(env, address, nodes=2)
         steps, report, checkpoint = 200, 20, 40
-        argv = [
-            sys.executable,
-            str(REPO / "sweeps" / "beta_frontier.py"),
-            "--preset",
-            "smoke",
-            "--name",
+        argv = smoke_argv(
+            tmp_path,
             "lost",
             "--address",
             address,
-            "--tracking-uri",
-            f"sqlite:///{tmp_path / 'mlflow.db'}",
             "--storage-path",
             f"file://{tmp_path / 'shared'}",
             "--num-samples",
@@ -335,7 +310,7 @@ def test_a_lost_worker_nodes_trials_resume_from_their_checkpoints_elsewhere(tmp_
             str(report),
             "--checkpoint-every",
             str(checkpoint),
-        ]
+        )
         with (tmp_path / "sweep.out").open("w") as out:
             driver = subprocess.Popen(
                 argv, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT
@@ -350,14 +325,12 @@ def test_a_lost_worker_nodes_trials_resume_from_their_checkpoints_elsewhere(tmp_
     finally:
         for node in reversed(nodes):
             stop(node)
-        current = Path("/tmp/ray/ray_current_cluster")
-        if current.is_file() and current.read_text().strip() == address:
-            current.unlink()
+        forget_cluster(port)
     assert not any(group_alive(n.pid) for n in nodes)
 
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = MlflowClient(tracking_uri(tmp_path))
     runs = children(tmp_path, "lost")
     assert len(runs) == 3 and all(r.info.status == "FINISHED" for r in runs)
     assert len({r.data.tags["ray.node_id"] for r in runs}) == 1  # all ended on the head

@@ -8,24 +8,16 @@ step 10 for both objective families).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from sweep_support import run_sweep, smoke_argv, storage, tracking_uri
 
-REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
 def test_diverged_trials_fail_fast_and_the_sweep_goes_on(tmp_path):
-    argv = [
-        sys.executable,
-        str(REPO / "sweeps" / "beta_frontier.py"),
-        "--preset",
-        "smoke",
-        "--name",
+    argv = smoke_argv(
+        tmp_path,
         "div",
         "--num-samples",
         "2",
@@ -35,19 +27,14 @@ def test_diverged_trials_fail_fast_and_the_sweep_goes_on(tmp_path):
         "1",  # one after the other: the second starts after the first failed
         "--learning-rate",
         "1",
-        "--storage-path",
-        str(tmp_path / "rr"),
-        "--tracking-uri",
-        f"sqlite:///{tmp_path / 'm.db'}",
-    ]
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    done = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    )
+    done = run_sweep(argv, tmp_path)
     assert done.returncode == 0, done.stderr[-4000:]
     assert "0 trials completed, 0 within the budget recon_nll <= 1200 nats, 2 failed" in done.stdout
 
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(f"sqlite:///{tmp_path / 'm.db'}")
+    client = MlflowClient(tracking_uri(tmp_path))
     runs = client.search_runs([client.get_experiment_by_name("div").experiment_id])
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert len(children) == 2
@@ -64,11 +51,11 @@ def test_diverged_trials_fail_fast_and_the_sweep_goes_on(tmp_path):
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
-    journal = JournalFileBackend(str(tmp_path / "rr" / "div" / "optuna.journal"))
+    journal = JournalFileBackend(str(storage(tmp_path) / "div" / "optuna.journal"))
     study = optuna.load_study(study_name="div", storage=JournalStorage(journal))
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL] * 2
 
-    report = tmp_path / "rr" / "div" / "report"
+    report = storage(tmp_path) / "div" / "report"
     doc = json.loads((report / "frontier.json").read_text())
     assert doc["counts"]["failed"] == 2 and doc["frontier"] == []
     assert all(f["error"].startswith("diverged") for f in doc["failed"])

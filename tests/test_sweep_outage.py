@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,17 +18,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from sweep_support import free_port, smoke_argv, storage, sweep_env
 
-REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 N = 2
 OUTAGE_S = 30
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_server(tmp: Path, port: int) -> subprocess.Popen:
@@ -85,16 +78,11 @@ def test_sweep_survives_a_30_s_tracking_outage(tmp_path):
     server = start_server(tmp_path, port)
     sweep = None
     try:
-        env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS",)}
-        env["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
+        env = sweep_env(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0")
         out = (tmp_path / "sweep.out").open("w")
         sweep = subprocess.Popen(
-            [
-                sys.executable,
-                str(REPO / "sweeps" / "beta_frontier.py"),
-                "--preset",
-                "smoke",
-                "--name",
+            smoke_argv(
+                tmp_path,
                 "outage",
                 "--steps",
                 "200",
@@ -104,11 +92,9 @@ def test_sweep_survives_a_30_s_tracking_outage(tmp_path):
                 "40",
                 "--num-samples",
                 str(N),
-                "--storage-path",
-                str(tmp_path / "rr"),
                 "--tracking-uri",
                 uri,
-            ],
+            ),
             cwd=tmp_path,
             env=env,
             start_new_session=True,
@@ -116,7 +102,7 @@ def test_sweep_survives_a_30_s_tracking_outage(tmp_path):
             stderr=subprocess.STDOUT,
         )
         out.close()
-        checkpoints = tmp_path / "rr" / "outage"
+        checkpoints = storage(tmp_path) / "outage"
         deadline = time.time() + 180
         while time.time() < deadline and not list(checkpoints.glob("*/checkpoint_000000")):
             assert sweep.poll() is None, (tmp_path / "sweep.out").read_text()[-3000:]

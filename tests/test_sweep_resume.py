@@ -13,24 +13,19 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from sweep_support import run_sweep, smoke_argv, storage, sweep_env, tracking_uri
 
-REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 N = 3
 
 
 def argv(tmp: Path) -> list[str]:
-    return [
-        sys.executable,
-        str(REPO / "sweeps" / "beta_frontier.py"),
-        "--preset",
-        "smoke",
-        "--name",
+    return smoke_argv(
+        tmp,
         "crash",
         "--steps",
         str(STEPS),
@@ -40,11 +35,7 @@ def argv(tmp: Path) -> list[str]:
         str(CHECKPOINT),
         "--num-samples",
         str(N),
-        "--storage-path",
-        str(tmp / "rr"),
-        "--tracking-uri",
-        f"sqlite:///{tmp / 'm.db'}",
-    ]
+    )
 
 
 STEPS, REPORT, CHECKPOINT = 120, 20, 40
@@ -82,7 +73,7 @@ MOMENTS = {
 
 @pytest.mark.parametrize("moment", list(MOMENTS))
 def test_killed_driver_resumes_without_duplicates_or_gaps(tmp_path, moment):
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env = sweep_env()
     first = subprocess.Popen(
         argv(tmp_path),
         cwd=tmp_path,
@@ -91,7 +82,7 @@ def test_killed_driver_resumes_without_duplicates_or_gaps(tmp_path, moment):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    checkpoints = tmp_path / "rr" / "crash"
+    checkpoints = storage(tmp_path) / "crash"
     seen = MOMENTS[moment]
     deadline = time.time() + 300
     while time.time() < deadline and not seen(checkpoints) and first.poll() is None:
@@ -99,19 +90,12 @@ def test_killed_driver_resumes_without_duplicates_or_gaps(tmp_path, moment):
     assert first.poll() is None, f"the sweep ended before the moment {moment!r} was seen"
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
-    second = subprocess.run(
-        [*argv(tmp_path), "--resume"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    second = run_sweep([*argv(tmp_path), "--resume"], tmp_path, env)
     assert second.returncode == 0, second.stderr[-4000:]
 
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(f"sqlite:///{tmp_path / 'm.db'}")
+    client = MlflowClient(tracking_uri(tmp_path))
     runs = client.search_runs([client.get_experiment_by_name("crash").experiment_id])
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert len(runs) == N + 1 and len(children) == N

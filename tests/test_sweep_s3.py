@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,8 +17,16 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from sweep_support import (
+    child_runs,
+    free_port,
+    run_sweep,
+    smoke_argv,
+    storage,
+    sweep_env,
+    tracking_uri,
+)
 
-REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 N = 2
 BUCKET = "sweeps"
@@ -29,12 +36,6 @@ CREDENTIALS = {
     "AWS_SECRET_ACCESS_KEY": "test",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -66,25 +67,9 @@ def endpoint(tmp_path_factory):
         server.wait(timeout=30)
 
 
-def sweep(tmp: Path, storage: str, *extra: str) -> subprocess.CompletedProcess:
-    argv = [
-        sys.executable,
-        str(REPO / "sweeps" / "beta_frontier.py"),
-        "--preset",
-        "smoke",
-        "--name",
-        NAME,
-        "--num-samples",
-        str(N),
-        "--storage-path",
-        storage,
-        "--tracking-uri",
-        f"sqlite:///{tmp / 'mlflow.db'}",
-        *extra,
-    ]
-    env = {**os.environ, **CREDENTIALS}
-    env.pop("RAY_ADDRESS", None)
-    return subprocess.run(argv, cwd=tmp, env=env, capture_output=True, text=True, timeout=600)
+def sweep(tmp: Path, uri: str, *extra: str) -> subprocess.CompletedProcess:
+    argv = smoke_argv(tmp, NAME, "--num-samples", str(N), "--storage-path", uri, *extra)
+    return run_sweep(argv, tmp, sweep_env(**CREDENTIALS))
 
 
 def bucket_files(endpoint: str) -> set[str]:
@@ -98,8 +83,8 @@ def bucket_files(endpoint: str) -> set[str]:
 
 
 def test_a_sweep_on_s3_storage_writes_there_and_resumes_from_there(tmp_path, endpoint):
-    storage = f"s3://{BUCKET}/frontier?endpoint_override={endpoint}&scheme=http"
-    done = sweep(tmp_path, storage)
+    uri = f"s3://{BUCKET}/frontier?endpoint_override={endpoint}&scheme=http"
+    done = sweep(tmp_path, uri)
     assert done.returncode == 0, done.stderr[-4000:]
 
     files = bucket_files(endpoint)
@@ -113,17 +98,13 @@ def test_a_sweep_on_s3_storage_writes_there_and_resumes_from_there(tmp_path, end
         finals = [f for f in files if f.startswith(f"{root}/{trial}/checkpoint_")]
         assert any(f.endswith("/model/model.safetensors") for f in finals), trial
         assert any(f.endswith("/result.json") for f in finals), trial
-    assert not (tmp_path / "ray_results").exists()  # nothing went to the local default
+    assert not storage(tmp_path).exists()  # nothing went to the local default
     assert (tmp_path / "reports" / NAME / "report.html").is_file()  # a local copy to open
 
-    again = sweep(tmp_path, storage, "--resume")
+    again = sweep(tmp_path, uri, "--resume")
     assert again.returncode == 0, again.stderr[-4000:]
     assert f"{N} trials completed" in again.stdout
 
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name(NAME)
-    runs = client.search_runs([experiment.experiment_id], "tags.`mlflow.parentRunId` != ''")
+    runs = child_runs(tracking_uri(tmp_path), NAME)
     assert len(runs) == N  # the resume found the finished trials; none ran again
     assert {r.info.status for r in runs} == {"FINISHED"}

@@ -8,33 +8,23 @@ import itertools
 import json
 import os
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from sweep_support import smoke_argv, storage, sweep_env, tracking_uri
 
-REPO = Path(__file__).resolve().parents[1]
 NUM_SAMPLES = 4
-#: Process names of Ray's core (GCS, raylet, workers and agents, Python helpers).
 pytestmark = pytest.mark.slow
 
 
 def sweep(tmp: Path, *extra: str) -> subprocess.CompletedProcess:
-    argv = [
-        sys.executable,
-        str(REPO / "sweeps" / "beta_frontier.py"),
-        "--preset",
-        "smoke",
-        "--name",
+    argv = smoke_argv(
+        tmp,
         "smoke-test",
         "--num-samples",
         str(NUM_SAMPLES),
-        "--storage-path",
-        str(tmp / "ray_results"),
-        "--tracking-uri",
-        f"sqlite:///{tmp / 'mlflow.db'}",
         "--num-gpus",
         "1",
         "--gpus-per-trial",
@@ -42,9 +32,8 @@ def sweep(tmp: Path, *extra: str) -> subprocess.CompletedProcess:
         "--max-concurrent",
         "2",
         *extra,
-    ]
-    env = {**os.environ, "RAY_ADDRESS": ""}
-    env.pop("RAY_ADDRESS")
+    )
+    env = sweep_env()
     before = listening()
     process = subprocess.Popen(
         argv, cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -105,7 +94,7 @@ def swept(tmp_path_factory):
 def _runs(tmp: Path):
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(f"sqlite:///{tmp / 'mlflow.db'}")
+    client = MlflowClient(tracking_uri(tmp))
     experiment = client.get_experiment_by_name("smoke-test")
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
@@ -182,7 +171,7 @@ def test_fractional_gpus_pack_two_trials_at_once(swept):
 
 def test_best_trial_honours_the_budget(swept):
     tmp, done = swept
-    summary = json.loads((tmp / "ray_results" / "smoke-test" / "summary.json").read_text())
+    summary = json.loads((storage(tmp) / "smoke-test" / "summary.json").read_text())
     budget = summary["recon_budget"]
     _, _, children = _runs(tmp)
     feasible = [r for r in children if r.data.metrics["recon_nll"] <= budget]
@@ -205,7 +194,7 @@ def test_optuna_study_persisted_with_constraints(swept):
     from optuna.storages.journal import JournalFileBackend
 
     tmp, _ = swept
-    path = tmp / "ray_results" / "smoke-test" / "optuna.journal"
+    path = storage(tmp) / "smoke-test" / "optuna.journal"
     study = optuna.load_study(
         study_name="smoke-test", storage=JournalStorage(JournalFileBackend(str(path)))
     )
@@ -231,7 +220,7 @@ def test_resume_of_a_finished_sweep_adds_nothing(swept):
 
 def test_the_sweep_ends_with_its_frontier_report_logged_to_the_parent(swept):
     tmp, done = swept
-    folder = tmp / "ray_results" / "smoke-test" / "report"
+    folder = storage(tmp) / "smoke-test" / "report"
     doc = json.loads((folder / "frontier.json").read_text())
     assert doc["schema"] == "betavae.frontier/1" and doc["counts"]["trials"] == NUM_SAMPLES
     assert doc["sweep"]["name"] == "smoke-test" and doc["sweep"]["recon_budget"] == 1200.0
