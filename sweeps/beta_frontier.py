@@ -38,8 +38,10 @@ from sweeps.storage import (
     SUMMARY_FILE,
     check_sweep_folder,
     copy_report,
+    download_study,
     report_dir,
     study_path,
+    upload_study,
     write_text,
 )
 
@@ -172,6 +174,8 @@ def run(settings: SweepSettings) -> dict[str, Any]:
                 {"search": settings.search_settings(), "settings": settings.to_dict()}, indent=2
             ),
         )
+    else:
+        download_study(settings)
     try:
         trainable = tune.with_resources(
             train_trial, {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
@@ -210,6 +214,10 @@ def run(settings: SweepSettings) -> dict[str, Any]:
         raise
     finally:
         ray.shutdown()
+        try:
+            upload_study(settings)
+        except Exception as err:  # the trials are safe; only the bucket's copy is missing
+            print(f"{PROG}: warning: the Optuna journal was not copied: {err}", file=sys.stderr)
     summary["parent_run_id"] = parent
     summary["report"] = write_sweep_report(settings, client, parent)
     write_text(settings, SUMMARY_FILE, json.dumps(summary, indent=2))

@@ -6,6 +6,7 @@ Ours: ``sweep.json`` (the search settings a resume must keep), ``summary.json`` 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -51,10 +52,32 @@ def write_text(settings: SweepSettings, name: str, text: str) -> None:
 
 
 def study_path(settings: SweepSettings) -> Path:
-    """The Optuna journal: inside the sweep folder when it is local (else on this machine)."""
+    """The Optuna journal: inside the sweep folder when it is local. With remote storage it
+    is written on this machine (Optuna's journal needs a local file), in a folder of its own
+    per sweep folder, and copied to the sweep folder when the run ends (``upload_study``)."""
     if settings.storage_is_local:
         return Path(settings.experiment_path) / STUDY_FILE
-    return Path.home() / ".betavae" / "studies" / f"{settings.name}.journal"
+    key = hashlib.sha256(settings.experiment_path.encode()).hexdigest()[:16]
+    return Path.home() / ".betavae" / "studies" / key / STUDY_FILE
+
+
+def download_study(settings: SweepSettings) -> None:
+    """Remote storage: fetch the sweep's journal when this machine has none (a resume on
+    another machine than the one that started the sweep)."""
+    local = study_path(settings)
+    if settings.storage_is_local or local.exists():
+        return
+    text = read_text(settings, STUDY_FILE)
+    if text is not None:
+        local.parent.mkdir(parents=True, exist_ok=True)
+        local.write_text(text)
+
+
+def upload_study(settings: SweepSettings) -> None:
+    """Remote storage: copy this machine's journal into the sweep folder."""
+    local = study_path(settings)
+    if not settings.storage_is_local and local.is_file():
+        write_text(settings, STUDY_FILE, local.read_text())
 
 
 def check_sweep_folder(settings: SweepSettings) -> None:

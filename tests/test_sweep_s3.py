@@ -1,6 +1,7 @@
 """A sweep whose storage is S3: a local S3 endpoint (moto's server, on loopback) stands in for
-the bucket of ``cluster/gpu.yaml``. Tune's checkpoints, the sweep's own files and the report
-land in the bucket, and ``--resume`` finds the sweep there.
+the bucket of ``cluster/gpu.yaml``. Tune's checkpoints, the sweep's own files (the Optuna
+journal included) and the report land in the bucket, and ``--resume`` finds the sweep there,
+even without the journal's local copy (as on another machine).
 
 pyarrow reads no endpoint from the environment, so the endpoint rides in the storage URI as
 pyarrow's ``?endpoint_override=…&scheme=http`` options (the same works for MinIO or Ceph).
@@ -69,7 +70,8 @@ def endpoint(tmp_path_factory):
 
 def sweep(tmp: Path, uri: str, *extra: str) -> subprocess.CompletedProcess:
     argv = smoke_argv(tmp, NAME, "--num-samples", str(N), "--storage-path", uri, *extra)
-    return run_sweep(argv, tmp, sweep_env(**CREDENTIALS))
+    # The local copy of the Optuna journal goes under HOME: keep it in the test's folder.
+    return run_sweep(argv, tmp, sweep_env(HOME=str(tmp / "home"), **CREDENTIALS))
 
 
 def bucket_files(endpoint: str) -> set[str]:
@@ -89,7 +91,14 @@ def test_a_sweep_on_s3_storage_writes_there_and_resumes_from_there(tmp_path, end
 
     files = bucket_files(endpoint)
     root = f"frontier/{NAME}"
-    for name in ("sweep.json", "summary.json", "report/report.html", "report/frontier.json"):
+    names = (
+        "sweep.json",
+        "summary.json",
+        "optuna.journal",
+        "report/report.html",
+        "report/frontier.json",
+    )
+    for name in names:
         assert f"{root}/{name}" in files, f"{name} is not in the bucket"
     assert any(f.startswith(f"{root}/experiment_state-") for f in files)  # Tune's own state
     trials = {f.split("/")[2] for f in files if f.endswith("/params.json")}
@@ -101,9 +110,22 @@ def test_a_sweep_on_s3_storage_writes_there_and_resumes_from_there(tmp_path, end
     assert not storage(tmp_path).exists()  # nothing went to the local default
     assert (tmp_path / "reports" / NAME / "report.html").is_file()  # a local copy to open
 
+    # Resume as another machine would: without this machine's copy of the Optuna journal.
+    (journal,) = (tmp_path / "home" / ".betavae" / "studies").glob("*/optuna.journal")
+    journal.unlink()
     again = sweep(tmp_path, uri, "--resume")
     assert again.returncode == 0, again.stderr[-4000:]
     assert f"{N} trials completed" in again.stdout
+
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    assert journal.is_file()  # fetched from the bucket
+    study = optuna.load_study(
+        study_name=NAME, storage=JournalStorage(JournalFileBackend(str(journal)))
+    )
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * N
 
     runs = child_runs(tracking_uri(tmp_path), NAME)
     assert len(runs) == N  # the resume found the finished trials; none ran again
