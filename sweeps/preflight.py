@@ -43,7 +43,15 @@ def start_ray(settings: SweepSettings, address: str | None) -> None:
         if settings.num_gpus is not None:
             kwargs["num_gpus"] = settings.num_gpus
         bind_to_loopback()
-    ray.init(**kwargs)
+    try:
+        ray.init(**kwargs)
+    except ConnectionError as err:  # unreachable, or it refused this driver's token
+        where = repr(address) if address else "(none: the cluster running on this machine)"
+        raise UsageError(
+            f"--address: got {where}; {err}; allowed: a cluster that accepts "
+            "this driver (its token in RAY_AUTH_TOKEN or ~/.ray/auth_token), or local for a "
+            "new Ray of this sweep's own"
+        ) from None
 
 
 #: Ray's single-machine switch: "0" gives the node the address 127.0.0.1 (the default on macOS

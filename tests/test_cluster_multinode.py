@@ -190,6 +190,18 @@ def test_local_storage_on_a_multi_node_cluster_is_refused(cluster):
     assert not (tmp / "local").exists()
 
 
+def test_a_cluster_that_refuses_the_drivers_token_is_one_clear_line(cluster):
+    tmp, env, address = cluster
+    wrong = {**env, "RAY_AUTH_TOKEN": secrets.token_hex(16)}
+    done = sweep(tmp, wrong, address, "refused", "--storage-path", f"file://{tmp / 'shared'}")
+    assert done.returncode == 2, done.stderr[-3000:]
+    # Ray's core logs each refused attempt (its own "RPC error" lines); the sweep's is one line.
+    (line,) = [x for x in done.stderr.splitlines() if x.startswith("sweeps/beta_frontier.py:")]
+    assert f"--address: got '{address}'; Failed to connect to Ray cluster" in line
+    assert "local for a new Ray of this sweep's own" in line
+    assert "Traceback" not in done.stderr
+
+
 def test_nothing_listens_on_the_default_dashboard_or_mlflow_ports(cluster):
     # The head was started like the default local run: no dashboard; MLflow is a sqlite file.
     listening = subprocess.run(["ss", "-ltnH"], capture_output=True, text=True).stdout
