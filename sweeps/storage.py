@@ -6,6 +6,7 @@ Ours: ``sweep.json`` (the search settings a resume must keep), ``summary.json`` 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -25,12 +26,21 @@ def filesystem(settings: SweepSettings):
     if settings.storage_is_local:
         return pyarrow.fs.LocalFileSystem(), settings.experiment_path
     try:
-        return pyarrow.fs.FileSystem.from_uri(settings.experiment_path)
+        return _open_uri(settings.experiment_path)
     except (pyarrow.ArrowException, OSError) as err:  # a bad option, an unreachable store
         raise UsageError(
             f"--storage-path: got {settings.storage_path!r}; allowed: a URI pyarrow can open "
             f"(pyarrow: {err})"
         ) from None
+
+
+@functools.cache
+def _open_uri(uri: str):
+    """``pyarrow.fs.FileSystem.from_uri``, once per URI: for S3 without a region it asks the
+    bucket's region over the network, and a run opens its sweep folder several times."""
+    import pyarrow.fs
+
+    return pyarrow.fs.FileSystem.from_uri(uri)
 
 
 def read_text(settings: SweepSettings, name: str) -> str | None:
