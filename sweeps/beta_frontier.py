@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from sweeps.command_line import parse_settings
 from sweeps.preflight import (
     check_local_resources,
     check_shared_storage,
@@ -26,13 +27,7 @@ from sweeps.preflight import (
     ray_address,
     start_ray,
 )
-from sweeps.settings import (
-    PROG,
-    SweepSettings,
-    UsageError,
-    exit_on_usage_error,
-    parse_settings,
-)
+from sweeps.settings import PROG, SweepSettings, UsageError, exit_on_usage_error
 from sweeps.storage import (
     SETTINGS_FILE,
     SUMMARY_FILE,

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import os
 
-from sweeps.settings import PRESETS, parse_settings
+from sweeps.command_line import parse_settings
+from sweeps.settings import PRESETS
 
 
 def test_presets_fill_defaults_and_flags_override(monkeypatch):

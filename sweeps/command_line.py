@@ -1,0 +1,396 @@
+"""The sweep's command line: flags and ``--config`` files → validated settings, before Ray
+starts.
+
+Every value a user can pass is checked here, so a typo costs one line on stderr and exit
+code 2, not a Ray cluster start-up followed by failed trials.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+from betavae.data import DATASET_SPECS, DatasetFileError, check_dataset_file, check_dataset_spec
+from sweeps.settings import (
+    ENV_DEFAULTS,
+    PRESETS,
+    PROG,
+    SEARCH_METRICS,
+    SweepSettings,
+    UsageError,
+)
+
+
+def _fail(message: str) -> NoReturn:
+    raise UsageError(message)
+
+
+def _integer(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    return value
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    return value
+
+
+def _range(kind: type):
+    def parse(text: str) -> tuple:
+        low, sep, high = text.partition(",")
+        try:
+            if not sep:
+                raise ValueError
+            return (kind(low), kind(high))
+        except ValueError:
+            what = "integers" if kind is int else "numbers"
+            raise argparse.ArgumentTypeError(f"not LOW,HIGH {what}: {text!r}") from None
+
+    return parse
+
+
+class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Read "-1,8" (a range starting below zero) as a value, not as an unknown option, so
+        # that the range's own check can name the problem.
+        self._negative_number_matcher = re.compile(r"^-(\d+|\d*\.\d+)(,\S*)?$")
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog=PROG,
+        allow_abbrev=False,  # a misspelt flag is an error, not a silent prefix match
+        description="Sweep β-VAEs for the disentanglement / "
+        "reconstruction frontier with Ray Tune, Optuna and MLflow.",
+    )
+    S = argparse.SUPPRESS
+    p.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default="cpu",
+        help="defaults for everything below (default: cpu)",
+    )
+    p.add_argument(
+        "--config",
+        default=S,
+        metavar="FILE.toml",
+        help="read these flags from a TOML file (flags given here win)",
+    )
+    p.add_argument(
+        "--name", default=S, help="sweep and MLflow experiment name (default: beta-frontier)"
+    )
+    p.add_argument(
+        "--num-samples", type=_integer, default=S, help="trials in total, replicates included"
+    )
+    p.add_argument("--replicates", type=_integer, default=S, help="seeds per sampled setting")
+    p.add_argument("--max-concurrent", type=_integer, default=S, help="trials running at once")
+    p.add_argument("--cpus-per-trial", type=_number, default=S)
+    p.add_argument(
+        "--gpus-per-trial",
+        type=_number,
+        default=S,
+        help="fractions pack several trials on a GPU, e.g. 0.25",
+    )
+    p.add_argument("--steps", type=_integer, default=S, help="training steps per trial")
+    p.add_argument("--batch-size", type=_integer, default=S)
+    p.add_argument(
+        "--report-every", type=_integer, default=S, help="steps between intermediate results"
+    )
+    p.add_argument(
+        "--checkpoint-every", type=_integer, default=S, help="steps between trial checkpoints"
+    )
+    p.add_argument(
+        "--objective",
+        choices=["constrained", "pareto"],
+        default=S,
+        help="constrained: max metric s.t. recon_nll <= budget; pareto: both",
+    )
+    p.add_argument(
+        "--metric", choices=SEARCH_METRICS, default=S, help="the disentanglement score to maximise"
+    )
+    p.add_argument(
+        "--recon-budget",
+        type=_number,
+        default=S,
+        metavar="NATS",
+        help="largest feasible reconstruction NLL, nats per image",
+    )
+    p.add_argument("--metric-mode", choices=["reference", "fast"], default=S)
+    p.add_argument(
+        "--beta-range",
+        type=_range(float),
+        default=S,
+        metavar="LOW,HIGH",
+        help="β range of the beta family (default: 1,32)",
+    )
+    p.add_argument(
+        "--latent-dims",
+        dest="latent_dim_range",
+        type=_range(int),
+        default=S,
+        metavar="LOW,HIGH",
+        help="latent sizes the search may pick (cpu preset: 4,10)",
+    )
+    p.add_argument(
+        "--learning-rate", dest="lr", type=_number, default=S, help="Adam's (default: 5e-4)"
+    )
+    p.add_argument("--dataset", default=S, help="one of " + ", ".join(DATASET_SPECS))
+    p.add_argument(
+        "--storage-path",
+        default=S,
+        metavar="PATH_OR_URI",
+        help="where Tune keeps the sweep (default: BETAVAE_STORAGE_PATH, else ./ray_results)",
+    )
+    p.add_argument(
+        "--tracking-uri",
+        default=S,
+        metavar="URI",
+        help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)",
+    )
+    p.add_argument(
+        "--address",
+        default=S,
+        help="Ray cluster address (default: RAY_ADDRESS, a running cluster, else a new local Ray)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        default=S,
+        help="continue the sweep NAME after a crash or interruption",
+    )
+    p.add_argument("--seed", type=_integer, default=S, help="sweep seed (sampler, trials)")
+    p.add_argument(
+        "--num-gpus",
+        type=_number,
+        default=S,
+        help="logical GPUs of a new local Ray (testing); default: detect",
+    )
+    return p
+
+
+def parse_settings(argv: list[str] | None = None) -> SweepSettings:
+    """Flags → validated :class:`SweepSettings`; raises :class:`UsageError` (one line).
+
+    ``--config FILE`` reads flags from a TOML file first; flags on the command line win.
+    """
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    config = vars(parser.parse_args(argv)).get("config")
+    if config is not None:
+        from_file = config_file_args(config)
+        try:
+            parser.parse_args(from_file)
+        except UsageError as err:
+            raise UsageError(f"--config {config}: {err}") from None
+        argv = from_file + argv
+    args = vars(parser.parse_args(argv))
+    args.pop("config", None)
+    preset = args.pop("preset")
+    values = {**PRESETS[preset], **args}
+    # A cluster sets its shared defaults once, in the environment (see cluster/gpu.yaml).
+    for key, variable in ENV_DEFAULTS.items():
+        if key not in values and os.environ.get(variable):
+            values[key] = os.environ[variable]
+    settings = SweepSettings(preset=preset, **values)
+    validate(settings)
+    return settings
+
+
+def config_file_args(path: str) -> list[str]:
+    """A TOML file of settings → the equivalent flags, e.g. ``num-samples = 24`` →
+    ``--num-samples 24``; ``beta-range = [1, 8]`` → ``--beta-range 1,8``."""
+    import tomllib
+
+    file = Path(path)
+    if not file.is_file():
+        _fail(f"--config: got {path!r}; allowed: an existing TOML file of settings")
+    try:
+        table = tomllib.loads(file.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        _fail(f"--config {path}: not valid TOML ({err})")
+    known = {
+        a.option_strings[0][2:]: a
+        for a in build_parser()._actions
+        if a.option_strings and a.dest not in ("help", "config")
+    }
+    args: list[str] = []
+    for key, value in table.items():
+        name = key.replace("_", "-")
+        if name not in known:
+            _fail(f"--config {path}: unknown setting {key!r}; allowed: {', '.join(sorted(known))}")
+        if isinstance(known[name], argparse._StoreTrueAction):
+            if not isinstance(value, bool):
+                _fail(f"--config {path}: {key}: got {value!r}; allowed: true or false")
+            args += [f"--{name}"] if value else []
+        elif (
+            isinstance(value, list)
+            and len(value) == 2
+            and not any(isinstance(v, list | dict) for v in value)
+        ):
+            args += [f"--{name}", f"{value[0]},{value[1]}"]
+        elif isinstance(value, str | int | float) and not isinstance(value, bool):
+            args += [f"--{name}", str(value)]
+        else:
+            _fail(
+                f"--config {path}: {key}: got {value!r}; allowed: a string, a number, or "
+                "[LOW, HIGH] for a range"
+            )
+    return args
+
+
+def validate(s: SweepSettings) -> None:
+    """Raise :class:`UsageError` naming the first setting outside what is allowed."""
+
+    def need(ok: bool, flag: str, value: Any, allowed: str) -> None:
+        if not ok:
+            _fail(f"{flag}: got {value!r}; allowed: {allowed}")
+
+    need(
+        bool(s.name)
+        and all(c.isalnum() or c in "-_." for c in s.name)
+        and not s.name.startswith(".")
+        and len(s.name) <= 100,
+        "--name",
+        s.name,
+        "up to 100 letters, digits, '-', '_' and '.', not starting with '.'",
+    )
+    need(s.num_samples >= 1, "--num-samples", s.num_samples, "an integer >= 1")
+    need(s.replicates >= 1, "--replicates", s.replicates, "an integer >= 1")
+    need(s.max_concurrent >= 1, "--max-concurrent", s.max_concurrent, "an integer >= 1")
+    need(
+        math.isfinite(s.cpus_per_trial) and s.cpus_per_trial >= 1,
+        "--cpus-per-trial",
+        s.cpus_per_trial,
+        "a number >= 1 (a trial trains on at least one core)",
+    )
+    need(
+        (math.isfinite(s.gpus_per_trial) and 0 <= s.gpus_per_trial <= 1)
+        or (s.gpus_per_trial > 1 and float(s.gpus_per_trial).is_integer()),
+        "--gpus-per-trial",
+        s.gpus_per_trial,
+        "0, a fraction in (0, 1], or a whole number",
+    )
+    need(s.steps >= 1, "--steps", s.steps, "an integer >= 1")
+    need(s.batch_size >= 1, "--batch-size", s.batch_size, "an integer >= 1")
+    need(s.report_every >= 1, "--report-every", s.report_every, "an integer >= 1")
+    need(
+        s.checkpoint_every >= 1 and s.checkpoint_every % s.report_every == 0,
+        "--checkpoint-every",
+        s.checkpoint_every,
+        f"a positive multiple of --report-every ({s.report_every})",
+    )
+    need(
+        math.isfinite(s.recon_budget) and s.recon_budget > 0,
+        "--recon-budget",
+        s.recon_budget,
+        "a positive number of nats",
+    )
+    need(s.seed >= 0, "--seed", s.seed, "an integer >= 0")
+    try:
+        check_dataset_spec(s.dataset)
+    except ValueError:
+        _fail(f"--dataset: got {s.dataset!r}; allowed: one of {', '.join(DATASET_SPECS)}")
+    name, _, path = s.dataset.partition(":")
+    if path and not Path(path).is_file():
+        _fail(f"--dataset: got {s.dataset!r}; allowed: a {name} spec naming an existing file")
+    need(
+        s.tracking_uri.split(":", 1)[0] in _TRACKING_SCHEMES,
+        "--tracking-uri",
+        s.tracking_uri,
+        "sqlite:///FILE, http(s)://HOST:PORT, postgresql://…, mysql://… or databricks",
+    )
+    if s.tracking_uri.startswith("sqlite:///"):
+        db_dir = Path(s.tracking_uri.removeprefix("sqlite:///")).expanduser().parent
+        need(
+            db_dir.is_dir() and os.access(db_dir, os.W_OK),
+            "--tracking-uri",
+            s.tracking_uri,
+            "a sqlite file in an existing, writable directory",
+        )
+    scheme = s.storage_path.split("://", 1)[0] if "://" in s.storage_path else "file"
+    need(
+        scheme in ("file", "s3", "gs", "abfs", "hdfs"),
+        "--storage-path",
+        s.storage_path,
+        "a local path or an s3://, gs://, abfs:// or hdfs:// URI",
+    )
+    if s.storage_is_local:
+        root = Path(s.storage_path.removeprefix("file://")).expanduser()
+        need(
+            not root.exists() or root.is_dir(),
+            "--storage-path",
+            s.storage_path,
+            "a directory (this is a file)",
+        )
+        existing = _first_existing(root.absolute())
+        need(
+            existing.is_dir() and os.access(existing, os.W_OK),
+            "--storage-path",
+            s.storage_path,
+            f"a folder that can be created ({existing} is not a writable directory)",
+        )
+    need(
+        s.address is None
+        or s.address in ("auto", "local")
+        or _HOST_PORT.fullmatch(s.address.removeprefix("ray://")) is not None,
+        "--address",
+        s.address,
+        "auto, local, HOST:PORT or ray://HOST:PORT",
+    )
+    lo, hi = s.latent_dim_range
+    need(
+        1 <= lo <= hi <= 1024,
+        "--latent-dims",
+        ",".join(map(str, s.latent_dim_range)),
+        "integers LOW,HIGH with 1 <= LOW <= HIGH <= 1024",
+    )
+    lo, hi = s.beta_range
+    need(
+        math.isfinite(lo) and math.isfinite(hi) and 0 < lo <= hi <= 1e4,
+        "--beta-range",
+        ",".join(map(str, s.beta_range)),
+        "numbers LOW,HIGH with 0 < LOW <= HIGH <= 10000",
+    )
+    need(
+        math.isfinite(s.lr) and 0 < s.lr <= 1,
+        "--learning-rate",
+        s.lr,
+        "a number in (0, 1]",
+    )
+    need(
+        s.num_gpus is None or (math.isfinite(s.num_gpus) and s.num_gpus >= 0),
+        "--num-gpus",
+        s.num_gpus,
+        "a number >= 0",
+    )
+
+    # Last: the only check that reads a file (headers and labels, no images).
+    try:
+        check_dataset_file(s.dataset)
+    except DatasetFileError as err:
+        _fail(f"--dataset: {err}")
+
+
+def _first_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+_HOST_PORT = re.compile(r"[A-Za-z0-9.\-]+:[0-9]{1,5}|\[[0-9A-Fa-f:]+\]:[0-9]{1,5}")
+_TRACKING_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")
