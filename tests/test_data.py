@@ -12,7 +12,7 @@ from betavae.data import (
     load_dataset,
     mixed_radix_bases,
 )
-from betavae.data.dsprites import ORIENTATIONS, SHAPES, render_sprite, render_sprites
+from betavae.data.dsprites import SHAPES, packed_images, render_sprite
 
 
 @pytest.fixture(scope="module")
@@ -63,18 +63,45 @@ def test_images_are_binary_nonempty_and_inside_the_canvas(dsprites, rng):
     assert big.sum() > 2.5 * small.sum()
 
 
-def test_position_is_a_pure_translation(dsprites):
-    base = dsprites.images(np.array([[0, 2, 3, 7, 4, 9]]))[0, 0]
-    right = dsprites.images(np.array([[0, 2, 3, 7, 5, 9]]))[0, 0]
-    down = dsprites.images(np.array([[0, 2, 3, 7, 4, 10]]))[0, 0]
-    np.testing.assert_array_equal(np.roll(base, 1, axis=1), right)
-    np.testing.assert_array_equal(np.roll(base, 1, axis=0), down)
+def _centroid(image: np.ndarray) -> np.ndarray:
+    rows, cols = np.nonzero(image)
+    return np.array([cols.mean(), rows.mean()])
+
+
+def test_positions_move_the_sprite_centre_by_32_31_of_a_pixel(dsprites):
+    """Centres at 16 + 32·k/31 px (row 0 at the top): the sprite lands between pixels, as in
+    the official set, so a step moves the centroid by 32/31 px on average."""
+    ellipse = np.array([[0, 1, 5, 0, k, k] for k in range(32)])
+    centres = np.array([_centroid(img[0]) for img in dsprites.images(ellipse)])
+    np.testing.assert_allclose(centres[0], [15.5, 15.5], atol=0.01)
+    np.testing.assert_allclose(centres[-1], [47.5, 47.5], atol=0.01)
+    np.testing.assert_allclose(np.diff(centres, axis=0).mean(axis=0), 32 / 31, atol=1e-3)
+
+
+def test_areas_at_scale_one_are_the_official_ones(dsprites):
+    """Pixel counts averaged over orientations at scale 1 (official: square ≈ 367, ellipse
+    ≈ 290, heart ≈ 225) and over the whole set (mean pixel ≈ 0.0425)."""
+    for shape, expected in enumerate((367, 290, 225)):
+        classes = np.array([[0, shape, 5, o, 16, 16] for o in range(40)])
+        area = dsprites.images(classes).sum(axis=(1, 2, 3)).mean()
+        assert abs(area / expected - 1) < 0.01, (SHAPES[shape], area)
+    words = packed_images().reshape(len(dsprites), -1).view(np.uint64)
+    mean_pixel = np.bitwise_count(words).sum(dtype=np.int64) / (len(dsprites) * 4096)
+    assert 0.042 < mean_pixel < 0.043
 
 
 def test_generation_is_deterministic():
-    a = render_sprites("heart", np.array([0.7]), ORIENTATIONS)
-    b = render_sprites("heart", np.array([0.7]), ORIENTATIONS)
+    a = render_sprite("heart", 0.7, 1.3, 0.2, 0.9)
+    b = render_sprite("heart", 0.7, 1.3, 0.2, 0.9)
     np.testing.assert_array_equal(a, b)
+
+
+def test_render_sprite_is_the_image_in_the_set(dsprites):
+    classes = np.array([[0, 2, 3, 7, 4, 9]])
+    expected = dsprites.images(classes)[0, 0]
+    np.testing.assert_array_equal(
+        render_sprite("heart", 0.8, 7 * 2 * np.pi / 39, 4 / 31, 9 / 31), expected
+    )
 
 
 @pytest.mark.parametrize("theta", [0.1, 0.7, 1.3, 2.9])
