@@ -2,6 +2,14 @@
 
 Both map images ``[B, C, 64, 64]`` to a diagonal Gaussian posterior and latents back to
 per-pixel logits; :class:`VAEOutput` carries ``mu``, ``logvar`` and ``logits`` together.
+
+Weights start as He et al. (2015) normal draws with the gain of the activation that follows
+each layer, biases at zero (:func:`initialise`). PyTorch's default layer initialisation
+(uniform, variance 1/(3·fan_in)) shrinks the signal about 2.4× per ReLU layer: at step 0 the
+Burgess encoder's posterior means then vary by 3e-4 across images while σ ≈ 1, so a capacity
+objective meets its KL target by narrowing σ around a constant code, which carries nothing
+and which the decoder cannot read (recon stayed at the ignore-the-input level). With this
+initialisation they vary by 0.15 from the start.
 """
 
 from __future__ import annotations
@@ -43,6 +51,36 @@ class VAE(nn.Module):
         return VAEOutput(mu, logvar, self.decode(z))
 
 
+def _fan_in(layer: nn.Module) -> float:
+    """Inputs that feed each output unit (a transposed conv's kernel taps split over its stride)."""
+    if isinstance(layer, nn.Linear):
+        return layer.in_features
+    kh, kw = layer.kernel_size
+    if isinstance(layer, nn.ConvTranspose2d):
+        return layer.in_channels * kh * kw / (layer.stride[0] * layer.stride[1])
+    return layer.in_channels * kh * kw
+
+
+def initialise(model: nn.Module) -> nn.Module:
+    """He et al. (2015) normal weights, std = gain / √fan_in with the gain of the activation
+    that follows (√2 for ReLU, 5/3 for tanh, 1 for none), and zero biases, for every conv and
+    linear layer in ``model``'s ``nn.Sequential`` blocks. Returns ``model``."""
+    gains = {nn.ReLU: nn.init.calculate_gain("relu"), nn.Tanh: nn.init.calculate_gain("tanh")}
+    skip = nn.Flatten | nn.Unflatten
+    for block in model.modules():
+        if not isinstance(block, nn.Sequential):
+            continue
+        layers = list(block)
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
+                continue
+            after = next((type(m) for m in layers[i + 1 :] if not isinstance(m, skip)), None)
+            with torch.no_grad():
+                layer.weight.normal_(0.0, gains.get(after, 1.0) / _fan_in(layer) ** 0.5)
+                layer.bias.zero_()
+    return model
+
+
 class BurgessVAE(VAE):
     """Burgess et al. 2017, appendix A.1: 4× [conv 32, 4×4, stride 2] → FC 256 → FC 256.
 
@@ -74,6 +112,7 @@ class BurgessVAE(VAE):
             nn.Unflatten(1, (width, 4, 4)),
             *up(width), *up(width), *up(width), *up(channels, last=True),  # 4 → … → 64
         )  # fmt: skip
+        initialise(self)
 
 
 class MLPVAE(VAE):
@@ -96,6 +135,7 @@ class MLPVAE(VAE):
             nn.Linear(hidden, pixels),
             nn.Unflatten(1, (channels, 64, 64)),
         )  # fmt: skip
+        initialise(self)
 
 
 def build_model(name: str, latent_dim: int, channels: int) -> VAE:
