@@ -14,6 +14,7 @@ from betavae.metrics.evaluate import (
     REFERENCE,
     Evaluation,
     MetricSettings,
+    describe_mode,
     evaluate,
 )
 from betavae.metrics.information import (
@@ -36,6 +37,7 @@ __all__ = [
     "beta_vae_score",
     "dci",
     "dci_from_importance",
+    "describe_mode",
     "evaluate",
     "factor_vae_score",
     "mig",

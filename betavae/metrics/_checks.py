@@ -1,16 +1,44 @@
-"""Shared by the array-level metrics: input checks (one clear ValueError per problem) and the
-per-factor fan-out of classifier fits."""
+"""Shared by the array-level metrics: input checks (one clear ValueError per problem), the
+per-factor fan-out of classifier fits and the logistic-regression protocols."""
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
 T = TypeVar("T")
+#: ``lbfgs``: today's scikit-learn default (multinomial, lbfgs, 100 iterations).
+#: ``liblinear``: the default of the scikit-learn versions disentanglement_lib's published
+#: numbers came from (one-vs-rest, each class by liblinear; C = 1, L2, intercept penalised).
+Logistic = Literal["lbfgs", "liblinear"]
+LOGISTIC_PROTOCOLS = ("lbfgs", "liblinear")
+
+
+def fit_logistic(
+    x: np.ndarray, y: np.ndarray, protocol: Logistic = "lbfgs", random_state: int | None = None
+) -> Any:
+    """A fitted logistic regression under ``protocol`` (``predict``, ``predict_proba``,
+    ``classes_``). Convergence warnings are silenced: the references run the solvers' default
+    iterations as they come."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
+
+    if protocol == "lbfgs":
+        model = LogisticRegression(random_state=random_state)
+    elif protocol == "liblinear":
+        binary = LogisticRegression(solver="liblinear", random_state=random_state)
+        model = binary if np.unique(y).size <= 2 else OneVsRestClassifier(binary)
+    else:
+        raise ValueError(f"logistic must be one of {LOGISTIC_PROTOCOLS}, got {protocol!r}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return model.fit(x, y)
 
 
 def check_codes(codes: np.ndarray, name: str = "codes", min_latents: int = 1) -> np.ndarray:

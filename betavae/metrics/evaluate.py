@@ -17,6 +17,7 @@ from typing import Literal
 import numpy as np
 
 from betavae.data import GroundTruthDataset
+from betavae.metrics._checks import Logistic
 from betavae.metrics.dci import Predictor, dci
 from betavae.metrics.information import mig, modularity_explicitness, unsupervised
 from betavae.metrics.sampling import (
@@ -69,6 +70,8 @@ class MetricSettings:
     """Histogram bins per latent for the discrete mutual information."""
     predictor: Predictor = "gbt"
     """DCI's classifier (see :func:`betavae.metrics.dci.dci`)."""
+    logistic: Logistic = "lbfgs"
+    """The β-VAE metric's and explicitness' logistic regression (``fit_logistic``)."""
 
 
 REFERENCE = MetricSettings()
@@ -81,6 +84,19 @@ FAST = MetricSettings(
     classifier_points=1_000,
     predictor="gbt-fast",
 )
+
+
+MODES = {"reference": REFERENCE, "fast": FAST}
+
+
+def describe_mode(mode: str | MetricSettings) -> dict[str, object]:
+    """How scores are measured in ``mode``: its name and every setting, JSON-ready (what a
+    sweep records with its scores)."""
+    settings = MODES.get(mode, mode) if isinstance(mode, str) else mode
+    if not isinstance(settings, MetricSettings):
+        raise ValueError(f"mode must be one of {', '.join(MODES)} or MetricSettings, got {mode!r}")
+    name = next((k for k, v in MODES.items() if v == settings), "custom")
+    return {"mode": name, **dataclasses.asdict(settings)}
 
 
 @dataclass
@@ -114,7 +130,7 @@ def evaluate(
     unknown = sorted(set(metrics) - set(METRICS))
     if unknown:
         raise ValueError(f"unknown metric {unknown[0]!r}; choose from {', '.join(METRICS)}")
-    settings = {"reference": REFERENCE, "fast": FAST}.get(mode, mode)  # type: ignore[arg-type]
+    settings = MODES.get(mode, mode) if isinstance(mode, str) else mode
     if not isinstance(settings, MetricSettings):
         raise ValueError(f"mode must be 'reference', 'fast' or MetricSettings, got {mode!r}")
     rng = np.random.default_rng(seed)
@@ -136,7 +152,7 @@ def evaluate(
     if "beta_vae" in metrics:
         r = timed("beta_vae", lambda: beta_vae_score(
             dataset, cache, rng, batch_size=s.batch_size, num_train=s.sampling_train,
-            num_eval=s.sampling_eval))  # fmt: skip
+            num_eval=s.sampling_eval, logistic=s.logistic))  # fmt: skip
         scores["metric.beta_vae"] = r["eval_accuracy"]
         scores["metric.beta_vae.train_accuracy"] = r["train_accuracy"]
     if "factor_vae" in metrics:
@@ -158,7 +174,8 @@ def evaluate(
         scores["metric.sap"] = r["sap"]
     if "modularity" in metrics:
         r = timed("modularity", lambda: modularity_explicitness(
-            *train, *test, num_bins=s.num_bins, classifier_points=s.classifier_points))  # fmt: skip
+            *train, *test, num_bins=s.num_bins, classifier_points=s.classifier_points,
+            logistic=s.logistic))  # fmt: skip
         scores["metric.modularity"] = r["modularity"]
         scores["metric.explicitness.train"] = r["explicitness_train"]
         scores["metric.explicitness.test"] = r["explicitness_test"]

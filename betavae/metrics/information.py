@@ -8,12 +8,17 @@ information is the discrete MI of the contingency table in nats (what scikit-lea
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import scipy.linalg
 
-from betavae.metrics._checks import check_codes, check_pair, check_train_test, map_factors
+from betavae.metrics._checks import (
+    Logistic,
+    check_codes,
+    check_pair,
+    check_train_test,
+    fit_logistic,
+    map_factors,
+)
 
 
 def histogram_discretize(codes: np.ndarray, num_bins: int = 20) -> np.ndarray:
@@ -144,13 +149,15 @@ def modularity_explicitness(
     *,
     num_bins: int = 20,
     classifier_points: int | None = None,
+    logistic: Logistic = "lbfgs",
 ) -> dict[str, float]:
     """Modularity and explicitness (Ridgeway & Mozer 2018), disentanglement_lib's protocol.
 
     Modularity from the discrete MI of the training codes; explicitness per factor is the
-    macro ROC-AUC (one-vs-rest) of a default ``LogisticRegression`` on standardised codes, on
-    the training and the test points, averaged over factors. ``classifier_points`` limits the
-    logistic regressions to the first that many training points (modularity uses all).
+    macro ROC-AUC (one-vs-rest) of a logistic regression (``logistic`` protocol, see
+    ``fit_logistic``) on standardised codes, on the training and the test points, averaged
+    over factors. ``classifier_points`` limits the logistic regressions to the first that many
+    training points (modularity uses all).
     Returns ``modularity``, ``explicitness_train``, ``explicitness_test``.
     """
     codes_train, factors_train, codes_test, factors_test = check_train_test(
@@ -163,7 +170,8 @@ def modularity_explicitness(
     x_train, x_test = (codes_train[fit] - mean) / std, (codes_test - mean) / std
     y_train = factors_train[fit]
     results = map_factors(
-        lambda j: _explicitness(x_train, y_train[:, j], x_test, factors_test[:, j]), factors_train
+        lambda j: _explicitness(x_train, y_train[:, j], x_test, factors_test[:, j], logistic),
+        factors_train,
     )
     train = [r[0] for r in results]
     test = [r[1] for r in results]
@@ -174,13 +182,8 @@ def modularity_explicitness(
     }
 
 
-def _explicitness(x_train, y_train, x_test, y_test) -> tuple[float, float]:
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-
-    with warnings.catch_warnings():  # the reference runs lbfgs' 100 iterations as they come
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        clf = LogisticRegression().fit(x_train, y_train)
+def _explicitness(x_train, y_train, x_test, y_test, logistic: Logistic) -> tuple[float, float]:
+    clf = fit_logistic(x_train, y_train, logistic)
     return (
         _macro_auc(y_train, clf.predict_proba(x_train), clf.classes_),
         _macro_auc(y_test, clf.predict_proba(x_test), clf.classes_),

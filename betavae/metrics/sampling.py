@@ -8,13 +8,13 @@ metrics together cost one encoding pass over the images they touch. Only the fac
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from betavae.data import GroundTruthDataset
+from betavae.metrics._checks import Logistic, fit_logistic
 
 Encode = Callable[[np.ndarray | torch.Tensor], np.ndarray]
 
@@ -89,15 +89,15 @@ def beta_vae_score(
     batch_size: int = 64,
     num_train: int = 10_000,
     num_eval: int = 5_000,
+    logistic: Logistic = "lbfgs",
 ) -> dict[str, float]:
     """The β-VAE metric (Higgins et al. 2017, section 3).
 
     A point: choose a factor y; draw ``batch_size`` pairs of images that share y's value (the
     other factors random); feature = mean over the pairs of |z₁ − z₂|. A logistic regression
-    predicts y from the feature. Returns ``train_accuracy`` and ``eval_accuracy`` (the score).
+    (``logistic`` protocol, see ``fit_logistic``) predicts y from the feature. Returns
+    ``train_accuracy`` and ``eval_accuracy`` (the score).
     """
-    from sklearn.linear_model import LogisticRegression
-
     _check_sizes(batch_size=batch_size, num_train=num_train, num_eval=num_eval)
     cache, varying = as_cache(dataset, encode), np.asarray(dataset.varying_factors)
 
@@ -111,10 +111,7 @@ def beta_vae_score(
         return np.mean(np.abs(z1 - z2), axis=1), y
 
     x_train, y_train = points(num_train)
-    seed = int(rng.integers(2**31 - 1))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # lbfgs convergence, as the reference protocol runs it
-        model = LogisticRegression(random_state=seed).fit(x_train, y_train)
+    model = fit_logistic(x_train, y_train, logistic, random_state=int(rng.integers(2**31 - 1)))
     x_eval, y_eval = points(num_eval)
     return {
         "train_accuracy": float(np.mean(model.predict(x_train) == y_train)),
