@@ -1,16 +1,18 @@
 """The report's figures, rendered headless with matplotlib (Agg). Each returns its PNG path.
 
 Conventions: x = reconstruction NLL (nats, lower is better), y = the disentanglement metric
-(higher is better); β-family trials are circles coloured by log β, capacity-family trials
-squares coloured by C_max; filled = within the reconstruction budget, hollow = over it;
-failed trials are listed, not plotted (they have no scores).
+(higher is better). A setting (every searched value but the seed) is drawn at the median of
+its seeds with bars from the lowest to the highest seed; its seeds are faint dots behind it.
+β-family settings are circles coloured by log β, capacity-family settings squares coloured by
+C_max; filled = within the budget on every seed, hollow = not; failed trials are counted, not
+plotted (they have no scores). The figures draw the frontier document
+(``analysis.frontier``); they compute nothing of their own.
 """
 
 from __future__ import annotations
 
 import os
-from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +25,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.colors import LogNorm, Normalize
 
-from analysis.runs import is_finite, scored_trials
-from sweeps.space import describe
+from analysis.frontier import is_finite
 
 DPI = 110
+_FAMILIES = {  # marker, colour map, parameter, its scale, colour-bar label
+    "beta": ("o", "viridis", "beta", LogNorm, "β"),
+    "capacity": ("s", "plasma", "capacity_max", Normalize, "C_max (nats)"),
+}
 
 
 def _save(fig: Any, path: Path) -> Path:
@@ -42,54 +47,82 @@ def _empty(path: Path, message: str, size: tuple[float, float] = (6.4, 4.0)) -> 
     return _save(fig, path)
 
 
-def frontier(
-    rows: Sequence[dict[str, Any]],
-    front_ids: set[str],
-    path: Path,
-    *,
-    metric: str,
-    budget: float | None,
-    failed: int = 0,
-) -> Path:
-    """Reconstruction vs metric for every scored trial, the frontier line and the budget."""
-    scored = scored_trials(rows, metric)
-    if not scored:
-        return _empty(path, f"No finished trial has {metric} and recon_nll ({failed} failed).")
-    fig, ax = plt.subplots(figsize=(7.2, 4.8), layout="constrained")
-    families = {
-        "beta": ("o", "viridis", "beta", LogNorm, "β"),
-        "capacity": ("s", "plasma", "capacity_max", Normalize, "C_max (nats)"),
-    }
-    for family, (marker, cmap, key, norm_cls, label) in families.items():
-        group = [r for r in scored if r["objective"] == family]
+def _colours(fig: Any, ax: Any, settings: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """A colour per setting (by its family's parameter) and one colour bar per family."""
+    colours: dict[str, Any] = {}
+    for family, (_, cmap, key, norm_cls, label) in _FAMILIES.items():
+        group = [s for s in settings if s["params"].get("objective") == family]
         if not group:
             continue
-        values = np.array([r[key] for r in group], dtype=float)
+        values = np.array([s["params"][key] for s in group], dtype=float)
         low, high = float(values.min()), float(values.max())
         if norm_cls is LogNorm:
             low = max(low, 1e-3)
         norm = norm_cls(vmin=low, vmax=high if high > low else low * 1.01 + 1e-9)
-        colours = plt.get_cmap(cmap)(norm(values))
-        for r, colour in zip(group, colours, strict=True):
-            feasible = bool(r.get("feasible"))
-            ax.scatter(
-                r["recon_nll"],
-                r[metric],
-                marker=marker,
-                s=46,
-                linewidths=1.4,
-                facecolors=colour if feasible else "none",
-                edgecolors=colour,
-                zorder=3,
-            )
+        for s, colour in zip(group, plt.get_cmap(cmap)(norm(values)), strict=True):
+            colours[s["setting"]] = colour
         mappable = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
         fig.colorbar(mappable, ax=ax, label=f"{family} family: {label}", pad=0.01)
-    front = sorted((r for r in scored if r["trial_id"] in front_ids), key=lambda r: r["recon_nll"])
+    return colours
+
+
+def frontier(doc: Mapping[str, Any], path: Path) -> Path:
+    """Every scored setting (median, seed range, faint seeds), the frontier, the budget."""
+    metric, budget = doc["sweep"]["metric"], doc["sweep"]["recon_budget"]
+    failed = doc["counts"]["failed"]
+    settings = [s for s in doc["settings"] if s["seeds"]]
+    if not settings:
+        return _empty(path, f"No finished trial has {metric} and recon_nll ({failed} failed).")
+    fig, ax = plt.subplots(figsize=(7.6, 5.0), layout="constrained")
+    colours = _colours(fig, ax, settings)
+    trials = {t["trial_id"]: t for t in doc["trials"]}
+    for s in settings:
+        marker = _FAMILIES.get(s["params"].get("objective"), ("o",))[0]
+        colour = colours.get(s["setting"], "grey")
+        seeds = [trials[t]["metrics"] for t in s["trial_ids"] if t in trials]
+        seeds = [m for m in seeds if is_finite(m.get(metric)) and is_finite(m.get("recon_nll"))]
+        ax.scatter(
+            [m["recon_nll"] for m in seeds],
+            [m[metric] for m in seeds],
+            marker=marker,
+            s=14,
+            color=colour,
+            alpha=0.3,
+            linewidths=0,
+            zorder=2,
+        )
+        x, y = s["recon_nll"], s["metric"]
+        ax.errorbar(
+            x["median"],
+            y["median"],
+            xerr=[[x["median"] - x["min"]], [x["max"] - x["median"]]],
+            yerr=[[y["median"] - y["min"]], [y["max"] - y["median"]]],
+            fmt="none",
+            ecolor=colour,
+            elinewidth=0.9,
+            alpha=0.7,
+            zorder=3,
+        )
+        ax.scatter(
+            x["median"],
+            y["median"],
+            marker=marker,
+            s=52,
+            linewidths=1.4,
+            facecolors=colour if s["feasible"] else "none",
+            edgecolors=colour,
+            zorder=4,
+        )
+    front = doc["frontier"]
     if front:
-        xs = [r["recon_nll"] for r in front]
-        ys = [r[metric] for r in front]
         ax.step(
-            xs, ys, where="post", color="black", linewidth=1.2, label="Pareto frontier", zorder=2
+            [s["recon_nll"]["median"] for s in front],
+            [s["metric"]["median"] for s in front],
+            where="post",
+            color="black",
+            linewidth=1.2,
+            label="frontier of the setting medians",
+            zorder=1,
         )
     if budget is not None:
         ax.axvline(
@@ -97,54 +130,48 @@ def frontier(
         )
     ax.scatter([], [], marker="o", facecolors="grey", edgecolors="grey", label="within budget")
     ax.scatter([], [], marker="o", facecolors="none", edgecolors="grey", label="over budget")
-    title = f"{len(scored)} scored trials"
+    ax.scatter([], [], marker="o", s=14, color="grey", alpha=0.3, label="one seed")
+    title = f"{len(settings)} settings, {doc['counts']['scored']} scored trials (median, min–max)"
     if failed:
-        title += f", {failed} failed (not plotted)"
-    ax.set(xlabel="reconstruction NLL (nats per image) ←", ylabel=f"{metric} →", title=title)
+        title += f"; {failed} failed"
+    ax.set(xlabel="reconstruction NLL (nats per image) ←", ylabel=f"{metric} →")
+    ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     return _save(fig, path)
 
 
-def seed_spread(rows: Sequence[dict[str, Any]], path: Path, *, metric: str) -> Path:
-    """Each setting's mean over its seeds, with bars from the lowest to the highest seed."""
-    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in scored_trials(rows, metric):
-        groups[r["setting"]].append(r)
-    if not groups:
+def seed_spread(doc: Mapping[str, Any], path: Path) -> Path:
+    """Each setting's seeds as dots on the metric axis, settings by decreasing median."""
+    metric = doc["sweep"]["metric"]
+    settings = [s for s in doc["settings"] if s["seeds"]]
+    if not settings:
         return _empty(path, "No scored trials: no seed spread to show.")
-    fig, ax = plt.subplots(figsize=(7.2, 4.6), layout="constrained")
-    for members in groups.values():
-        x = np.array([r["recon_nll"] for r in members])
-        y = np.array([r[metric] for r in members])
-        first = members[0]
-        colour = "tab:blue" if first["objective"] == "beta" else "tab:orange"
-        ax.errorbar(
-            x.mean(),
-            y.mean(),
-            xerr=[[x.mean() - x.min()], [x.max() - x.mean()]],
-            yerr=[[y.mean() - y.min()], [y.max() - y.mean()]],
-            fmt="o",
-            color=colour,
-            capsize=3,
-            markersize=5,
-        )
-        ax.annotate(
-            f"{describe(first, seed=False)} ({len(members)} seeds)",
-            (x.mean(), y.mean()),
-            fontsize=7,
-            xytext=(4, 4),
-            textcoords="offset points",
-        )
-    ax.errorbar([], [], fmt="o", color="tab:blue", label="β family")
-    ax.errorbar([], [], fmt="o", color="tab:orange", label="capacity family")
-    ax.set(
-        xlabel="reconstruction NLL (nats per image) ←",
-        ylabel=f"{metric} →",
-        title="Spread over seeds: mean, bars from min to max",
+    trials = {t["trial_id"]: t for t in doc["trials"]}
+    height = 1.2 + 0.32 * len(settings)
+    fig, ax = plt.subplots(figsize=(7.6, height), layout="constrained")
+    for row, s in enumerate(settings):
+        values = [
+            trials[t]["metrics"][metric]
+            for t in s["trial_ids"]
+            if t in trials and is_finite(trials[t]["metrics"].get(metric))
+        ]
+        colour = "tab:blue" if s["params"].get("objective") == "beta" else "tab:orange"
+        ax.plot([s["metric"]["min"], s["metric"]["max"]], [row, row], color=colour, alpha=0.5)
+        ax.scatter(values, [row] * len(values), color=colour, s=18, alpha=0.6, zorder=2)
+        ax.scatter(s["metric"]["median"], row, color="black", marker="|", s=160, zorder=3)
+    ax.set_yticks(
+        range(len(settings)),
+        [f"{s['label']} ({s['seeds']} seeds)" for s in settings],
+        fontsize=7,
     )
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.invert_yaxis()
+    ax.plot([], [], color="tab:blue", label="β family")
+    ax.plot([], [], color="tab:orange", label="capacity family")
+    ax.scatter([], [], color="black", marker="|", s=160, label="median")
+    ax.set(xlabel=f"{metric} →", title="Seeds of each setting (dots) and their median")
+    ax.grid(alpha=0.3, axis="x")
+    ax.legend(fontsize=8, loc="lower right")
     return _save(fig, path)
 
 

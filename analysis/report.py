@@ -5,8 +5,9 @@
     python -m analysis.report --tune-dir ray_results/beta-frontier --out reports/beta-frontier
 
 writes into ``--out``: ``report.html`` (one self-contained file, images embedded, opens
-offline), ``report.md``, ``frontier.json`` (schema ``betavae.frontier/1``, see
-:func:`frontier_document`), ``trials.parquet`` (every trial) and the PNG figures.
+offline), ``report.md``, ``frontier.json`` (the frontier document, schema
+``betavae.frontier/2``, see :func:`analysis.frontier.frontier_document`), ``trials.parquet``
+(every trial) and the PNG figures. Everything shown is read from that one document.
 """
 
 from __future__ import annotations
@@ -16,28 +17,25 @@ import base64
 import html
 import json
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-import numpy as np
-
 from analysis import plots
-from analysis.pareto import hypervolume, pareto_mask
-from analysis.runs import (
-    PARAMS,
-    Sweep,
-    SweepNotFound,
-    is_finite,
-    load_mlflow,
-    load_tune,
-    scored_trials,
-    write_parquet,
+from analysis.frontier import (
+    FRONTIER_HEADER,
+    SCHEMA,
+    EmptySweep,
+    format_summary,
+    frontier_document,
+    frontier_rows,
+    spread,
+    summary_lines,
 )
-from sweeps.space import describe
+from analysis.runs import Sweep, SweepNotFound, load_mlflow, load_tune, write_parquet
+from analysis.schema import FRONTIER_FILE, TRIALS_FILE
 
-SCHEMA = "betavae.frontier/1"
+__all__ = ["SCHEMA", "EmptySweep", "build_document", "main", "write_report"]
+
 FIGURES = {
     "frontier": "frontier.png",
     "seed_spread": "seed_spread.png",
@@ -48,269 +46,132 @@ FIGURES = {
 MAX_PICTURED = 6
 
 
-class EmptySweep(ValueError):
-    """The sweep has no trials at all."""
+def build_document(sweep: Sweep) -> dict[str, Any]:
+    """The frontier document of a sweep (raises :class:`EmptySweep` without trials)."""
+    return frontier_document(
+        sweep.rows(),
+        metric=sweep.metric,
+        budget=sweep.recon_budget,
+        sweep=sweep.settings,
+        source=sweep.source,
+        scoring=sweep.scoring,
+    )
 
 
-@dataclass
-class Frontier:
-    rows: list[dict[str, Any]]
-    scored: list[dict[str, Any]]
-    front: list[dict[str, Any]]
-    failed: list[dict[str, Any]]
-    best: dict[str, Any] | None
-    hypervolume: float | None
-    reference: dict[str, float] | None
-
-
-def compute_frontier(sweep: Sweep) -> Frontier:
-    """Scored trials, their Pareto front (metric ↑, recon_nll ↓), the best within budget and
-    the hypervolume against the reference (metric 0, recon_nll = the budget; without a budget,
-    the largest recon_nll seen)."""
-    rows = sweep.rows()
-    if not rows:
-        raise EmptySweep(f"sweep {sweep.source} has no trials yet: nothing to report")
-    metric, budget = sweep.metric, sweep.recon_budget
-    scored = scored_trials(rows, metric)
-    failed = [r for r in rows if r["status"] == "FAILED"]
-    front: list[dict[str, Any]] = []
-    hv = reference = None
-    if scored:
-        values = np.array([[r[metric], r["recon_nll"]] for r in scored])
-        mask = pareto_mask(values, [True, False])
-        front = sorted(
-            (r for r, m in zip(scored, mask, strict=True) if m),
-            key=lambda r: (r["recon_nll"], -r[metric]),
-        )
-        recon_ref = budget if budget is not None else float(values[:, 1].max())
-        reference = {metric: 0.0, "recon_nll": recon_ref}
-        hv = hypervolume(values, [0.0, recon_ref], [True, False])
-    feasible = [r for r in scored if budget is None or r["recon_nll"] <= budget]
-    best = max(feasible, key=lambda r: r[metric]) if feasible else None
-    return Frontier(rows, scored, front, failed, best, hv, reference)
-
-
-def _point(r: dict[str, Any], metric_keys: Sequence[str]) -> dict[str, Any]:
-    return {
-        "trial_id": r["trial_id"],
-        "run_id": r["run_id"],
-        "run_name": r["run_name"],
-        "setting": r["setting"],
-        "feasible": r["feasible"],
-        "params": {k: r.get(k) for k in PARAMS},
-        "metrics": {
-            k: r.get(k)
-            for k in ("recon_nll", "kl", "active_latents", *metric_keys)
-            if is_finite(r.get(k))
-        },
-    }
-
-
-def frontier_document(sweep: Sweep, f: Frontier) -> dict[str, Any]:
-    """``frontier.json``, schema ``betavae.frontier/1``:
-
-    - ``schema``: this version string; ``source``: where the sweep was read;
-    - ``sweep``: ``name``, ``preset``, ``objective``, ``metric`` (the maximised score's key),
-      ``recon_budget`` (nats, null if none), ``settings`` (everything the sweep ran with);
-    - ``objectives``: ``[{key, direction}]`` — the metric (``max``), ``recon_nll`` (``min``);
-    - ``counts``: ``trials``, ``finished``, ``scored``, ``failed``, ``running``, ``feasible``;
-    - ``hypervolume``: ``{value, reference: {metric: 0, recon_nll: budget}}`` (null if no
-      scored trial): the area the frontier dominates up to the reference point;
-    - ``best_feasible``: the highest-metric trial within budget, or null;
-    - ``frontier``: the non-dominated trials by increasing ``recon_nll``, each with
-      ``trial_id``, ``run_id`` (MLflow; null from a Tune folder), ``run_name``, ``setting``,
-      ``feasible``, ``params`` and ``metrics`` (every finite score);
-    - ``failed``: ``[{trial_id, run_id, run_name, error, params}]``.
-    """
-    metric_keys = [c for c in sweep.trials.column_names if c.startswith("metric.")]
-    settings = sweep.settings
-    return {
-        "schema": SCHEMA,
-        "source": sweep.source,
-        "sweep": {
-            "name": settings.get("name"),
-            "preset": settings.get("preset"),
-            "objective": settings.get("objective"),
-            "metric": sweep.metric,
-            "recon_budget": sweep.recon_budget,
-            "settings": settings,
-        },
-        "objectives": [
-            {"key": sweep.metric, "direction": "max"},
-            {"key": "recon_nll", "direction": "min"},
-        ],
-        "counts": {
-            "trials": len(f.rows),
-            "finished": sum(r["status"] == "FINISHED" for r in f.rows),
-            "scored": len(f.scored),
-            "failed": len(f.failed),
-            "running": sum(r["status"] == "RUNNING" for r in f.rows),
-            "feasible": sum(
-                1
-                for r in f.scored
-                if sweep.recon_budget is None or r["recon_nll"] <= sweep.recon_budget
-            ),
-        },
-        "hypervolume": None
-        if f.hypervolume is None
-        else {"value": f.hypervolume, "reference": f.reference},
-        "best_feasible": _point(f.best, metric_keys) if f.best else None,
-        "frontier": [_point(r, metric_keys) for r in f.front],
-        "failed": [
-            {
-                "trial_id": r["trial_id"],
-                "run_id": r["run_id"],
-                "run_name": r["run_name"],
-                "error": r["error"],
-                "params": {k: r.get(k) for k in PARAMS},
-            }
-            for r in f.failed
-        ],
-    }
-
-
-def make_figures(sweep: Sweep, f: Frontier, out: Path) -> dict[str, Path]:
-    metric = sweep.metric
-    front_ids = {r["trial_id"] for r in f.front}
-    pictured = f.front[:MAX_PICTURED]
-    labels = {r["trial_id"]: describe(r) for r in pictured}
+def make_figures(sweep: Sweep, doc: dict[str, Any], out: Path) -> dict[str, Path]:
+    """The PNGs. Curves and traversals show each frontier setting's median seed."""
+    pictured = {s["median_trial_id"]: s["label"] for s in doc["frontier"][:MAX_PICTURED]}
     metric_keys = [
         c
         for c in sweep.trials.column_names
         if c.startswith("metric.") and not c.endswith(("train_accuracy", "num_active_dims"))
     ]
     return {
-        "frontier": plots.frontier(
-            f.rows,
-            front_ids,
-            out / FIGURES["frontier"],
-            metric=metric,
-            budget=sweep.recon_budget,
-            failed=len(f.failed),
-        ),
-        "seed_spread": plots.seed_spread(f.rows, out / FIGURES["seed_spread"], metric=metric),
+        "frontier": plots.frontier(doc, out / FIGURES["frontier"]),
+        "seed_spread": plots.seed_spread(doc, out / FIGURES["seed_spread"]),
         "kl_curves": plots.kl_curves(
-            {t: sweep.curves(t) for t in labels}, labels, out / FIGURES["kl_curves"]
+            {t: sweep.curves(t) for t in pictured}, pictured, out / FIGURES["kl_curves"]
         ),
         "traversals": plots.traversals(
-            {t: sweep.artifact(t, "traversals.png") for t in labels},
-            labels,
+            {t: sweep.artifact(t, "traversals.png") for t in pictured},
+            pictured,
             out / FIGURES["traversals"],
         ),
         "correlation": plots.correlation(
-            f.rows, [*metric_keys, "recon_nll", "kl"], out / FIGURES["correlation"]
+            sweep.rows(), [*metric_keys, "recon_nll", "kl"], out / FIGURES["correlation"]
         ),
     }
 
 
 # -- Markdown and HTML -----------------------------------------------------------------------
 CAPTIONS = {
-    "frontier": "Reconstruction vs disentanglement for every scored trial. Circles: β family "
-    "(colour = β); squares: capacity family (colour = C_max); hollow = over the budget; black "
-    "line = the Pareto frontier; dashed red = the budget.",
-    "seed_spread": "Each setting's mean over its seeds, bars from the lowest to the highest seed.",
-    "kl_curves": "Per-latent KL against training step for the frontier models (dashed: the "
-    "capacity target C).",
-    "traversals": "Latent traversals of the frontier models: one row per latent (highest KL "
-    "first), each column moves that latent over ±2.5 around the posterior mean.",
+    "frontier": "Reconstruction vs disentanglement per setting: the median of its seeds "
+    "(circles: β family, colour = β; squares: capacity family, colour = C_max; hollow = some "
+    "seed over the budget), bars from the lowest to the highest seed, faint dots = single "
+    "seeds; black line = the frontier of the setting medians; dashed red = the budget.",
+    "seed_spread": "The seeds of each setting (dots) and their median (black tick).",
+    "kl_curves": "Per-latent KL against training step for the median seed of each frontier "
+    "setting (dashed: the capacity target C).",
+    "traversals": "Latent traversals of the median seed of each frontier setting: one row per "
+    "latent (highest KL first), each column moves that latent over ±2.5 around the posterior "
+    "mean.",
     "correlation": "Spearman rank correlation between the scores across finished trials.",
 }
 
 
-def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.{digits}g}" if abs(value) < 1e4 else f"{value:.0f}"
-    return str(value)
-
-
-def _tables(doc: dict[str, Any]) -> tuple[list[str], list[list[str]], list[list[str]]]:
+def _tables(doc: dict[str, Any]) -> dict[str, tuple[list[str], list[list[str]]]]:
     metric = doc["sweep"]["metric"]
-    header = ["recon_nll", metric, "feasible", "setting", "seed", "trial"]
+    names = {t["trial_id"]: t["run_name"] or t["trial_id"] for t in doc["trials"]}
+    front_header = [metric if h == "metric" else h for h in FRONTIER_HEADER]
     front = [
+        [*row, ", ".join(names[t] for t in s["trial_ids"])]
+        for row, s in zip(frontier_rows(doc), doc["frontier"], strict=True)
+    ]
+    every = [
         [
-            _fmt(p["metrics"].get("recon_nll"), 4),
-            _fmt(p["metrics"].get(metric)),
-            _fmt(p["feasible"]),
-            _setting(p["params"]),
-            _fmt(p["params"]["seed"]),
-            p["run_name"] or p["trial_id"],
+            s["label"],
+            str(s["seeds"]),
+            str(s["failed"]),
+            spread(s["metric"]),
+            spread(s["recon_nll"], 4),
+            "yes" if s["feasible"] else "no",
+            "yes" if s["on_frontier"] else "",
         ]
-        for p in doc["frontier"]
+        for s in doc["settings"]
     ]
     failed = [
-        [f["run_name"] or f["trial_id"], _setting(f["params"]), f["error"] or "?"]
+        [f["run_name"] or f["trial_id"], _label(doc, f["setting"]), f["error"] or "?"]
         for f in doc["failed"]
     ]
-    return header, front, failed
+    return {
+        "front": ([*front_header, "trials"], front),
+        "settings": (
+            ["setting", "seeds", "failed", metric, "recon_nll", "within budget", "frontier"],
+            every,
+        ),
+        "failed": (["trial", "setting", "error"], failed),
+    }
 
 
-def _setting(p: dict[str, Any]) -> str:
-    if p.get("objective") == "capacity":
-        return (
-            f"capacity C_max={_fmt(p.get('capacity_max'))}, γ={_fmt(p.get('gamma'))}, "
-            f"anneal {_fmt(p.get('capacity_anneal_steps'))} steps, z={p.get('latent_dim')}"
-        )
-    return f"β={_fmt(p.get('beta'))}, z={p.get('latent_dim')}"
+def _label(doc: dict[str, Any], setting: str | None) -> str:
+    return next((s["label"] for s in doc["settings"] if s["setting"] == setting), "?")
 
 
-def _summary_lines(doc: dict[str, Any]) -> list[str]:
-    s, c, metric = doc["sweep"], doc["counts"], doc["sweep"]["metric"]
-    budget = s["recon_budget"]
-    lines = [
-        f"{c['trials']} trials: {c['finished']} finished, {c['failed']} failed, "
-        f"{c['running']} unfinished; {c['feasible']} within the budget "
-        f"recon_nll ≤ {_fmt(budget)} nats.",
-    ]
-    best = doc["best_feasible"]
-    if best:
-        lines.append(
-            f"Best within budget: {metric} = {_fmt(best['metrics'][metric])} at "
-            f"recon_nll {_fmt(best['metrics']['recon_nll'], 4)} "
-            f"({_setting(best['params'])}, seed {best['params']['seed']})."
-        )
-    elif c["scored"]:
-        lines.append("No scored trial is within the budget.")
-    else:
-        lines.append("No trial finished with scores: the frontier is empty.")
-    hv = doc["hypervolume"]
-    if hv:
-        ref = hv["reference"]
-        lines.append(
-            f"Hypervolume {hv['value']:.4g} (reference point: {metric} = "
-            f"{_fmt(ref[metric])}, recon_nll = {_fmt(ref['recon_nll'], 4)})."
-        )
-    return lines
+def _intro(doc: dict[str, Any]) -> str:
+    s = doc["sweep"]
+    return (
+        f"Preset {s['preset']}, objective {s['objective']}, maximising {s['metric']}; "
+        f"source {doc['source']}. A setting is every searched value but the seed; its point "
+        "is the median of its seeds, shown as median [min–max]."
+    )
 
 
 def render_markdown(doc: dict[str, Any], figures: dict[str, Path]) -> str:
     s = doc["sweep"]
-    out = [
-        f"# Frontier report: {s['name'] or doc['source']}",
-        "",
-        f"Preset `{s['preset']}`, objective `{s['objective']}`, maximising `{s['metric']}`; "
-        f"source `{doc['source']}`.",
-        "",
-    ]
-    out += [*_summary_lines(doc), ""]
-    header, front, failed = _tables(doc)
-    out += ["## Frontier", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    out += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in front]
-    out.append("")
+    out = [f"# Frontier report: {s['name'] or doc['source']}", "", _intro(doc), ""]
+    out += [*summary_lines(doc), ""]
+    tables = _tables(doc)
+    sections = [("Frontier", "front"), ("All settings", "settings")]
+    if doc["failed"]:
+        sections.append(("Failed trials", "failed"))
+    for title, key in sections[:1]:
+        out += _md_table(title, *tables[key])
     for key, path in figures.items():
         out += [f"![{key}]({path.name})", "", f"*{CAPTIONS[key]}*", ""]
-    if failed:
-        out += ["## Failed trials", "", "| trial | setting | error |", "|---|---|---|"]
-        out += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in failed]
-        out.append("")
+    for title, key in sections[1:]:
+        out += _md_table(title, *tables[key])
     out += [
-        "Machine-readable: `frontier.json` (schema `betavae.frontier/1`), `trials.parquet`.",
+        f"Machine-readable: `{FRONTIER_FILE}` (schema `{SCHEMA}`), `{TRIALS_FILE}`.",
         "",
     ]
     return "\n".join(out)
+
+
+def _md_table(title: str, header: list[str], rows: list[list[str]]) -> list[str]:
+    cell = lambda c: c.replace("|", "\\|")  # noqa: E731
+    out = [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    return [*out, ""]
 
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
@@ -330,46 +191,45 @@ def render_html(doc: dict[str, Any], figures: dict[str, Path]) -> str:
         f"<title>Frontier report: {e(str(s['name']))}</title><style>{_CSS}</style>",
         "</head><body>",
         f"<h1>Frontier report: {e(str(s['name'] or doc['source']))}</h1>",
-        f"<p>Preset <code>{e(str(s['preset']))}</code>, objective "
-        f"<code>{e(str(s['objective']))}</code>, maximising <code>{e(s['metric'])}</code>; "
-        f"source <code>{e(doc['source'])}</code>.</p>",
+        f"<p>{e(_intro(doc))}</p>",
     ]
-    parts += [f"<p>{e(line)}</p>" for line in _summary_lines(doc)]
-    header, front, failed = _tables(doc)
-    parts.append(
-        "<h2>Frontier</h2><table><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>"
-    )
-    parts += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in front]
-    parts.append("</table>")
+    parts += [f"<p>{e(line)}</p>" for line in summary_lines(doc)]
+    tables = _tables(doc)
+
+    def table(title: str, header: list[str], rows: list[list[str]]) -> str:
+        head = "".join(f"<th>{e(h)}</th>" for h in header)
+        body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in rows)
+        return f"<h2>{e(title)}</h2><table><tr>{head}</tr>{body}</table>"
+
+    parts.append(table("Frontier", *tables["front"]))
     for key, path in figures.items():
         data = base64.b64encode(path.read_bytes()).decode()
         parts.append(
             f'<figure><img alt="{e(key)}" src="data:image/png;base64,{data}">'
             f"<figcaption>{e(CAPTIONS[key])}</figcaption></figure>"
         )
-    if failed:
-        parts.append(
-            "<h2>Failed trials</h2><table><tr><th>trial</th><th>setting</th><th>error</th></tr>"
-        )
-        parts += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in failed]
-        parts.append("</table>")
+    parts.append(table("All settings", *tables["settings"]))
+    if doc["failed"]:
+        parts.append(table("Failed trials", *tables["failed"]))
     parts.append(
-        "<p>Machine-readable: <code>frontier.json</code> (schema "
-        "<code>betavae.frontier/1</code>), <code>trials.parquet</code>.</p>"
+        f"<p>Machine-readable: <code>{FRONTIER_FILE}</code> (schema <code>{SCHEMA}</code>), "
+        f"<code>{TRIALS_FILE}</code>.</p>"
     )
     parts.append("</body></html>")
     return "\n".join(parts)
 
 
-def write_report(sweep: Sweep, out: str | Path) -> dict[str, Any]:
-    """Write every report file into ``out``; returns the ``frontier.json`` document."""
+def write_report(
+    sweep: Sweep, out: str | Path, doc: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Write every report file into ``out`` from the frontier document (built here unless
+    given); returns the document."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    f = compute_frontier(sweep)
-    doc = frontier_document(sweep, f)
-    write_parquet(sweep, out / "trials.parquet")
-    (out / "frontier.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
-    figures = make_figures(sweep, f, out)
+    doc = build_document(sweep) if doc is None else doc
+    write_parquet(sweep, out / TRIALS_FILE)
+    (out / FRONTIER_FILE).write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    figures = make_figures(sweep, doc, out)
     (out / "report.md").write_text(render_markdown(doc, figures))
     (out / "report.html").write_text(render_html(doc, figures))
     return doc
@@ -404,8 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     except (SweepNotFound, EmptySweep) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
-    for line in _summary_lines(doc):
-        print(line)
+    print(format_summary(doc))
     print(f"report: {Path(args.out) / 'report.html'}")
     return 0
 

@@ -17,6 +17,19 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from analysis.schema import (
+    PARAMS,
+    PARENT_TAG,
+    ROLE_TAG,
+    SCORING_TAG,
+    SETTING_TAG,
+    SETTINGS_FILE,
+    SWEEP_DIR_TAG,
+    TRIAL_ID_TAG,
+    anneal_steps,
+    setting_id,
+)
+
 #: Columns every trial table has, in order (``metric.*`` columns follow, sorted).
 COLUMNS: dict[str, pa.DataType] = {
     "trial_id": pa.string(),
@@ -44,37 +57,6 @@ COLUMNS: dict[str, pa.DataType] = {
     "active_latents": pa.float64(),
     "feasible": pa.bool_(),
 }
-#: A trial's parameters (those its objective family does not use are null).
-PARAMS = (
-    "objective",
-    "beta",
-    "gamma",
-    "capacity_max",
-    "capacity_anneal_steps",
-    "anneal_fraction",
-    "latent_dim",
-    "seed",
-    "replicate",
-    "steps",
-    "batch_size",
-    "lr",
-    "dataset",
-    "model",
-)
-
-
-def is_finite(value: Any) -> bool:
-    """A real, finite number (a missing or NaN score is not)."""
-    return isinstance(value, int | float) and math.isfinite(value)
-
-
-def scored_trials(rows: Iterable[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
-    """The finished trials with a finite ``metric`` and ``recon_nll``: the frontier's points."""
-    return [
-        r
-        for r in rows
-        if r["status"] == "FINISHED" and is_finite(r.get(metric)) and is_finite(r.get("recon_nll"))
-    ]
 
 
 class SweepNotFound(LookupError):
@@ -99,6 +81,17 @@ class Sweep:
     def recon_budget(self) -> float | None:
         value = self.settings.get("recon_budget")
         return None if value is None else float(value)
+
+    @property
+    def scoring(self) -> dict[str, Any] | None:
+        """How the sweep's scores were measured (``betavae.metrics.describe_mode``), if known."""
+        value = self.settings.get("scoring")
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                return None
+        return value if isinstance(value, dict) else None
 
     def rows(self) -> list[dict[str, Any]]:
         return self.trials.to_pylist()
@@ -166,12 +159,12 @@ def load_mlflow(tracking_uri: str, experiment: str, parent_run_id: str | None = 
     parents = [
         r
         for r in runs
-        if r.data.tags.get("betavae.role") == "sweep" and parent_run_id in (None, r.info.run_id)
+        if r.data.tags.get(ROLE_TAG) == "sweep" and parent_run_id in (None, r.info.run_id)
     ]
     if not parents:
         raise SweepNotFound(f"experiment {experiment!r} at {tracking_uri} holds no sweep run")
     parent = max(parents, key=lambda r: r.info.start_time)
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    children = [r for r in runs if r.data.tags.get(PARENT_TAG) == parent.info.run_id]
     records = []
     for run in children:
         tags, params = run.data.tags, run.data.params
@@ -180,12 +173,12 @@ def load_mlflow(tracking_uri: str, experiment: str, parent_run_id: str | None = 
             {
                 **{k: params.get(k) for k in PARAMS},
                 **run.data.metrics,
-                "trial_id": tags.get("betavae.trial_id"),
+                "trial_id": tags.get(TRIAL_ID_TAG),
                 "run_id": run.info.run_id,
                 "run_name": run.info.run_name,
                 "status": status,
                 "error": tags.get("error"),
-                "setting": tags.get("betavae.setting"),
+                "setting": tags.get(SETTING_TAG),
             }
         )
     settings = _parent_settings(parent)
@@ -238,7 +231,8 @@ def _parent_settings(parent: Any) -> dict[str, Any]:
             "metric_key": tags.get("metric"),
             "recon_budget": _to_type(tags.get("recon_budget"), pa.float64()),
             "git_commit": tags.get("git_commit"),
-            "sweep_dir": tags.get("betavae.sweep_dir"),
+            "sweep_dir": tags.get(SWEEP_DIR_TAG),
+            "scoring": tags.get(SCORING_TAG),
         }
     )
     return settings
@@ -247,18 +241,13 @@ def _parent_settings(parent: Any) -> dict[str, Any]:
 # -- Tune results folder ---------------------------------------------------------------------
 def load_tune(folder: str | Path) -> Sweep:
     """The sweep in a Tune experiment folder (``ray_results/NAME``) written by the sweep."""
-    from sweeps.space import setting_id
-
     root = Path(folder)
-    sweep_file = root / "sweep.json"
+    sweep_file = root / SETTINGS_FILE
     if not sweep_file.is_file():
         raise SweepNotFound(f"{root}: not a sweep folder (no sweep.json)")
     saved = json.loads(sweep_file.read_text())
-    settings = dict(saved.get("settings", {}))
-    metric = settings.get("metric", "mig")
-    from betavae.metrics import PRIMARY_KEY
-
-    settings["metric_key"] = PRIMARY_KEY.get(metric, f"metric.{metric}")
+    settings = {**saved.get("settings", {}), "scoring": saved.get("scoring")}
+    settings["metric_key"] = saved.get("metric_key") or metric_key(settings.get("metric", "mig"))
     records, dirs = [], {}
     for trial_dir in sorted(p for p in root.iterdir() if (p / "params.json").is_file()):
         config = json.loads((trial_dir / "params.json").read_text())
@@ -314,19 +303,23 @@ def _result_rows(path: Path) -> list[dict[str, Any]]:
 
 
 def _train_values(config: dict[str, Any]) -> dict[str, Any]:
-    """Searched config → the trained values (anneal steps), as the MLflow params hold them."""
-    from sweeps.space import trial_train_config
-
-    try:
-        train = trial_train_config(config).to_dict()
-    except (KeyError, ValueError):
-        return {}
-    values = {k: train[k] for k in ("lr", "capacity_anneal_steps", "gamma", "capacity_max")}
-    if train["objective"] == "beta":
-        values.update(gamma=None, capacity_max=None, capacity_anneal_steps=None)
+    """Searched config → the trained values, as the MLflow params hold them (anneal in steps;
+    the values the family does not use null)."""
+    values: dict[str, Any] = {"lr": config.get("lr")}
+    if config.get("objective") == "capacity":
+        values.update(beta=None)
+        if "anneal_fraction" in config and "steps" in config:
+            values["capacity_anneal_steps"] = anneal_steps(
+                config["anneal_fraction"], config["steps"]
+            )
     else:
-        values["beta"] = None
+        values.update(gamma=None, capacity_max=None, capacity_anneal_steps=None)
     return values
+
+
+def metric_key(metric: str) -> str:
+    """The key of a searched metric's headline score (``dci`` → ``metric.dci.disentanglement``)."""
+    return "metric.dci.disentanglement" if metric == "dci" else f"metric.{metric}"
 
 
 def load(source: str, experiment: str | None = None) -> Sweep:

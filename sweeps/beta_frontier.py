@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from analysis.schema import SCORING_TAG, SETTINGS_FILE, SUMMARY_FILE, setting_id
 from sweeps.command_line import parse_settings
 from sweeps.preflight import (
     check_local_resources,
@@ -29,8 +30,6 @@ from sweeps.preflight import (
 )
 from sweeps.settings import PROG, SweepSettings, UsageError, exit_on_usage_error
 from sweeps.storage import (
-    SETTINGS_FILE,
-    SUMMARY_FILE,
     check_sweep_folder,
     copy_report,
     download_study,
@@ -110,9 +109,17 @@ def trial_name(trial: Any) -> str:
     return f"{what}-z{c.get('latent_dim')}-s{c.get('seed')}-{trial.trial_id}"
 
 
+def scoring(settings: SweepSettings) -> dict[str, Any]:
+    """How every trial's scores are measured: the metric mode and its protocol settings."""
+    from betavae.metrics import describe_mode
+
+    return describe_mode(settings.metric_mode)
+
+
 def parent_tags(settings: SweepSettings) -> dict[str, str]:
     from sweeps.tracking import git_commit
 
+    protocol = scoring(settings)
     return {
         "preset": settings.preset,
         "objective": settings.objective,
@@ -121,6 +128,19 @@ def parent_tags(settings: SweepSettings) -> dict[str, str]:
         "search": json.dumps(settings.search_settings(), sort_keys=True),
         "sampler": "optuna.TPESampler",
         "git_commit": git_commit(),
+        "metric_mode": str(protocol["mode"]),
+        "dci_predictor": str(protocol["predictor"]),
+        SCORING_TAG: json.dumps(protocol, sort_keys=True),
+    }
+
+
+def sweep_record(settings: SweepSettings) -> dict[str, Any]:
+    """``sweep.json``: what defines the search, every setting, the metric key, the scoring."""
+    return {
+        "search": settings.search_settings(),
+        "settings": settings.to_dict(),
+        "metric_key": settings.metric_key,
+        "scoring": scoring(settings),
     }
 
 
@@ -162,13 +182,7 @@ def run(settings: SweepSettings) -> dict[str, Any]:
         ray.shutdown()
         raise
     if not settings.resume:
-        write_text(
-            settings,
-            SETTINGS_FILE,
-            json.dumps(
-                {"search": settings.search_settings(), "settings": settings.to_dict()}, indent=2
-            ),
-        )
+        write_text(settings, SETTINGS_FILE, json.dumps(sweep_record(settings), indent=2))
     else:
         download_study(settings)
     try:
@@ -200,7 +214,6 @@ def run(settings: SweepSettings) -> dict[str, Any]:
                 ),
             )
         grid = tuner.fit()
-        summary = summarise(settings, grid)
     except BaseException as err:
         client.set_tag(parent, "error", f"{type(err).__name__}: {err}"[:5000])
         client.set_terminated(
@@ -213,150 +226,97 @@ def run(settings: SweepSettings) -> dict[str, Any]:
             upload_study(settings)
         except Exception as err:  # the trials are safe; only the bucket's copy is missing
             print(f"{PROG}: warning: the Optuna journal was not copied: {err}", file=sys.stderr)
-    summary["parent_run_id"] = parent
-    summary["report"] = write_sweep_report(settings, client, parent)
-    write_text(settings, SUMMARY_FILE, json.dumps(summary, indent=2))
-    client.log_dict(parent, summary, SUMMARY_FILE)
-    for key in ("trials_completed", "trials_failed", "trials_feasible"):
-        client.log_metric(parent, key, summary[key])
-    if summary["best"]:
-        client.log_metric(
-            parent, f"best.{settings.metric_key}", summary["best"]["metrics"][settings.metric_key]
-        )
+    doc, report = summarise(settings, client, parent, grid)
+    write_text(settings, SUMMARY_FILE, json.dumps(doc, indent=2, default=str))
+    client.log_dict(parent, json.loads(json.dumps(doc, default=str)), SUMMARY_FILE)
+    counts = doc["counts"]
+    client.log_metric(parent, "trials_finished", counts["finished"])
+    client.log_metric(parent, "trials_failed", counts["failed"])
+    client.log_metric(parent, "settings_feasible", counts["feasible_settings"])
+    if doc["best_feasible"]:
+        median = doc["best_feasible"]["metric"]["median"]
+        client.log_metric(parent, f"best.{settings.metric_key}.median", median)
     client.set_terminated(parent, status="FINISHED")
-    return summary
+    return {"document": doc, "report": report, "parent_run_id": parent}
 
 
-def write_sweep_report(settings: SweepSettings, client: Any, parent: str) -> str | None:
-    """Write the frontier report, copy it to remote sweep storage, log it to the parent run.
+def summarise(
+    settings: SweepSettings, client: Any, parent: str, grid: Any
+) -> tuple[dict[str, Any], str | None]:
+    """The frontier document, built once, and the report written from it.
 
-    A failure here is reported, not raised: the trials and their runs are already safe.
+    The trials are read from MLflow; when MLflow cannot be read, from Tune's results. A
+    report that fails is a warning: the document (and ``summary.json``) still stands.
     """
-    from analysis.report import write_report
+    from analysis.report import build_document, write_report
     from analysis.runs import load_mlflow
 
+    try:
+        sweep = load_mlflow(settings.tracking_uri, settings.name, parent)
+        doc = build_document(sweep)
+    except Exception as err:  # MLflow unreachable, or its runs lost
+        print(
+            f"{PROG}: warning: MLflow could not be read ({err}); summarising Tune's results",
+            file=sys.stderr,
+        )
+        sweep = tune_sweep(settings, grid)
+        doc = build_document(sweep)
     out = report_dir(settings)
     try:
-        write_report(load_mlflow(settings.tracking_uri, settings.name, parent), out)
+        write_report(sweep, out, doc)
         if not settings.storage_is_local:
             copy_report(settings, out)
         client.log_artifacts(parent, str(out), "report")
     except Exception as err:
         print(f"{PROG}: warning: the frontier report failed: {err}", file=sys.stderr)
         client.set_tag(parent, "report_error", f"{type(err).__name__}: {err}"[:5000])
-        return None
-    return str(out / "report.html")
+        return doc, None
+    return doc, str(out / "report.html")
 
 
-# -- results ---------------------------------------------------------------------------------
-SEARCHED = ("objective", "beta", "capacity_max", "anneal_fraction", "gamma", "latent_dim", "seed")
+def tune_sweep(settings: SweepSettings, grid: Any):
+    """The sweep as Tune's results hold it (``analysis.runs.Sweep``), without MLflow."""
+    from analysis.runs import Sweep, build_table
+    from sweeps.tracking import trial_params
 
-
-def summarise(settings: SweepSettings, grid: Any) -> dict[str, Any]:
-    """Completed trials, the best feasible one and the frontier (metric ↑, recon_nll ↓)."""
-    import numpy as np
-
-    from analysis.pareto import pareto_mask
-    from analysis.runs import is_finite
-
-    key = settings.metric_key
-    rows, failed = [], []
+    records = []
     for result in grid:
-        metrics = result.metrics or {}
-        config = {k: result.config.get(k) for k in SEARCHED if k in result.config}
+        metrics, config = result.metrics or {}, result.config or {}
         trial_id = metrics.get("trial_id") or (result.path or "").rsplit("-", 1)[-1]
-        if result.error is not None or metrics.get("error") or not metrics.get("final"):
-            reason = metrics.get("error") or (str(result.error).splitlines() or ["?"])[-1]
-            failed.append({"trial_id": trial_id, "config": config, "error": reason})
-            continue
-        scores = {
-            k: v
-            for k, v in metrics.items()
-            if k.startswith("metric.") or k in ("recon_nll", "kl", "active_latents")
-        }
-        rows.append(
+        error = metrics.get("error")
+        if error is None and result.error is not None:
+            error = (str(result.error).splitlines() or ["failed"])[-1]
+        status = "FAILED" if error else ("FINISHED" if metrics.get("final") else "RUNNING")
+        params = trial_params(config) if "objective" in config else {}
+        records.append(
             {
+                **params,
+                **{k: v for k, v in metrics.items() if k.startswith("metric.")},
+                **{k: metrics.get(k) for k in ("recon_nll", "kl", "active_latents")},
                 "trial_id": trial_id,
-                "config": config,
-                "metrics": scores,
-                "feasible": bool(metrics.get("feasible")),
+                "run_id": None,
+                "run_name": Path(result.path or trial_id).name,
+                "status": status,
+                "error": error,
+                "setting": setting_id(config),
             }
         )
-    scored = [r for r in rows if is_finite(r["metrics"].get(key))]
-    front = []
-    if scored:
-        values = np.array([[r["metrics"][key], r["metrics"]["recon_nll"]] for r in scored])
-        mask = pareto_mask(values, maximize=[True, False])
-        front = sorted(
-            (r for r, m in zip(scored, mask, strict=True) if m),
-            key=lambda r: r["metrics"]["recon_nll"],
-        )
-    feasible = [r for r in scored if r["feasible"]]
-    best = max(feasible, key=lambda r: r["metrics"][key]) if feasible else None
-    return {
-        "sweep": settings.name,
-        "metric": key,
-        "objective": settings.objective,
-        "recon_budget": settings.recon_budget,
-        "trials_completed": len(rows),
-        "trials_failed": len(failed),
-        "trials_feasible": len(feasible),
-        "best": best,
-        "frontier": front,
-        "failed": failed,
-    }
-
-
-def _describe(config: dict[str, Any]) -> str:
-    if config.get("objective") == "capacity":
-        return (
-            f"capacity C_max={config['capacity_max']:.1f} γ={config['gamma']:.0f} "
-            f"anneal={config['anneal_fraction']:.2f}"
-        )
-    return f"beta β={config.get('beta', float('nan')):.2f}"
-
-
-def format_summary(summary: dict[str, Any]) -> str:
-    key = summary["metric"]
-    lines = [
-        f"sweep {summary['sweep']!r}: {summary['trials_completed']} trials completed, "
-        f"{summary['trials_feasible']} within the budget recon_nll <= "
-        f"{summary['recon_budget']:g} nats, {summary['trials_failed']} failed"
-    ]
-    best = summary["best"]
-    if best:
-        c = best["config"]
-        lines.append(
-            f"best feasible: {key} = {best['metrics'][key]:.3f}, recon_nll = "
-            f"{best['metrics']['recon_nll']:.1f} ({_describe(c)}, "
-            f"{c['latent_dim']} latents, seed {c['seed']}, trial {best['trial_id']})"
-        )
-    else:
-        lines.append("best feasible: none (no completed trial is within the budget)")
-    if summary["frontier"]:
-        lines.append(f"frontier ({key} ↑, recon_nll ↓):")
-        lines.append(f"  {'recon_nll':>9}  {key:>22}  {'feasible':>8}  setting")
-        for r in summary["frontier"]:
-            c = r["config"]
-            lines.append(
-                f"  {r['metrics']['recon_nll']:9.1f}  {r['metrics'][key]:22.3f}  "
-                f"{'yes' if r['feasible'] else 'no':>8}  {_describe(c)}, "
-                f"z={c['latent_dim']}, seed {c['seed']}"
-            )
-    for f in summary["failed"]:
-        lines.append(f"failed: trial {f['trial_id']}: {f['error']}")
-    return "\n".join(lines)
+    record = sweep_record(settings)
+    info = {**record["settings"], "metric_key": record["metric_key"], "scoring": record["scoring"]}
+    return Sweep(build_table(records), info, f"tune:{settings.experiment_path}")
 
 
 def main(argv: list[str] | None = None) -> int:
+    from analysis.frontier import format_summary
+
     try:
         settings = parse_settings(argv)
-        summary = run(settings)
+        outcome = run(settings)
     except UsageError as err:
         exit_on_usage_error(err)
-    print(format_summary(summary))
-    if summary.get("report"):
-        print(f"report: {summary['report']}")
+    print(format_summary(outcome["document"]))
+    if outcome["report"]:
+        print(f"report: {outcome['report']}")
     mlflow = Path(sys.executable).parent / "mlflow"
     if mlflow.is_relative_to(Path.cwd()):
         mlflow = mlflow.relative_to(Path.cwd())

@@ -13,12 +13,19 @@ spread of a setting over seeds is measured, not confounded with the sampler.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any
 
+from analysis.schema import anneal_steps, setting_id, setting_label
 from betavae.config import TrainConfig
+
+__all__ = [
+    "SearchSpace",
+    "describe",
+    "setting_id",
+    "train_config_values",
+    "trial_train_config",
+]
 
 BETA_RANGE = (1.0, 32.0)
 CAPACITY_MAX_RANGE = (0.0, 100.0)
@@ -79,27 +86,13 @@ def train_config_values(config: dict[str, Any]) -> dict[str, Any]:
     else:
         values["capacity_max"] = float(config["capacity_max"])
         values["gamma"] = float(config["gamma"])
-        values["capacity_anneal_steps"] = max(
-            1, round(float(config["anneal_fraction"]) * int(config["steps"]))
-        )
+        values["capacity_anneal_steps"] = anneal_steps(config["anneal_fraction"], config["steps"])
     return values
 
 
 def describe(config: dict[str, Any], *, seed: bool = True) -> str:
     """A short label of a trial's setting: ``β=4, z=10, seed 0`` or ``C=25, γ=100, z=10, …``."""
-    if config["objective"] == "beta":
-        what = f"β={float(config['beta']):.3g}"
-    else:
-        what = f"C={float(config['capacity_max']):.3g}, γ={float(config['gamma']):.3g}"
-    label = f"{what}, z={config['latent_dim']}"
-    return f"{label}, seed {config['seed']}" if seed else label
-
-
-def setting_id(config: dict[str, Any]) -> str:
-    """A short id shared by every seed replicate of one sampled setting."""
-    keys = ("objective", "beta", "capacity_max", "anneal_fraction", "gamma", "latent_dim")
-    text = json.dumps({k: config.get(k) for k in keys}, sort_keys=True)
-    return hashlib.sha1(text.encode()).hexdigest()[:10]
+    return setting_label(config, seed=seed)
 
 
 def trial_train_config(config: dict[str, Any]) -> TrainConfig:

@@ -11,11 +11,8 @@ import hashlib
 import json
 from pathlib import Path
 
+from analysis.schema import REPORT_DIR, SETTINGS_FILE, STUDY_FILE
 from sweeps.settings import SweepSettings, UsageError, flag
-
-STUDY_FILE = "optuna.journal"
-SETTINGS_FILE = "sweep.json"
-SUMMARY_FILE = "summary.json"
 
 
 def filesystem(settings: SweepSettings):
@@ -117,7 +114,7 @@ def report_dir(settings: SweepSettings) -> Path:
     """Where the report is written first: the sweep folder, or ./reports/NAME when the sweep
     lives in remote storage (it is then copied there too)."""
     if settings.storage_is_local:
-        return Path(settings.experiment_path) / "report"
+        return Path(settings.experiment_path) / REPORT_DIR
     return Path("reports") / settings.name
 
 
@@ -126,10 +123,10 @@ def copy_report(settings: SweepSettings, local: Path) -> None:
     import pyarrow.fs
 
     fs, root = filesystem(settings)
-    fs.create_dir(f"{root}/report", recursive=True)
+    fs.create_dir(f"{root}/{REPORT_DIR}", recursive=True)
     pyarrow.fs.copy_files(
         str(local.resolve()),
-        f"{root}/report",
+        f"{root}/{REPORT_DIR}",
         source_filesystem=pyarrow.fs.LocalFileSystem(),
         destination_filesystem=fs,
     )

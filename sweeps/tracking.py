@@ -28,18 +28,20 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 
-from sweeps.space import setting_id, trial_train_config
+from analysis.schema import (
+    ERROR_TAG,
+    NODE_TAG,
+    PARENT_TAG,
+    ROLE_TAG,
+    SETTING_TAG,
+    SWEEP_DIR_TAG,
+    TRIAL_ID_TAG,
+    setting_id,
+)
+from sweeps.space import trial_train_config
 from sweeps.trainable import ARTIFACTS, HISTORY, MODEL_DIR, RESULT
 
 logger = logging.getLogger(__name__)
-
-SWEEP_DIR_TAG = "betavae.sweep_dir"
-ROLE_TAG = "betavae.role"
-TRIAL_ID_TAG = "betavae.trial_id"
-SETTING_TAG = "betavae.setting"
-ERROR_TAG = "error"
-NODE_TAG = "ray.node_id"  # the Ray node the trial finished on
-PARENT_TAG = "mlflow.parentRunId"
 #: The child runs' params: what was trained, flat (unused family values are "n/a").
 TRIAL_PARAMS = (
     "objective",

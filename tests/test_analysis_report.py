@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import html
 import json
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from analysis.pareto import hypervolume, pareto_mask
+from analysis.frontier import format_summary, frontier_rows, summary_lines
+from analysis.pareto import hypervolume
 from analysis.report import SCHEMA, EmptySweep, main, write_report
 from analysis.runs import COLUMNS, Sweep, build_table
 
@@ -94,35 +96,19 @@ def test_report_files_and_schema(tmp_path):
         "metric_correlation.png",
     } <= names
     on_disk = json.loads((tmp_path / "frontier.json").read_text())
-    assert on_disk["schema"] == SCHEMA == doc["schema"]
-    assert set(on_disk) == {
-        "schema",
-        "source",
-        "sweep",
-        "objectives",
-        "counts",
-        "hypervolume",
-        "best_feasible",
-        "frontier",
-        "failed",
-    }
+    assert on_disk["schema"] == SCHEMA == doc["schema"] == "betavae.frontier/2"
+    assert on_disk == json.loads(json.dumps(doc, default=str))
     assert on_disk["objectives"] == [
         {"key": "metric.mig", "direction": "max"},
         {"key": "recon_nll", "direction": "min"},
     ]
     assert on_disk["sweep"]["recon_budget"] == 110.0
     assert on_disk["hypervolume"]["reference"] == {"metric.mig": 0.0, "recon_nll": 110.0}
-    for point in on_disk["frontier"]:
-        assert {
-            "trial_id",
-            "run_id",
-            "run_name",
-            "setting",
-            "feasible",
-            "params",
-            "metrics",
-        } == set(point)
-        assert point["run_id"].startswith("r")
+    for setting in on_disk["frontier"]:
+        assert setting["on_frontier"] and setting["seeds"] >= 1
+        assert set(setting["metric"]) == {"median", "min", "max"}
+        assert all(t in {x["trial_id"] for x in on_disk["trials"]} for t in setting["trial_ids"])
+    assert len(on_disk["trials"]) == on_disk["counts"]["trials"] == 31
     assert on_disk["counts"]["failed"] == len(on_disk["failed"]) == 4
     assert all(f["error"].startswith("diverged") for f in on_disk["failed"])
     html = (tmp_path / "report.html").read_text()
@@ -132,23 +118,68 @@ def test_report_files_and_schema(tmp_path):
     assert "![frontier](frontier.png)" in md and "## Failed trials" in md
 
 
-def test_frontier_json_agrees_with_an_independent_computation_on_the_parquet(tmp_path):
+def _median(values):
+    ordered = sorted(values)
+    n = len(ordered)
+    return ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
+
+
+def test_frontier_json_agrees_with_a_brute_force_computation_on_the_parquet(tmp_path):
+    """Settings, medians, feasibility, frontier, best and hypervolume recomputed from
+    trials.parquet with plain loops."""
     write_report(random_sweep(seed=3), tmp_path)
     doc = json.loads((tmp_path / "frontier.json").read_text())
     table = pq.read_table(tmp_path / "trials.parquet").to_pylist()
     assert set(COLUMNS) <= set(table[0])
-    scored = [r for r in table if r["status"] == "FINISHED"]
-    values = np.array([[r["metric.mig"], r["recon_nll"]] for r in scored])
-    mask = pareto_mask(values, [True, False])
-    expected = {r["trial_id"] for r, m in zip(scored, mask, strict=True) if m}
-    assert {p["trial_id"] for p in doc["frontier"]} == expected
-    assert ("dup" in expected) == ("t00" in expected)  # a duplicate shares its twin's fate
-    hv = hypervolume(values, [0.0, 110.0], [True, False])
+    groups = {}
+    for r in table:
+        if r["status"] == "FINISHED" and r["metric.mig"] is not None:
+            groups.setdefault(r["setting"], []).append(r)
+    medians = {
+        k: (_median([r["metric.mig"] for r in v]), _median([r["recon_nll"] for r in v]))
+        for k, v in groups.items()
+    }
+    feasible = {k for k, v in groups.items() if all(r["recon_nll"] <= 110.0 for r in v)}
+    front = set()
+    for k, (m, r) in medians.items():
+        beaten = any(m2 >= m and r2 <= r and (m2 > m or r2 < r) for k2, (m2, r2) in medians.items())
+        if not beaten:
+            front.add(k)
+    settings = {s["setting"]: s for s in doc["settings"]}
+    for k, (m, r) in medians.items():
+        assert settings[k]["metric"]["median"] == pytest.approx(m)
+        assert settings[k]["recon_nll"]["median"] == pytest.approx(r)
+        assert settings[k]["seeds"] == len(groups[k])
+        assert settings[k]["feasible"] == (k in feasible)
+    assert {s["setting"] for s in doc["frontier"]} == front
+    best = max(feasible, key=lambda k: (medians[k][0], -medians[k][1]))
+    assert doc["best_feasible"]["setting"] == best
+    hv = hypervolume(list(medians.values()), [0.0, 110.0], [True, False])
     assert doc["hypervolume"]["value"] == pytest.approx(hv)
-    feasible = [r for r in scored if r["recon_nll"] <= 110.0]
-    best = max(feasible, key=lambda r: r["metric.mig"])
-    assert doc["best_feasible"]["metrics"]["metric.mig"] == best["metric.mig"]
-    assert doc["counts"]["feasible"] == len(feasible)
+
+
+def test_printed_summary_report_and_document_agree(tmp_path):
+    """A sweep with NaN scores, failures and tied settings: the printed summary, report.md
+    and report.html show the document's own lines and frontier rows."""
+    rows = [
+        trial(0, beta=2.0, recon=100.0, mig=0.2, seed=0),
+        trial(1, beta=2.0, recon=104.0, mig=0.1, seed=1),
+        trial(2, beta=4.0, recon=100.0, mig=0.2, seed=0),  # β=4 ties β=2 on both medians
+        trial(3, beta=4.0, recon=104.0, mig=0.1, seed=1),
+        trial(4, beta=8.0, recon=float("nan"), mig=0.4, seed=0),
+        trial(5, beta=8.0, status="FAILED", error="diverged: loss is not finite"),
+    ]
+    doc = write_report(sweep_of(rows), tmp_path)
+    assert {s["label"] for s in doc["frontier"]} == {"β=2, z=10", "β=4, z=10"}  # a tie
+    printed = format_summary(doc)
+    md = (tmp_path / "report.md").read_text()
+    page = (tmp_path / "report.html").read_text()
+    for line in summary_lines(doc):
+        assert line in printed and line in md and html.escape(line) in page
+    for row in frontier_rows(doc):
+        assert "  ".join(row).split()[0] in printed
+        assert "| " + " | ".join(row) in md
+    assert doc["counts"]["scored"] == 4 and doc["counts"]["failed"] == 1
 
 
 def test_all_failed_sweep_gives_a_clear_report(tmp_path):
@@ -161,7 +192,10 @@ def test_all_failed_sweep_gives_a_clear_report(tmp_path):
         "scored": 0,
         "failed": 3,
         "running": 0,
-        "feasible": 0,
+        "feasible_trials": 0,
+        "settings": 1,
+        "scored_settings": 0,
+        "feasible_settings": 0,
     }
     md = (tmp_path / "report.md").read_text()
     assert "No trial finished with scores: the frontier is empty." in md

@@ -153,7 +153,7 @@ def test_trials_run_on_both_nodes_and_mlflow_records_them_all(cluster):
     assert len(runs) == 6 and all(r.info.status == "FINISHED" for r in runs)
     assert len({r.data.tags["ray.node_id"] for r in runs}) == 2
     summary = json.loads((tmp / "shared" / "spread" / "summary.json").read_text())
-    assert summary["trials_completed"] == 6
+    assert summary["counts"]["finished"] == 6
     assert (tmp / "shared" / "spread" / "report" / "report.html").is_file()
 
 

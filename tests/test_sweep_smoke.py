@@ -111,7 +111,11 @@ def test_mlflow_holds_one_parent_and_a_child_per_trial(swept):
     for tag in ("preset", "objective", "metric", "recon_budget", "search", "git_commit"):
         assert parent.data.tags[tag]
     assert parent.data.tags["metric"] == "metric.mig"
-    assert parent.data.metrics["trials_completed"] == NUM_SAMPLES
+    assert parent.data.metrics["trials_finished"] == NUM_SAMPLES
+    scoring = json.loads(parent.data.tags["betavae.scoring"])
+    assert scoring["mode"] == parent.data.tags["metric_mode"] == "fast"
+    assert scoring["predictor"] == parent.data.tags["dci_predictor"] == "gbt-fast"
+    assert scoring["num_train"] == 10_000 and scoring["logistic"] in ("lbfgs", "liblinear")
     for run in children:
         assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert run.info.status == "FINISHED"
@@ -169,23 +173,29 @@ def test_fractional_gpus_pack_two_trials_at_once(swept):
     assert overlapping, spans
 
 
-def test_best_trial_honours_the_budget(swept):
+def test_summary_is_the_frontier_document_and_the_best_setting_honours_the_budget(swept):
+    from analysis.frontier import format_summary
+
     tmp, done = swept
-    summary = json.loads((storage(tmp) / "smoke-test" / "summary.json").read_text())
-    budget = summary["recon_budget"]
+    folder = storage(tmp) / "smoke-test"
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary == json.loads((folder / "report" / "frontier.json").read_text())
+    assert format_summary(summary) in done.stdout  # printed from the same document
+    budget = summary["sweep"]["recon_budget"]
     _, _, children = _runs(tmp)
-    feasible = [r for r in children if r.data.metrics["recon_nll"] <= budget]
-    assert summary["trials_feasible"] == len(feasible)
+    recon = {r.data.tags["betavae.trial_id"]: r.data.metrics["recon_nll"] for r in children}
     for run in children:
         assert run.data.metrics["feasible"] == float(run.data.metrics["recon_nll"] <= budget)
+    feasible = [s for s in summary["settings"] if all(recon[t] <= budget for t in s["trial_ids"])]
+    assert summary["counts"]["feasible_settings"] == len(feasible)
     if feasible:
-        best = max(feasible, key=lambda r: r.data.metrics["metric.mig"])
-        assert summary["best"]["trial_id"] == best.data.tags["betavae.trial_id"]
-        assert summary["best"]["metrics"]["recon_nll"] <= budget
-        assert "best feasible: metric.mig = " in done.stdout
+        best = max(feasible, key=lambda s: s["metric"]["median"])
+        assert summary["best_feasible"]["metric"]["median"] == best["metric"]["median"]
+        assert "Best within budget: " in done.stdout
     else:
-        assert summary["best"] is None and "best feasible: none" in done.stdout
-    assert "frontier (metric.mig" in done.stdout
+        assert summary["best_feasible"] is None
+        assert "No setting is within the budget on every seed." in done.stdout
+    assert "frontier over settings (metric.mig" in done.stdout
 
 
 def test_optuna_study_persisted_with_constraints(swept):
@@ -222,9 +232,11 @@ def test_the_sweep_ends_with_its_frontier_report_logged_to_the_parent(swept):
     tmp, done = swept
     folder = storage(tmp) / "smoke-test" / "report"
     doc = json.loads((folder / "frontier.json").read_text())
-    assert doc["schema"] == "betavae.frontier/1" and doc["counts"]["trials"] == NUM_SAMPLES
+    assert doc["schema"] == "betavae.frontier/2" and doc["counts"]["trials"] == NUM_SAMPLES
     assert doc["sweep"]["name"] == "smoke-test" and doc["sweep"]["recon_budget"] == 1200.0
-    assert {p["run_id"] for p in doc["frontier"]} <= {r.info.run_id for r in _runs(tmp)[2]}
+    assert doc["scoring"]["mode"] == "fast" and doc["counts"]["settings"] == 2
+    assert {t["run_id"] for t in doc["trials"]} == {r.info.run_id for r in _runs(tmp)[2]}
+    assert all(len(s["trial_ids"]) == 2 for s in doc["settings"])
     assert f"report: {folder / 'report.html'}" in done.stdout
     client, parents, _ = _runs(tmp)
     logged = {a.path for a in client.list_artifacts(parents[0].info.run_id, "report")}

@@ -1,0 +1,79 @@
+"""The record a sweep leaves: MLflow tag and parameter names, file names, what a *setting* is.
+
+A leaf module (no torch, Ray or MLflow): ``sweeps`` writes the record with these names and
+``analysis`` reads it with the same ones, so neither side copies a literal.
+
+A *setting* is every searched value except the seed: the seed replicates of one setting
+share its id (:func:`setting_id`) and its label (:func:`setting_label`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+# -- MLflow tags ------------------------------------------------------------------------------
+SWEEP_DIR_TAG = "betavae.sweep_dir"  # parent run: the sweep's storage folder
+ROLE_TAG = "betavae.role"  # "sweep" (the parent) or "trial" (a child)
+TRIAL_ID_TAG = "betavae.trial_id"
+SETTING_TAG = "betavae.setting"  # shared by the seed replicates of one setting
+SCORING_TAG = "betavae.scoring"  # parent run: how the scores were measured (JSON)
+ERROR_TAG = "error"
+NODE_TAG = "ray.node_id"  # the Ray node the trial finished on
+PARENT_TAG = "mlflow.parentRunId"
+
+# -- what a trial trained ---------------------------------------------------------------------
+#: The searched values that make a setting (the seed is not one of them).
+SETTING_KEYS = ("objective", "beta", "capacity_max", "anneal_fraction", "gamma", "latent_dim")
+#: A trial's parameters as the trial table holds them (unused by its family: null).
+PARAMS = (
+    "objective",
+    "beta",
+    "gamma",
+    "capacity_max",
+    "capacity_anneal_steps",
+    "anneal_fraction",
+    "latent_dim",
+    "seed",
+    "replicate",
+    "steps",
+    "batch_size",
+    "lr",
+    "dataset",
+    "model",
+)
+#: The parameters every seed of a setting shares (``PARAMS`` without the seed).
+SETTING_PARAMS = tuple(p for p in PARAMS if p not in ("seed", "replicate"))
+
+# -- files in a sweep folder (``STORAGE/NAME/``) and its report -------------------------------
+SETTINGS_FILE = "sweep.json"  # the settings a sweep started with
+SUMMARY_FILE = "summary.json"  # the frontier document when the sweep ended
+STUDY_FILE = "optuna.journal"
+REPORT_DIR = "report"
+FRONTIER_FILE = "frontier.json"
+TRIALS_FILE = "trials.parquet"
+
+
+def anneal_steps(anneal_fraction: float, steps: int) -> int:
+    """The capacity anneal in steps: a fraction of training, at least one step."""
+    return max(1, round(float(anneal_fraction) * int(steps)))
+
+
+def setting_id(config: Mapping[str, Any]) -> str:
+    """A short id shared by every seed replicate of one sampled setting."""
+    text = json.dumps({k: config.get(k) for k in SETTING_KEYS}, sort_keys=True)
+    return hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
+def setting_label(config: Mapping[str, Any], *, seed: bool = False) -> str:
+    """``β=4, z=10`` or ``C=25, γ=1e+03, z=10`` (``…, seed 1`` with ``seed=True``)."""
+    if config.get("objective") == "capacity":
+        what = f"C={float(config['capacity_max']):.3g}, γ={float(config['gamma']):.3g}"
+        if config.get("capacity_anneal_steps") is not None:
+            what += f", anneal {int(config['capacity_anneal_steps']):,}"
+    else:
+        what = f"β={float(config['beta']):.3g}"
+    label = f"{what}, z={config['latent_dim']}"
+    return f"{label}, seed {config['seed']}" if seed else label
