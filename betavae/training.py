@@ -215,19 +215,26 @@ class Trainer:
         kl = (kl_sum / n).tolist()
         return {"recon_nll": recon_sum / n, "kl": float(sum(kl)), "kl_per_dim": kl}
 
-    @torch.inference_mode()
     def encode(self, images: np.ndarray | torch.Tensor, batch_size: int = 1024) -> np.ndarray:
         """Posterior means ``[n, d]`` (float32) of float images ``[n, C, 64, 64]``."""
+        return self.posterior(images, batch_size)[0]
+
+    @torch.inference_mode()
+    def posterior(
+        self, images: np.ndarray | torch.Tensor, batch_size: int = 1024
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior ``(mu, logvar)``, each ``[n, d]`` float32, of images ``[n, C, 64, 64]``."""
         self.model.eval()
         images = torch.as_tensor(images)
-        out = []
+        mus, logvars = [], []
         for chunk in images.split(batch_size):
             x = chunk.to(self.device).float().contiguous(memory_format=self.memory_format)
             with self._autocast():
-                mu, _ = self.model.encode(x)
-            out.append(mu.float().cpu())
+                mu, logvar = self.model.encode(x)
+            mus.append(mu.float().cpu())
+            logvars.append(logvar.float().cpu())
         self.model.train()
-        return torch.cat(out).numpy()
+        return torch.cat(mus).numpy(), torch.cat(logvars).numpy()
 
     def training_state(self) -> dict[str, Any]:
         """Everything but the weights needed to continue exactly: step, optimiser, RNGs."""

@@ -44,23 +44,32 @@ KEEP_CHECKPOINTS = 4
 
 
 # -- the search ----------------------------------------------------------------------------
+def search_space(settings: SweepSettings):
+    from sweeps.space import SearchSpace
+
+    return SearchSpace(
+        steps=settings.steps,
+        latent_dim_range=tuple(settings.latent_dim_range),
+        seed=settings.seed,
+        beta_range=tuple(settings.beta_range),
+        capacity_max_range=tuple(settings.capacity_max_range),
+        anneal_fraction_range=tuple(settings.anneal_fraction_range),
+        gamma_range=tuple(settings.gamma_range),
+        families=tuple(settings.families),
+    )
+
+
 def build_searcher(settings: SweepSettings):
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
     from sweeps.search import ConstrainedOptunaSearch
-    from sweeps.space import SearchSpace
 
     path = study_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     pareto = settings.objective == "pareto"
-    space = SearchSpace(
-        settings.steps,
-        tuple(settings.latent_dim_range),
-        settings.seed,
-        tuple(settings.beta_range),
-    )
+    space = search_space(settings)
     # A preset's starting points outside a narrowed --beta-range / --latent-dims are dropped.
     initial = [dict(p) for p in settings.initial_points if space.contains(p)]
     return ConstrainedOptunaSearch(
@@ -141,6 +150,29 @@ def sweep_record(settings: SweepSettings) -> dict[str, Any]:
         "settings": settings.to_dict(),
         "metric_key": settings.metric_key,
         "scoring": scoring(settings),
+    }
+
+
+def dry_run(settings: SweepSettings) -> dict[str, Any]:
+    """What ``--dry-run`` prints: the sweep as it would start, its space and its size."""
+    from sweeps.settings import PRESETS, budget_basis
+
+    space = search_space(settings)
+    record = sweep_record(settings)
+    record["settings"].pop("dry_run", None)
+    budget_given = settings.recon_budget != PRESETS[settings.preset]["recon_budget"]
+    return {
+        "sweep": record,
+        "search_space": space.describe(),
+        "initial_points": [dict(p) for p in settings.initial_points if space.contains(p)],
+        "trials": settings.num_samples,
+        "settings_sampled": -(-settings.num_samples // settings.replicates),
+        "seeds_per_setting": settings.replicates,
+        "training_images": settings.num_samples * settings.steps * settings.batch_size,
+        "recon_budget": {
+            "nats": settings.recon_budget,
+            "basis": "given by --recon-budget" if budget_given else budget_basis(settings.preset),
+        },
     }
 
 
@@ -311,6 +343,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         settings = parse_settings(argv)
+        if settings.dry_run:
+            print(json.dumps(dry_run(settings), indent=2))
+            return 0
         outcome = run(settings)
     except UsageError as err:
         exit_on_usage_error(err)

@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 from betavae.data import DATASET_SPECS, DatasetFileError, check_dataset_file, check_dataset_spec
 from sweeps.settings import (
     ENV_DEFAULTS,
+    FAMILIES,
     PRESETS,
     PROG,
     SEARCH_METRICS,
@@ -58,6 +59,19 @@ def _range(kind: type):
             raise argparse.ArgumentTypeError(f"not LOW,HIGH {what}: {text!r}") from None
 
     return parse
+
+
+def _families(text: str) -> tuple[str, ...]:
+    families = tuple(f.strip() for f in text.split(","))
+    if (
+        not families
+        or any(f not in FAMILIES for f in families)
+        or len(set(families)) < len(families)
+    ):
+        raise argparse.ArgumentTypeError(
+            f"not a list of distinct families from {', '.join(FAMILIES)}: {text!r}"
+        )
+    return families
 
 
 class _Parser(argparse.ArgumentParser):
@@ -139,6 +153,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="β range of the beta family (default: 1,32)",
     )
     p.add_argument(
+        "--families",
+        type=_families,
+        default=S,
+        metavar="F[,F]",
+        help="objective families searched: beta, capacity or beta,capacity",
+    )
+    p.add_argument(
+        "--capacity-max-range",
+        type=_range(float),
+        default=S,
+        metavar="LOW,HIGH",
+        help="C_max range of the capacity family, nats (equal ends fix it)",
+    )
+    p.add_argument(
+        "--anneal-fraction-range",
+        type=_range(float),
+        default=S,
+        metavar="LOW,HIGH",
+        help="capacity anneal as a fraction of --steps (equal ends fix it)",
+    )
+    p.add_argument(
+        "--gamma-range",
+        type=_range(float),
+        default=S,
+        metavar="LOW,HIGH",
+        help="γ range of the capacity family (equal ends fix it)",
+    )
+    p.add_argument(
         "--latent-dims",
         dest="latent_dim_range",
         type=_range(int),
@@ -172,6 +214,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         default=S,
         help="continue the sweep NAME after a crash or interruption",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        default=S,
+        help="print the resolved sweep (sweep.json), its search space, trial count and "
+        "training images as JSON, then exit without starting Ray",
     )
     p.add_argument("--seed", type=_integer, default=S, help="sweep seed (sampler, trials)")
     p.add_argument(
@@ -365,6 +414,27 @@ def validate(s: SweepSettings) -> None:
         "--beta-range",
         ",".join(map(str, s.beta_range)),
         "numbers LOW,HIGH with 0 < LOW <= HIGH <= 10000",
+    )
+    lo, hi = s.capacity_max_range
+    need(
+        math.isfinite(lo) and math.isfinite(hi) and 0 <= lo <= hi <= 1000,
+        "--capacity-max-range",
+        ",".join(map(str, s.capacity_max_range)),
+        "numbers LOW,HIGH of nats with 0 <= LOW <= HIGH <= 1000",
+    )
+    lo, hi = s.anneal_fraction_range
+    need(
+        math.isfinite(lo) and math.isfinite(hi) and 0 < lo <= hi <= 1,
+        "--anneal-fraction-range",
+        ",".join(map(str, s.anneal_fraction_range)),
+        "numbers LOW,HIGH with 0 < LOW <= HIGH <= 1",
+    )
+    lo, hi = s.gamma_range
+    need(
+        math.isfinite(lo) and math.isfinite(hi) and 0 < lo <= hi <= 1e5,
+        "--gamma-range",
+        ",".join(map(str, s.gamma_range)),
+        "numbers LOW,HIGH with 0 < LOW <= HIGH <= 100000",
     )
     need(
         math.isfinite(s.lr) and 0 < s.lr <= 1,

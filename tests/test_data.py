@@ -175,3 +175,16 @@ def test_known_specs_are_accepted(spec):
 def test_unknown_specs_are_rejected(spec):
     with pytest.raises(ValueError, match="dataset must be one of"):
         load_dataset(spec)
+
+
+def test_mean_image_and_the_ignore_the_input_level(dsprites):
+    from betavae.data.stats import ignore_input_nll, mean_image
+
+    class Generic(DSprites):  # decoded image by image, not by counting packed bits
+        pass
+
+    subset = packed_images()[::97]
+    np.testing.assert_allclose(
+        mean_image(DSprites(subset)), mean_image(Generic(subset)), rtol=0, atol=1e-12
+    )
+    assert ignore_input_nll(dsprites) == pytest.approx(565.4, abs=0.05)

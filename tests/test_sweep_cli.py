@@ -73,22 +73,42 @@ def test_narrowed_space_is_searched_and_starting_points_outside_it_dropped(tmp_p
 
     from sweeps.beta_frontier import build_searcher
 
-    # The cpu preset starts from β = 2, 8, 32 at z = 10: only β = 2 fits β ∈ [1, 4], z ≤ 10.
-    s = parse_settings(["--beta-range", "1,4", "--storage-path", str(tmp_path)])
-    assert [p["beta"] for p in build_searcher(s)._points_to_evaluate] == [2.0]
+    # The cpu preset starts from β = 2 and 8 and C_max = 30 (γ = 100) at z = 10: only β = 2
+    # fits β ∈ [1, 4], γ ≤ 50.
+    s = parse_settings(
+        ["--beta-range", "1,4", "--gamma-range", "20,50", "--storage-path", str(tmp_path)]
+    )
+    assert [p.get("beta") for p in build_searcher(s)._points_to_evaluate] == [2.0]
     s = parse_settings(
         ["--beta-range", "1,4", "--latent-dims", "5,6", "--storage-path", str(tmp_path / "b")]
     )
     searcher = build_searcher(s)
     assert searcher._points_to_evaluate == []
+    s = parse_settings(["--families", "capacity", "--storage-path", str(tmp_path / "c")])
+    assert [p["objective"] for p in build_searcher(s)._points_to_evaluate] == ["capacity"]
+    s = parse_settings(
+        [
+            "--beta-range", "1,4", "--latent-dims", "5,6", "--gamma-range", "50,50",
+            "--capacity-max-range", "10,20", "--anneal-fraction-range", "0.5,0.75",
+            "--storage-path", str(tmp_path / "d"),
+        ]
+    )  # fmt: skip
+    searcher = build_searcher(s)
     study = optuna.create_study()
+    seen = set()
     for _ in range(40):
         trial = study.ask()
         searcher._space(trial)
-        if trial.params["objective"] == "beta":
-            assert 1.0 <= trial.params["beta"] <= 4.0
-        assert 5 <= trial.params["latent_dim"] <= 6
+        p = trial.params
+        seen.add(p["objective"])
+        if p["objective"] == "beta":
+            assert 1.0 <= p["beta"] <= 4.0
+        else:
+            assert p["gamma"] == 50.0 and 10.0 <= p["capacity_max"] <= 20.0
+            assert 0.5 <= p["anneal_fraction"] <= 0.75
+        assert 5 <= p["latent_dim"] <= 6
         study.tell(trial, 0.0)
+    assert seen == {"beta", "capacity"}
 
 
 def test_a_new_local_ray_binds_to_loopback_unless_the_user_chose(monkeypatch):
@@ -105,3 +125,34 @@ def test_a_new_local_ray_binds_to_loopback_unless_the_user_chose(monkeypatch):
     monkeypatch.setenv(SINGLE_MACHINE_ENV, "1")
     bind_to_loopback()
     assert ray_constants.ENABLE_RAY_CLUSTER is True
+
+
+def test_dry_run_prints_the_paper_preset_and_starts_nothing(tmp_path, monkeypatch, capsys):
+    import json
+    import sys
+
+    from sweeps.beta_frontier import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["--preset", "paper", "--dry-run"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    s = out["sweep"]["settings"]
+    assert (s["steps"], s["batch_size"], s["lr"]) == (300_000, 64, 1e-4)  # disentanglement_lib
+    assert s["metric_mode"] == "reference" and out["sweep"]["scoring"]["mode"] == "reference"
+    space = out["search_space"]
+    assert (space["beta"]["low"], space["beta"]["high"]) == (1.0, 16.0)
+    assert space["gamma"]["fixed"] == 1000.0
+    assert space["anneal_fraction"]["steps"] == [100_000, 100_000]
+    assert (space["capacity_max"]["low"], space["capacity_max"]["high"]) == (5.0, 100.0)
+    low, high = space["latent_dim"]["low"], space["latent_dim"]["high"]
+    assert 5 <= low <= 10 <= high
+    assert out["trials"] == 64 and out["training_images"] == 64 * 300_000 * 64
+    assert out["recon_budget"]["basis"].startswith("an estimate")
+    assert len(out["initial_points"]) == 3
+    assert list(tmp_path.iterdir()) == []  # nothing written
+    assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
+    assert main(["--preset", "paper", "--dry-run", "--recon-budget", "55"]) == 0
+    assert json.loads(capsys.readouterr().out)["recon_budget"] == {
+        "nats": 55.0,
+        "basis": "given by --recon-budget",
+    }

@@ -1,4 +1,8 @@
-"""``python -m betavae.data dsprites --out FILE.npz``: write dSprites in the official format."""
+"""``python -m betavae.data``: write dSprites in the official format, or summarise a dataset.
+
+python -m betavae.data dsprites --out FILE.npz     # the procedural set as the official npz
+python -m betavae.data stats dsprites-npz:FILE.npz  # mean pixel, ignore-the-input NLL
+"""
 
 from __future__ import annotations
 
@@ -20,7 +24,13 @@ def main(argv: list[str] | None = None) -> int:
         "dsprites", help="all 737,280 dSprites images as the official npz layout"
     )
     dsprites.add_argument("--out", required=True, type=Path, help="output .npz path")
+    stats = sub.add_parser(
+        "stats", help="a dataset's mean pixel and the NLL of a model that ignores its input"
+    )
+    stats.add_argument("spec", help="a dataset spec, e.g. dsprites or dsprites-npz:FILE.npz")
     args = parser.parse_args(argv)
+    if args.dataset == "stats":
+        return _stats(args.spec)
     if not args.out.parent.is_dir():
         print(f"error: --out: directory {args.out.parent} does not exist", file=sys.stderr)
         return 2
@@ -28,6 +38,21 @@ def main(argv: list[str] | None = None) -> int:
     write_npz(args.out)
     size_mb = args.out.stat().st_size / 1e6
     print(f"wrote {args.out} ({size_mb:.1f} MB) in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def _stats(spec: str) -> int:
+    from betavae.data import DatasetFileError, load_dataset
+    from betavae.data.stats import ignore_input_nll, mean_image
+
+    try:
+        dataset = load_dataset(spec)
+    except (ValueError, DatasetFileError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"{spec}: {len(dataset):,} images, mean pixel {mean_image(dataset).mean():.4f}")
+    if dataset.likelihood == "bernoulli" and dataset.deterministic:
+        print(f"ignore-the-input reconstruction NLL: {ignore_input_nll(dataset):.1f} nats")
     return 0
 
 
