@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -194,6 +195,9 @@ def load_mlflow(tracking_uri: str, experiment: str, parent_run_id: str | None = 
                 for m in client.get_metric_history(run_id, key):
                     rows.setdefault(m.step, {"step": m.step})[key] = m.value
         return [rows[s] for s in sorted(rows)]
+
+    # A report reads a few small files per trial: no progress bar for each on the console.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
     def artifact(trial_id: str, name: str) -> Path | None:
         if (trial_id, name) not in cache:

@@ -102,6 +102,7 @@ def trial_constants(settings: SweepSettings) -> dict[str, Any]:
         "checkpoint_every": settings.checkpoint_every,
         "metrics": list(settings.evaluated_metrics),
         "metric_mode": settings.metric_mode,
+        "eval_images": settings.eval_images,
         "recon_budget": settings.recon_budget,
         "cpus_per_trial": settings.cpus_per_trial,
     }

@@ -146,6 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--metric-mode", choices=["reference", "fast"], default=S)
     p.add_argument(
+        "--eval-images",
+        type=_integer,
+        default=S,
+        help="images behind each trial's final recon_nll and KL (default 10000)",
+    )
+    p.add_argument(
         "--beta-range",
         type=_range(float),
         default=S,
@@ -337,6 +343,12 @@ def validate(s: SweepSettings) -> None:
     need(s.steps >= 1, "--steps", s.steps, "an integer >= 1")
     need(s.batch_size >= 1, "--batch-size", s.batch_size, "an integer >= 1")
     need(s.report_every >= 1, "--report-every", s.report_every, "an integer >= 1")
+    need(
+        s.eval_images >= 1_000,
+        "--eval-images",
+        s.eval_images,
+        "an integer >= 1000 (a dataset smaller than that is evaluated whole)",
+    )
     need(
         s.checkpoint_every >= 1 and s.checkpoint_every % s.report_every == 0,
         "--checkpoint-every",

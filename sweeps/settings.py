@@ -67,6 +67,8 @@ class SweepSettings:
     """Scores computed at the end of every trial (the searched metric is always among them)."""
     metric_mode: str = "fast"
     """``reference`` (disentanglement_lib's sample sizes) or ``fast`` (see betavae.metrics)."""
+    eval_images: int = 10_000
+    """Images behind each trial's final ``recon_nll`` and per-latent KL (a fixed, seeded set)."""
     latent_dim_range: tuple[int, int] = (4, 32)
     """Smallest and largest latent size the search may pick."""
     beta_range: tuple[float, float] = (1.0, 32.0)
@@ -143,6 +145,7 @@ class SweepSettings:
             "lr",
             "metrics",
             "metric_mode",
+            "eval_images",
             "seed",
             "num_samples",
             "initial_points",
@@ -176,6 +179,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         report_every=10,
         checkpoint_every=20,
         metrics=("mig",),
+        eval_images=2_000,
         latent_dim_range=(4, 8),
         recon_budget=1200.0,
     ),

@@ -102,10 +102,13 @@ def check_sweep_folder(settings: SweepSettings) -> None:
         raise UsageError(f"--resume: no sweep named {settings.name!r} at {where}")
     before = json.loads(saved)["search"]
     now = settings.search_settings()
+    # A setting newer than the sweep is compared with its default: what the sweep ran with.
+    defaults = SweepSettings(preset=settings.preset).search_settings()
     for key in now:
-        if before.get(key) != now[key]:
+        started = before.get(key, defaults[key])
+        if started != now[key]:
             raise UsageError(
-                f"{flag(key)}: the sweep was started with {before.get(key)!r}, got {now[key]!r}; "
+                f"{flag(key)}: the sweep was started with {started!r}, got {now[key]!r}; "
                 "a resumed sweep keeps its search settings (start a new --name to change them)"
             )
 

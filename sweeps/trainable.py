@@ -115,7 +115,7 @@ def train_trial(config: dict[str, Any]) -> None:
 
 def _final(trainer: Trainer, history: list[dict[str, Any]], config: dict[str, Any]) -> None:
     start = time.perf_counter()
-    elbo = trainer.evaluate(num_images=10_000, seed=0)
+    elbo = trainer.evaluate(num_images=int(config.get("eval_images", 10_000)), seed=0)
     evaluation = evaluate(
         trainer.dataset,
         trainer.encode,

@@ -213,3 +213,16 @@ def test_cli_names_a_missing_experiment_or_folder(tmp_path, capsys):
     assert "no MLflow experiment named 'nope'" in capsys.readouterr().err
     assert main(["--tune-dir", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "not a sweep folder" in capsys.readouterr().err
+
+
+def test_the_report_command_starts_without_torch_ray_or_sweeps():
+    """analysis reads a sweep's record through analysis.schema: no training stack needed."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, analysis.report, analysis.frontier, analysis.runs; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'ray', 'sweeps'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -162,6 +162,7 @@ CASES = [
         ("--report-every", "10", "--checkpoint-every", "15"),
         "--checkpoint-every: got 15",
     ),
+    Case("too few evaluation images", ("--eval-images", "500"), "--eval-images: got 500"),
     Case("negative seed", ("--seed", "-3"), "--seed: got -3"),
     Case("misspelt flag", ("--num-sample", "4"), "unrecognized arguments: --num-sample"),
     # -- names ------------------------------------------------------------------------------

@@ -156,3 +156,23 @@ def test_dry_run_prints_the_paper_preset_and_starts_nothing(tmp_path, monkeypatc
         "nats": 55.0,
         "basis": "given by --recon-budget",
     }
+
+
+def test_a_sweep_started_before_a_setting_existed_resumes_with_its_default(tmp_path):
+    """``sweep.json`` of an older sweep lacks newer search settings: it ran with their
+    defaults, so resuming with the default is allowed and with another value refused."""
+    import json
+
+    import pytest
+
+    from sweeps.settings import UsageError
+    from sweeps.storage import check_sweep_folder
+
+    argv = ["--storage-path", str(tmp_path), "--name", "old", "--resume"]
+    search = parse_settings(argv).search_settings()
+    del search["eval_images"]
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "sweep.json").write_text(json.dumps({"search": search}))
+    check_sweep_folder(parse_settings(argv))
+    with pytest.raises(UsageError, match="--eval-images: the sweep was started with 10000"):
+        check_sweep_folder(parse_settings([*argv, "--eval-images", "5000"]))

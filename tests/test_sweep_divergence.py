@@ -30,7 +30,8 @@ def test_diverged_trials_fail_fast_and_the_sweep_goes_on(tmp_path):
     )
     done = run_sweep(argv, tmp_path)
     assert done.returncode == 0, done.stderr[-4000:]
-    assert "0 trials completed, 0 within the budget recon_nll <= 1200 nats, 2 failed" in done.stdout
+    assert "2 trials: 0 finished, 2 failed, 0 unfinished" in done.stdout
+    assert "No trial finished with scores: the frontier is empty." in done.stdout
 
     from mlflow.tracking import MlflowClient
 

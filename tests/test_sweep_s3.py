@@ -115,7 +115,7 @@ def test_a_sweep_on_s3_storage_writes_there_and_resumes_from_there(tmp_path, end
     journal.unlink()
     again = sweep(tmp_path, uri, "--resume")
     assert again.returncode == 0, again.stderr[-4000:]
-    assert f"{N} trials completed" in again.stdout
+    assert f"{N} trials: {N} finished, 0 failed, 0 unfinished" in again.stdout
 
     import optuna
     from optuna.storages import JournalStorage
