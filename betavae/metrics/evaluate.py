@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 
 from betavae.data import GroundTruthDataset
-from betavae.metrics._checks import Logistic
+from betavae.metrics._checks import DEFAULT_LOGISTIC, Logistic
 from betavae.metrics.dci import Predictor, dci
 from betavae.metrics.information import mig, modularity_explicitness, unsupervised
 from betavae.metrics.sampling import (
@@ -70,7 +70,7 @@ class MetricSettings:
     """Histogram bins per latent for the discrete mutual information."""
     predictor: Predictor = "gbt"
     """DCI's classifier (see :func:`betavae.metrics.dci.dci`)."""
-    logistic: Logistic = "lbfgs"
+    logistic: Logistic = DEFAULT_LOGISTIC
     """The β-VAE metric's and explicitness' logistic regression (``fit_logistic``)."""
 
 

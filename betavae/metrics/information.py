@@ -12,6 +12,7 @@ import numpy as np
 import scipy.linalg
 
 from betavae.metrics._checks import (
+    DEFAULT_LOGISTIC,
     Logistic,
     check_codes,
     check_pair,
@@ -149,7 +150,7 @@ def modularity_explicitness(
     *,
     num_bins: int = 20,
     classifier_points: int | None = None,
-    logistic: Logistic = "lbfgs",
+    logistic: Logistic = DEFAULT_LOGISTIC,
 ) -> dict[str, float]:
     """Modularity and explicitness (Ridgeway & Mozer 2018), disentanglement_lib's protocol.
 

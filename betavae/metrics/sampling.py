@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from betavae.data import GroundTruthDataset
-from betavae.metrics._checks import Logistic, fit_logistic
+from betavae.metrics._checks import DEFAULT_LOGISTIC, Logistic, fit_logistic
 
 Encode = Callable[[np.ndarray | torch.Tensor], np.ndarray]
 
@@ -89,7 +89,7 @@ def beta_vae_score(
     batch_size: int = 64,
     num_train: int = 10_000,
     num_eval: int = 5_000,
-    logistic: Logistic = "lbfgs",
+    logistic: Logistic = DEFAULT_LOGISTIC,
 ) -> dict[str, float]:
     """The β-VAE metric (Higgins et al. 2017, section 3).
 
