@@ -59,6 +59,11 @@ def search_space(settings: SweepSettings):
     )
 
 
+def initial_points(settings: SweepSettings, space) -> list[dict[str, Any]]:
+    """The preset's starting points that lie in ``space`` (a narrowed range drops the rest)."""
+    return [dict(p) for p in settings.initial_points if space.contains(p)]
+
+
 def build_searcher(settings: SweepSettings):
     import optuna
     from optuna.storages import JournalStorage
@@ -70,8 +75,7 @@ def build_searcher(settings: SweepSettings):
     path.parent.mkdir(parents=True, exist_ok=True)
     pareto = settings.objective == "pareto"
     space = search_space(settings)
-    # A preset's starting points outside a narrowed --beta-range / --latent-dims are dropped.
-    initial = [dict(p) for p in settings.initial_points if space.contains(p)]
+    initial = initial_points(settings, space)
     return ConstrainedOptunaSearch(
         space=space,
         metric=[settings.metric_key, "recon_nll"] if pareto else settings.metric_key,
@@ -156,7 +160,7 @@ def sweep_record(settings: SweepSettings) -> dict[str, Any]:
 
 def dry_run(settings: SweepSettings) -> dict[str, Any]:
     """What ``--dry-run`` prints: the sweep as it would start, its space and its size."""
-    from sweeps.settings import PRESETS, budget_basis
+    from sweeps.settings import BUDGET_BASIS, PRESETS
 
     space = search_space(settings)
     record = sweep_record(settings)
@@ -165,14 +169,14 @@ def dry_run(settings: SweepSettings) -> dict[str, Any]:
     return {
         "sweep": record,
         "search_space": space.describe(),
-        "initial_points": [dict(p) for p in settings.initial_points if space.contains(p)],
+        "initial_points": initial_points(settings, space),
         "trials": settings.num_samples,
         "settings_sampled": -(-settings.num_samples // settings.replicates),
         "seeds_per_setting": settings.replicates,
         "training_images": settings.num_samples * settings.steps * settings.batch_size,
         "recon_budget": {
             "nats": settings.recon_budget,
-            "basis": "given by --recon-budget" if budget_given else budget_basis(settings.preset),
+            "basis": "given by --recon-budget" if budget_given else BUDGET_BASIS[settings.preset],
         },
     }
 

@@ -192,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_range(int),
         default=S,
         metavar="LOW,HIGH",
-        help="latent sizes the search may pick (cpu preset: 4,10)",
+        help="latent sizes the search may pick (cpu preset: 5,10)",
     )
     p.add_argument(
         "--learning-rate", dest="lr", type=_number, default=S, help="Adam's (default: 5e-4)"
@@ -420,34 +420,19 @@ def validate(s: SweepSettings) -> None:
         ",".join(map(str, s.latent_dim_range)),
         "integers LOW,HIGH with 1 <= LOW <= HIGH <= 1024",
     )
-    lo, hi = s.beta_range
-    need(
-        math.isfinite(lo) and math.isfinite(hi) and 0 < lo <= hi <= 1e4,
-        "--beta-range",
-        ",".join(map(str, s.beta_range)),
-        "numbers LOW,HIGH with 0 < LOW <= HIGH <= 10000",
-    )
-    lo, hi = s.capacity_max_range
-    need(
-        math.isfinite(lo) and math.isfinite(hi) and 0 <= lo <= hi <= 1000,
-        "--capacity-max-range",
-        ",".join(map(str, s.capacity_max_range)),
-        "numbers LOW,HIGH of nats with 0 <= LOW <= HIGH <= 1000",
-    )
-    lo, hi = s.anneal_fraction_range
-    need(
-        math.isfinite(lo) and math.isfinite(hi) and 0 < lo <= hi <= 1,
-        "--anneal-fraction-range",
-        ",".join(map(str, s.anneal_fraction_range)),
-        "numbers LOW,HIGH with 0 < LOW <= HIGH <= 1",
-    )
-    lo, hi = s.gamma_range
-    need(
-        math.isfinite(lo) and math.isfinite(hi) and 0 < lo <= hi <= 1e5,
-        "--gamma-range",
-        ",".join(map(str, s.gamma_range)),
-        "numbers LOW,HIGH with 0 < LOW <= HIGH <= 100000",
-    )
+    float_ranges = (
+        ("--beta-range", s.beta_range, lambda lo, hi: 0 < lo <= hi <= 1e4,
+         "numbers LOW,HIGH with 0 < LOW <= HIGH <= 10000"),
+        ("--capacity-max-range", s.capacity_max_range, lambda lo, hi: 0 <= lo <= hi <= 1000,
+         "numbers LOW,HIGH of nats with 0 <= LOW <= HIGH <= 1000"),
+        ("--anneal-fraction-range", s.anneal_fraction_range, lambda lo, hi: 0 < lo <= hi <= 1,
+         "numbers LOW,HIGH with 0 < LOW <= HIGH <= 1"),
+        ("--gamma-range", s.gamma_range, lambda lo, hi: 0 < lo <= hi <= 1e5,
+         "numbers LOW,HIGH with 0 < LOW <= HIGH <= 100000"),
+    )  # fmt: skip
+    for name, (lo, hi), within, allowed in float_ranges:
+        ok = math.isfinite(lo) and math.isfinite(hi) and within(lo, hi)
+        need(ok, name, f"{lo},{hi}", allowed)
     need(
         math.isfinite(s.lr) and 0 < s.lr <= 1,
         "--learning-rate",

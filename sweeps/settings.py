@@ -162,6 +162,7 @@ def _jsonable(value: Any) -> Any:
 
 #: The paper preset's budget, nats per image (see BUDGET_BASIS).
 PAPER_BUDGET = 40.0
+#: Where each preset's reconstruction budget comes from (``--dry-run`` says it).
 BUDGET_BASIS = {
     "smoke": "none to speak of: the smoke preset checks the moving parts, not the science",
     "cpu": "measured: the cpu preset's own sweep (README, 'What the cpu preset shows')",
@@ -256,11 +257,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         ),
     ),
 }
-
-
-def budget_basis(preset: str) -> str:
-    """Where a preset's reconstruction budget comes from (``--dry-run`` says it)."""
-    return BUDGET_BASIS[preset]
 
 
 def exit_on_usage_error(error: UsageError) -> NoReturn:

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 
 from analysis.reproduce.training import history
+from betavae.metrics.latents import SWITCH_ON_NATS
 
-SWITCH_ON_NATS = 0.5
 #: Burgess et al.'s order: a lower stage switches on first.
 STAGE = {"posX": 0, "posY": 0, "scale": 1, "shape": 2, "orientation": 2}
 STAGE_NAMES = ("position", "scale", "shape/orientation")
