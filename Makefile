@@ -1,13 +1,14 @@
 # The two commands a new user needs; both create .venv and install the pinned environment.
 #   make run    the main job: the local sweep (cpu preset) ending in the frontier table
 #   make test   lint and the whole test suite
+#   make check  lint and the quick tests (the developer's loop)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PY_DIRS := betavae sweeps analysis tests bench
 
-.PHONY: run train test lint bench browser clean
+.PHONY: run train test check lint bench browser clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +29,10 @@ lint: $(STAMP)
 
 test: lint browser
 	$(BIN)/python -m pytest --durations=15
+
+# The developer's loop: lint and every test not marked slow (~2.5 minutes on 2 cores).
+check: lint
+	$(BIN)/python -m pytest -q -m "not slow"
 
 # The report test opens report.html in Debian's chromium: installed here when this user may
 # (root or passwordless sudo); otherwise that one test is skipped and says why.
