@@ -33,6 +33,7 @@ from analysis.frontier import (
 )
 from analysis.runs import Sweep, SweepNotFound, load_mlflow, load_tune, write_parquet
 from analysis.schema import FRONTIER_FILE, TRIALS_FILE
+from betavae.command import program_name
 
 __all__ = ["SCHEMA", "EmptySweep", "build_document", "main", "write_report"]
 
@@ -236,7 +237,7 @@ def write_report(
 
 
 # -- command line ----------------------------------------------------------------------------
-PROG = "python -m analysis.report"
+PROG = program_name("python -m analysis.report")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -21,8 +21,21 @@ TRIAL_ID_TAG = "betavae.trial_id"
 SETTING_TAG = "betavae.setting"  # shared by the seed replicates of one setting
 SCORING_TAG = "betavae.scoring"  # parent run: how the scores were measured (JSON)
 ERROR_TAG = "error"
+MODEL_ID_TAG = "betavae.model_id"  # child run: its trained model, logged as an MLflow model
 NODE_TAG = "ray.node_id"  # the Ray node the trial finished on
 PARENT_TAG = "mlflow.parentRunId"
+OPTUNA_TRIAL_TAG = "optuna.trial_number"  # child run → its trial in the sweep's Optuna study
+OPTUNA_STUDY_TAG = "optuna.study_name"  # parent run → the study (in STUDY_FILE)
+
+# -- the Optuna study (``STUDY_FILE``) ---------------------------------------------------------
+OPTUNA_TRIAL_KEY = "optuna_trial"  # a trial's config: its Optuna trial number
+REPLICATE_ATTR = "replicate"  # trial user_attr: 0 for a sampled setting, k for its k-th reseed
+TUNE_TRIAL_ATTR = "tune_trial_id"  # trial user_attr
+MLFLOW_RUN_ATTR = "mlflow_run_id"  # trial user_attr: the child run
+RECON_ATTR = "recon_nll"  # trial user_attr: the final reconstruction NLL
+PARENT_RUN_ATTR = "mlflow_parent_run_id"  # study user_attr: the sweep's parent run
+SETTINGS_ATTR = "sweep_settings"  # study user_attr: the settings the sweep started with
+SWEEP_DIR_ATTR = "sweep_dir"  # study user_attr: the sweep's storage folder
 
 # -- what a trial trained ---------------------------------------------------------------------
 #: The searched values that make a setting (the seed is not one of them).

@@ -18,12 +18,13 @@ from typing import Any, NoReturn
 import torch
 
 from betavae.checkpoint import CheckpointError, load_checkpoint, read_config, save_checkpoint
+from betavae.command import program_name
 from betavae.config import ConfigError, TrainConfig
 from betavae.data import DATASET_SPECS, DatasetFileError, load_dataset
 from betavae.training import Trainer
 from betavae.versions import library_versions
 
-PROG = "python -m betavae.train"
+PROG = program_name("python -m betavae.train")
 _DEFAULTS = TrainConfig()
 #: Fields a --resume may change: how long and where to train, not what is trained.
 _RESUMABLE_CHANGES = {"steps", "device", "precision", "compile", "channels_last"}

@@ -19,9 +19,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from analysis.schema import SCORING_TAG, SETTINGS_FILE, SUMMARY_FILE, setting_id
+from analysis.schema import (
+    OPTUNA_STUDY_TAG,
+    PARENT_RUN_ATTR,
+    SCORING_TAG,
+    SETTINGS_ATTR,
+    SETTINGS_FILE,
+    SUMMARY_FILE,
+    SWEEP_DIR_ATTR,
+    setting_id,
+)
 from sweeps.command_line import parse_settings
 from sweeps.preflight import (
+    bind_to_loopback,
     check_local_resources,
     check_shared_storage,
     check_tracking_server,
@@ -64,7 +74,7 @@ def initial_points(settings: SweepSettings, space) -> list[dict[str, Any]]:
     return [dict(p) for p in settings.initial_points if space.contains(p)]
 
 
-def build_searcher(settings: SweepSettings):
+def build_searcher(settings: SweepSettings, parent_run_id: str | None = None):
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
@@ -88,9 +98,13 @@ def build_searcher(settings: SweepSettings):
         storage=JournalStorage(JournalFileBackend(str(path))),
         points_to_evaluate=initial or None,
         recon_budget=settings.recon_budget,
-        constrained=not pareto,
         replicates=settings.replicates,
         max_trials=settings.num_samples,
+        study_attrs={
+            SETTINGS_ATTR: settings.to_dict(),
+            PARENT_RUN_ATTR: parent_run_id,
+            SWEEP_DIR_ATTR: settings.experiment_path,
+        },
     )
 
 
@@ -113,14 +127,9 @@ def trial_constants(settings: SweepSettings) -> dict[str, Any]:
 
 
 def trial_name(trial: Any) -> str:
-    c = trial.config
-    if c.get("objective") == "capacity":
-        what = f"C{c['capacity_max']:.3g}-g{c['gamma']:.3g}"
-    elif c.get("objective") == "beta":
-        what = f"b{c['beta']:.3g}"
-    else:
-        what = "trial"
-    return f"{what}-z{c.get('latent_dim')}-s{c.get('seed')}-{trial.trial_id}"
+    from sweeps.trial_config import TrialConfig
+
+    return TrialConfig.from_tune(trial.config).dirname(trial.trial_id)
 
 
 def scoring(settings: SweepSettings) -> dict[str, Any]:
@@ -130,17 +139,26 @@ def scoring(settings: SweepSettings) -> dict[str, Any]:
     return describe_mode(settings.metric_mode)
 
 
+def run_source_tags() -> dict[str, str]:
+    """MLflow's source tags of this sweep's runs: the command and the checkout's commit."""
+    from sweeps.tracking import git_commit, source_tags
+
+    return source_tags(git_commit(), PROG)
+
+
 def parent_tags(settings: SweepSettings) -> dict[str, str]:
     from sweeps.tracking import git_commit
 
     protocol = scoring(settings)
     return {
+        **run_source_tags(),
         "preset": settings.preset,
         "objective": settings.objective,
         "metric": settings.metric_key,
         "recon_budget": str(settings.recon_budget),
         "search": json.dumps(settings.search_settings(), sort_keys=True),
         "sampler": "optuna.TPESampler",
+        OPTUNA_STUDY_TAG: settings.name,
         "git_commit": git_commit(),
         "metric_mode": str(protocol["mode"]),
         "dci_predictor": str(protocol["predictor"]),
@@ -185,6 +203,8 @@ def run(settings: SweepSettings) -> dict[str, Any]:
     """Run (or resume) the sweep; returns the summary that ``main`` prints."""
     check_sweep_folder(settings)
     address = ray_address(settings)  # looked up once: it scans for running clusters
+    if address == "local":
+        bind_to_loopback()  # before Ray is imported: Ray reads the switch then
     check_local_resources(settings, address)
     check_tracking_server(settings)
     # Intermediate results carry curves; the searched metric exists only in the final one.
@@ -199,6 +219,8 @@ def run(settings: SweepSettings) -> dict[str, Any]:
     from mlflow.tracking import MlflowClient
     from ray import tune
 
+    from sweeps.progress import Progress
+    from sweeps.search import StudyLink
     from sweeps.tracking import MLflowTracking, experiment_id, parent_run
     from sweeps.trainable import train_trial
 
@@ -235,7 +257,7 @@ def run(settings: SweepSettings) -> dict[str, Any]:
                 trainable,
                 param_space=trial_constants(settings),
                 tune_config=tune.TuneConfig(
-                    search_alg=build_searcher(settings),
+                    search_alg=build_searcher(settings, parent),
                     num_samples=settings.num_samples,
                     max_concurrent_trials=settings.max_concurrent,
                     trial_name_creator=trial_name,
@@ -244,7 +266,16 @@ def run(settings: SweepSettings) -> dict[str, Any]:
                 run_config=tune.RunConfig(
                     name=settings.name,
                     storage_path=settings.storage_root,
-                    callbacks=[MLflowTracking(settings.tracking_uri, experiment, parent)],
+                    callbacks=[
+                        Progress(settings.metric_key, settings.num_samples),
+                        MLflowTracking(
+                            settings.tracking_uri,
+                            experiment,
+                            parent,
+                            study_link=StudyLink(str(study_path(settings)), settings.name),
+                            run_tags=run_source_tags(),
+                        ),
+                    ],
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
                     failure_config=tune.FailureConfig(max_failures=2),
                     verbose=1,
@@ -274,7 +305,12 @@ def run(settings: SweepSettings) -> dict[str, Any]:
         median = doc["best_feasible"]["metric"]["median"]
         client.log_metric(parent, f"best.{settings.metric_key}.median", median)
     client.set_terminated(parent, status="FINISHED")
-    return {"document": doc, "report": report, "parent_run_id": parent}
+    return {
+        "document": doc,
+        "report": report,
+        "parent_run_id": parent,
+        "experiment_id": experiment,
+    }
 
 
 def summarise(
@@ -357,11 +393,22 @@ def main(argv: list[str] | None = None) -> int:
     print(format_summary(outcome["document"]))
     if outcome["report"]:
         print(f"report: {outcome['report']}")
+    print(mlflow_ui_lines(settings.tracking_uri, outcome["experiment_id"]))
+    return 0
+
+
+def mlflow_ui_lines(tracking_uri: str, experiment: str) -> str:
+    """Where to browse the sweep: the experiment's runs table (and the command to serve it)."""
+    page = f"#/experiments/{experiment}"
+    if tracking_uri.startswith(("http://", "https://")):
+        return f"MLflow: {tracking_uri.rstrip('/')}/{page}"
     mlflow = Path(sys.executable).parent / "mlflow"
     if mlflow.is_relative_to(Path.cwd()):
         mlflow = mlflow.relative_to(Path.cwd())
-    print(f"MLflow UI: {mlflow} ui --backend-store-uri {settings.tracking_uri} --host 127.0.0.1")
-    return 0
+    return (
+        f"MLflow UI: {mlflow} ui --backend-store-uri {tracking_uri} --host 127.0.0.1 --port 5000\n"
+        f"  then open http://127.0.0.1:5000/{page}"
+    )
 
 
 if __name__ == "__main__":

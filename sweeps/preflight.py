@@ -7,6 +7,8 @@ a trial waits forever or fails late.
 from __future__ import annotations
 
 import os
+import subprocess
+from pathlib import Path
 from typing import Any
 
 from sweeps.settings import SweepSettings, UsageError
@@ -21,12 +23,25 @@ def ray_address(settings: SweepSettings) -> str | None:
     """
     if settings.address:
         return settings.address
-    try:
-        from ray._private.services import find_gcs_addresses
+    return None if local_ray_running() else "local"
 
-        return None if find_gcs_addresses() else "local"
-    except Exception:  # private API moved: keep Ray's own default
-        return None
+
+RAY_DAEMONS = ("raylet", "gcs_server")
+
+
+def local_ray_running() -> bool:
+    """Whether a Ray node runs on this machine: a live ``raylet`` or ``gcs_server`` process."""
+    proc = Path("/proc")
+    if proc.is_dir():
+        for comm in proc.glob("[0-9]*/comm"):
+            try:
+                if comm.read_text().strip() in RAY_DAEMONS:
+                    return True
+            except OSError:  # the process ended meanwhile
+                continue
+        return False
+    listing = subprocess.run(["ps", "-A", "-o", "comm="], capture_output=True, text=True)
+    return any(Path(line.strip()).name in RAY_DAEMONS for line in listing.stdout.splitlines())
 
 
 def start_ray(settings: SweepSettings, address: str | None) -> None:
@@ -60,19 +75,15 @@ SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
 def bind_to_loopback() -> None:
-    """Make the new local Ray listen on 127.0.0.1 only, unless the user set the switch.
+    """Make a new local Ray listen on 127.0.0.1 only, unless the user set the switch.
 
     On Linux Ray binds its GCS, raylet and workers to every interface and its agents to the
-    machine's address. In single-machine mode the node's address is 127.0.0.1 and every one of
-    them binds there. Ray reads the switch when it is imported (``ray_address`` has imported
-    it already), so the driver's copy is set too; Ray's processes read the environment.
+    machine's address. In single-machine mode every one of them binds to 127.0.0.1. Ray reads
+    the switch when it is first imported, so this must run before ``import ray``: the sweep's
+    command does (``run`` imports Ray after it). A program that imported Ray earlier gets Ray's
+    default binding.
     """
-    from ray._common.utils import env_bool
-    from ray._private import ray_constants
-
     os.environ.setdefault(SINGLE_MACHINE_ENV, "0")
-    if hasattr(ray_constants, "ENABLE_RAY_CLUSTER"):
-        ray_constants.ENABLE_RAY_CLUSTER = env_bool(SINGLE_MACHINE_ENV, True)
 
 
 def check_shared_storage(settings: SweepSettings) -> None:

@@ -1,71 +1,159 @@
-"""Optuna search through Ray Tune with a real reconstruction constraint and seed replicates.
+"""Optuna search for Ray Tune through public APIs: ask/tell, a real constraint, seed replicates.
 
-Ray's ``OptunaSearch`` has no constraint hook. Optuna 5 reads constraints from the trial
-(``Trial.set_constraint``; feasible when every value is ≤ 0): TPE samples around feasible
-trials and ``study.best_trial(s)`` never returns an infeasible one. This subclass sets
-``recon_nll − budget`` on the Optuna trial just before Ray tells the study the result.
-It relies on ``OptunaSearch._ot_trials``/``_ot_study`` (private in Ray 2.60: the version is
-pinned and ``tests/test_sweep_search.py`` checks them).
+A ``ray.tune.search.Searcher`` that drives an Optuna study with ``study.ask()`` and
+``study.tell()``. Optuna 5 reads constraints from the trial (``Trial.set_constraint``;
+feasible when every value is ≤ 0): TPE samples around feasible trials, and
+``study.best_trial(s)`` never returns an infeasible one. Every finished trial gets the
+constraint ``recon_nll − budget``; the ``pareto`` objective records it too, so
+optuna-dashboard and ``study.best_trials`` see feasibility there as well.
+
+The study is the searcher's state: each Optuna trial holds its Tune trial id in its
+``user_attrs`` (and the MLflow run id, see ``sweeps.tracking``), so a restored searcher rebuilds
+its trial map from the study itself.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import pickle
+from collections.abc import Sequence
 from typing import Any
 
 import optuna
 from optuna.trial import TrialState
-from ray.tune.search.optuna import OptunaSearch
+from ray.tune.search import Searcher
 
-from sweeps.space import REPLICATE_ATTR
+from analysis.schema import (
+    MLFLOW_RUN_ATTR,
+    OPTUNA_TRIAL_KEY,
+    RECON_ATTR,
+    REPLICATE_ATTR,
+    TUNE_TRIAL_ATTR,
+)
 
 logger = logging.getLogger(__name__)
 CONSTRAINT = "recon_nll_over_budget"
 
 
-class ConstrainedOptunaSearch(OptunaSearch):
-    """``OptunaSearch`` + the ``recon_nll ≤ budget`` constraint + seed replicates.
+class ConstrainedOptunaSearch(Searcher):
+    """Optuna's sampler behind Tune's ``Searcher`` API, with the reconstruction constraint.
 
     Args:
+        space: called on each asked ``optuna.Trial``; suggests the searched values and returns
+            the constants that complete the trial's config (see ``sweeps.space.SearchSpace``).
+        metric, mode: the searched metric(s) and direction(s) (lists for the Pareto search).
+        sampler: the Optuna sampler.
+        study_name, storage: the study (created, or loaded when it exists); in memory when
+            ``storage`` is None.
+        points_to_evaluate: settings run first (each with its replicates), in this order.
         recon_budget: feasible when the final ``recon_nll`` is at most this (nats).
-        constrained: set the constraint on trials (the ``pareto`` objective reports the
-            budget but searches the whole front, so it passes False).
         replicates: each newly sampled setting also runs with ``replicates − 1`` more seeds.
         max_trials: the sweep's ``num_samples``; no replicate is queued beyond it (a queued
             trial that never runs would stay WAITING in the study).
-        Other arguments as ``OptunaSearch``.
+        study_attrs: set on the study (``study.user_attrs``): the sweep's settings, the MLflow
+            parent run.
     """
 
     def __init__(
         self,
-        *args: Any,
+        *,
+        space: Any,
+        metric: str | list[str],
+        mode: str | list[str],
+        sampler: optuna.samplers.BaseSampler | None = None,
+        study_name: str | None = None,
+        storage: optuna.storages.BaseStorage | None = None,
+        points_to_evaluate: Sequence[dict[str, Any]] | None = None,
         recon_budget: float,
-        constrained: bool = True,
         replicates: int = 1,
         max_trials: int | None = None,
-        **kwargs: Any,
+        study_attrs: dict[str, Any] | None = None,
     ) -> None:
+        super().__init__(metric=metric, mode=mode)
+        self._space = space
+        self._metrics = [metric] if isinstance(metric, str) else list(metric)
+        modes = [mode] if isinstance(mode, str) else list(mode)
+        self._directions = ["maximize" if m == "max" else "minimize" for m in modes]
         self._recon_budget = float(recon_budget)
-        self._constrained = constrained
         self._replicates = int(replicates)
         self._max_trials = max_trials
-        super().__init__(*args, **kwargs)
+        self._sampler = sampler
+        self._storage = storage if storage is not None else optuna.storages.InMemoryStorage()
+        self._study_name = study_name or "betavae-sweep"
+        self._study: optuna.Study | None = None
+        self._live: dict[str, optuna.Trial] = {}  # Tune trial id → the asked trial
+        self._done: set[str] = set()
+        study = self.study
+        if not study.trials:  # a new study: queue the starting points once
+            for point in points_to_evaluate or ():
+                study.enqueue_trial(dict(point))
+        for key, value in (study_attrs or {}).items():
+            study.set_user_attr(key, value)
+
+    # -- the study ---------------------------------------------------------------------------
+    @property
+    def study(self) -> optuna.Study:
+        if self._study is None:
+            self._study = optuna.create_study(
+                study_name=self._study_name,
+                storage=self._storage,
+                sampler=self._sampler,
+                directions=self._directions,
+                load_if_exists=True,
+            )
+        return self._study
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The study and the asked trials are rebuilt from the storage after unpickling.
+        return {**self.__dict__, "_study": None, "_live": {}}
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as out:
+            pickle.dump({"done": sorted(self._done)}, out)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            state = pickle.load(f)
+        self._done |= set(state.get("done", ()))
+
+    def _trial(self, trial_id: str) -> optuna.Trial | None:
+        """The Optuna trial of a Tune trial: asked by this process, else found in the study."""
+        if trial_id in self._live:
+            return self._live[trial_id]
+        for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if frozen.user_attrs.get(TUNE_TRIAL_ATTR) == trial_id:
+                storage_id = self._storage.get_trial_id_from_study_id_trial_number(
+                    self._storage.get_study_id_from_name(self._study_name), frozen.number
+                )
+                trial = optuna.Trial(self.study, storage_id)
+                self._live[trial_id] = trial
+                return trial
+        return None
+
+    # -- Tune's Searcher API -------------------------------------------------------------
+    def set_search_properties(
+        self, metric: str | None, mode: str | None, config: dict, **spec: Any
+    ) -> bool:
+        # The space is this searcher's own; Tune's param_space holds only constants, which
+        # Tune merges into every suggested config itself.
+        return True
 
     def suggest(self, trial_id: str) -> dict | None:
-        config = super().suggest(trial_id)
-        ot_trial = self._ot_trials[trial_id]
-        if config is not None and REPLICATE_ATTR not in ot_trial.user_attrs:
+        study = self.study
+        trial = study.ask()
+        constants = self._space(trial)
+        trial.set_user_attr(TUNE_TRIAL_ATTR, trial_id)
+        if REPLICATE_ATTR not in trial.user_attrs:
             # A freshly sampled setting: queue its other seeds right behind it.
-            ot_trial.set_user_attr(REPLICATE_ATTR, 0)
+            trial.set_user_attr(REPLICATE_ATTR, 0)
             room = math.inf
             if self._max_trials is not None:
-                room = self._max_trials - len(self._ot_study.get_trials(deepcopy=False))
+                room = self._max_trials - len(study.get_trials(deepcopy=False))
             for replicate in range(1, min(self._replicates, 1 + room)):
-                self._ot_study.enqueue_trial(
-                    ot_trial.params, user_attrs={REPLICATE_ATTR: replicate}
-                )
-        return config
+                study.enqueue_trial(trial.params, user_attrs={REPLICATE_ATTR: replicate})
+        self._live[trial_id] = trial
+        return {**trial.params, **constants, OPTUNA_TRIAL_KEY: trial.number}
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         # Intermediate results carry training curves, not the metric (it is computed once,
@@ -75,24 +163,60 @@ class ConstrainedOptunaSearch(OptunaSearch):
     def on_trial_complete(
         self, trial_id: str, result: dict | None = None, error: bool = False
     ) -> None:
-        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
-            return super().on_trial_complete(trial_id, result, error)
-        ot_trial = self._ot_trials[trial_id]
-        if result and result.get("error"):
-            # The trial ended itself on an error it reported (e.g. divergence): FAIL.
-            ot_trial.set_user_attr("error", str(result["error"])[:500])
-            self._tell(ot_trial, None, TrialState.FAIL)
-            self._completed_trials.add(trial_id)
+        if trial_id in self._done:
             return
-        recon = (result or {}).get("recon_nll")
-        if recon is not None and math.isfinite(recon):
-            ot_trial.set_user_attr("recon_nll", float(recon))
-            if self._constrained:
-                ot_trial.set_constraint(CONSTRAINT, float(recon) - self._recon_budget)
-        super().on_trial_complete(trial_id, result, error)
+        trial = self._trial(trial_id)
+        if trial is None:  # not this study's (or already told before a restore)
+            return
+        result = result or {}
+        reason = result.get("error") or ("the trial errored" if error else None)
+        values = [result.get(key) for key in self._metrics]
+        if reason is None and not all(_finite(v) for v in values):
+            reason = f"no finite {', '.join(self._metrics)} in the final result"
+        recon = result.get("recon_nll")
+        if _finite(recon):
+            trial.set_user_attr(RECON_ATTR, float(recon))
+            trial.set_constraint(CONSTRAINT, float(recon) - self._recon_budget)
+        if reason is not None:
+            trial.set_user_attr("error", str(reason)[:500])
+            self._tell(trial, None, TrialState.FAIL)
+        else:
+            self._tell(trial, [float(v) for v in values], TrialState.COMPLETE)
+        self._done.add(trial_id)
+        self._live.pop(trial_id, None)
 
-    def _tell(self, ot_trial: optuna.Trial, value: Any, state: TrialState) -> None:
+    def _tell(self, trial: optuna.Trial, values: list[float] | None, state: TrialState) -> None:
         try:
-            self._ot_study.tell(ot_trial, value, state=state)
-        except Exception as exc:  # already finished (e.g. after a restore)
-            logger.warning("could not tell Optuna trial %s: %s", ot_trial.number, exc)
+            self.study.tell(trial, values, state=state)
+        except Exception as exc:  # already finished (e.g. told before a crash)
+            logger.warning("could not tell Optuna trial %s: %s", trial.number, exc)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+class StudyLink:
+    """Writes a trial's MLflow run id into its Optuna trial (``user_attrs``), from the driver.
+
+    Picklable (it travels with the tracking callback in Tune's experiment state): the study is
+    opened on first use.
+    """
+
+    def __init__(self, journal: str, study_name: str) -> None:
+        self.journal = journal
+        self.study_name = study_name
+        self._storage: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_storage": None}
+
+    def __call__(self, trial_number: int, run_id: str) -> None:
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        if self._storage is None:
+            self._storage = JournalStorage(JournalFileBackend(self.journal))
+        study_id = self._storage.get_study_id_from_name(self.study_name)
+        trial_id = self._storage.get_trial_id_from_study_id_trial_number(study_id, trial_number)
+        self._storage.set_trial_user_attr(trial_id, MLFLOW_RUN_ATTR, run_id)

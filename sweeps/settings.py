@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
+from betavae.command import program_name
 from betavae.metrics import METRICS, PRIMARY_KEY
 
-PROG = "sweeps/beta_frontier.py"
+PROG = program_name("sweeps/beta_frontier.py")
 #: Metrics the search may maximise (``--metric``); each has one primary score.
 SEARCH_METRICS = ("beta_vae", "factor_vae", "mig", "dci")
 
@@ -165,8 +166,8 @@ PAPER_BUDGET = 40.0
 #: Where each preset's reconstruction budget comes from (``--dry-run`` says it).
 BUDGET_BASIS = {
     "smoke": "none to speak of: the smoke preset checks the moving parts, not the science",
-    "cpu": "measured: the cpu preset's own sweep (README, 'What the cpu preset shows')",
-    "paper": "an estimate, not yet measured at 300k steps: see README, 'Presets and flags'",
+    "cpu": "measured: the cpu preset's own sweep (docs/SWEEPS.md, 'What the cpu preset shows')",
+    "paper": "an estimate, not yet measured at 300k steps: see docs/SWEEPS.md, 'Presets and flags'",
 }
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -187,7 +188,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The embedded default: a real, small trade-off on 2 CPU cores. At 1,200 steps every
     # capacity setting measured learned (recon 126-237 nats, far below the 565-nat
     # ignore-the-input level), but γ = 1000 encodes positions only where γ = 100 adds scale
-    # (README, 'What is searched'): γ is searched on [20, 200]; C_max below 5 nats buys little.
+    # (docs/SWEEPS.md, 'What is searched'): γ is searched on [20, 200]; C_max < 5 nats buys little.
     "cpu": dict(
         num_samples=12,
         replicates=2,
@@ -201,7 +202,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         capacity_max_range=(5.0, 50.0),
         anneal_fraction_range=(0.25, 1.0),
         gamma_range=(20.0, 200.0),
-        # Measured (README, 'What the cpu preset shows'): β = 2 ends at ~102 nats, β = 8 at
+        # Measured (docs/SWEEPS.md, 'What the cpu preset shows'): β = 2 ends at ~102 nats, β = 8 at
         # 132-151; the budget sits between the two rungs.
         recon_budget=130.0,
         # Starting points: two rungs of the β ladder and one capacity setting, so both

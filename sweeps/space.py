@@ -20,23 +20,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from analysis.schema import anneal_steps, setting_id, setting_label
-from betavae.config import TrainConfig
+from analysis.schema import REPLICATE_ATTR, anneal_steps
 
-__all__ = [
-    "SearchSpace",
-    "describe",
-    "setting_id",
-    "train_config_values",
-    "trial_train_config",
-]
+__all__ = ["SearchSpace"]
 
 BETA_RANGE = (1.0, 32.0)
 CAPACITY_MAX_RANGE = (0.0, 100.0)
 ANNEAL_FRACTION_RANGE = (0.1, 1.0)
 GAMMA_RANGE = (10.0, 1000.0)
 FAMILIES = ("beta", "capacity")
-REPLICATE_ATTR = "replicate"
 
 
 @dataclass(frozen=True)
@@ -104,39 +96,4 @@ def _dimension(bounds: tuple, kind: str, family: str | None = None) -> dict[str,
 
 
 def _user_attrs(trial: Any) -> dict[str, Any]:
-    # Ray wraps the Optuna trial in a captor that forwards attribute reads.
-    inner = getattr(trial, "ot_trial", trial)
-    return dict(inner.user_attrs)
-
-
-def train_config_values(config: dict[str, Any]) -> dict[str, Any]:
-    """A trial's sampled config → the searched ``TrainConfig`` fields (anneal in steps)."""
-    values: dict[str, Any] = {
-        "objective": config["objective"],
-        "latent_dim": int(config["latent_dim"]),
-        "seed": int(config["seed"]),
-    }
-    if config["objective"] == "beta":
-        values["beta"] = float(config["beta"])
-    else:
-        values["capacity_max"] = float(config["capacity_max"])
-        values["gamma"] = float(config["gamma"])
-        values["capacity_anneal_steps"] = anneal_steps(config["anneal_fraction"], config["steps"])
-    return values
-
-
-def describe(config: dict[str, Any], *, seed: bool = True) -> str:
-    """A short label of a trial's setting: ``β=4, z=10, seed 0`` or ``C=25, γ=100, z=10, …``."""
-    return setting_label(config, seed=seed)
-
-
-def trial_train_config(config: dict[str, Any]) -> TrainConfig:
-    """The ``TrainConfig`` of a trial's config (search values + the sweep's fixed ones)."""
-    return TrainConfig(
-        **train_config_values(config),
-        steps=int(config["steps"]),
-        batch_size=int(config["batch_size"]),
-        model=config["model"],
-        dataset=config["dataset"],
-        lr=float(config.get("lr", TrainConfig.lr)),
-    )
+    return dict(trial.user_attrs)

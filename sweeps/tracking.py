@@ -17,20 +17,33 @@ Ending a trial (final metrics, artifacts, status) is retried for up to ``patienc
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
-from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.entities import (
+    Dataset,
+    DatasetInput,
+    InputTag,
+    Metric,
+    Param,
+    RunStatus,
+    RunTag,
+)
 from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 
 from analysis.schema import (
     ERROR_TAG,
+    MODEL_ID_TAG,
     NODE_TAG,
+    OPTUNA_TRIAL_KEY,
+    OPTUNA_TRIAL_TAG,
     PARENT_TAG,
     ROLE_TAG,
     SETTING_TAG,
@@ -38,31 +51,16 @@ from analysis.schema import (
     TRIAL_ID_TAG,
     setting_id,
 )
-from sweeps.space import trial_train_config
 from sweeps.trainable import ARTIFACTS, HISTORY, MODEL_DIR, RESULT
+from sweeps.trial_config import TrialConfig
 
 logger = logging.getLogger(__name__)
-#: The child runs' params: what was trained, flat (unused family values are "n/a").
-TRIAL_PARAMS = (
-    "objective",
-    "beta",
-    "gamma",
-    "capacity_max",
-    "capacity_anneal_steps",
-    "latent_dim",
-    "seed",
-    "steps",
-    "batch_size",
-    "lr",
-    "dataset",
-    "model",
-)
-_UNUSED = {"beta": ("gamma", "capacity_max", "capacity_anneal_steps"), "capacity": ("beta",)}
 #: Final-result keys logged as metrics besides every ``metric.*`` score.
 FINAL_KEYS = ("recon_nll", "kl", "active_latents", "feasible", "eval_seconds")
 _MAX_TAG = 5000
 
 
+@functools.cache
 def git_commit(path: Path | None = None) -> str:
     """The checkout's commit (``+dirty`` if modified), or ``unknown`` outside a git checkout."""
     where = path or Path(__file__).resolve().parent
@@ -87,13 +85,43 @@ def git_commit(path: Path | None = None) -> str:
     return commit + ("+dirty" if dirty.strip() else "")
 
 
+def source_tags(commit: str, command: str) -> dict[str, str]:
+    """MLflow's own source tags: the runs table's Source column and the commit it links."""
+    tags = {"mlflow.source.name": command, "mlflow.source.type": "LOCAL"}
+    if commit != "unknown":
+        tags["mlflow.source.git.commit"] = commit.removesuffix("+dirty")
+    return tags
+
+
+#: MLflow 3's UI opens an experiment of this kind on its runs table (not the GenAI overview).
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
+def local_artifact_root(tracking_uri: str) -> str | None:
+    """``sqlite:///DIR/mlflow.db`` → ``file:///DIR/mlartifacts``: a local store's artifacts live
+    beside its database (MLflow's own default is ``./mlruns`` of whatever directory the sweep
+    happened to start in). None for other stores: their server decides."""
+    prefix = "sqlite:///"
+    if not tracking_uri.startswith(prefix):
+        return None
+    database = Path(tracking_uri[len(prefix) :].split("?", 1)[0])
+    return (database.resolve().parent / "mlartifacts").as_uri()
+
+
 def experiment_id(client: MlflowClient, name: str) -> str:
+    """The sweep's experiment (created, or restored if deleted), marked as model development."""
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
-        return client.create_experiment(name)
-    if experiment.lifecycle_stage == "deleted":
-        client.restore_experiment(experiment.experiment_id)
-    return experiment.experiment_id
+        root = local_artifact_root(client.tracking_uri)
+        location = f"{root}/{quote(name, safe='')}" if root else None
+        experiment_id = client.create_experiment(name, artifact_location=location)
+    else:
+        experiment_id = experiment.experiment_id
+        if experiment.lifecycle_stage == "deleted":
+            client.restore_experiment(experiment_id)
+    for key, value in EXPERIMENT_KIND.items():
+        client.set_experiment_tag(experiment_id, key, value)
+    return experiment_id
 
 
 def _find_runs(client: MlflowClient, experiment: str, **tags: str) -> list:
@@ -126,14 +154,8 @@ def parent_run(
 
 
 def trial_params(config: dict[str, Any]) -> dict[str, str]:
-    train = trial_train_config(config).to_dict()
-    params = {k: str(train[k]) for k in TRIAL_PARAMS}
-    for unused in _UNUSED[train["objective"]]:
-        params[unused] = "n/a"
-    params["replicate"] = str(config.get("replicate", 0))
-    if "anneal_fraction" in config:
-        params["anneal_fraction"] = str(config["anneal_fraction"])
-    return params
+    """A trial's MLflow params (see ``TrialConfig.mlflow_params``)."""
+    return TrialConfig.from_tune(config).mlflow_params()
 
 
 class MLflowTracking(Callback):
@@ -147,12 +169,16 @@ class MLflowTracking(Callback):
         *,
         patience_s: float = 900.0,
         retry_every_s: float = 5.0,
+        study_link: Any = None,
+        run_tags: dict[str, str] | None = None,
     ) -> None:
         self.tracking_uri = tracking_uri
         self.experiment = experiment
         self.parent_run_id = parent_run_id
         self.patience_s = patience_s
         self.retry_every_s = retry_every_s
+        self.study_link = study_link  # (optuna trial number, run id) → the study's record
+        self.run_tags = dict(run_tags or {})  # set on every child run (its source, …)
         self._unreachable_since: float | None = None
         self.runs: dict[str, str] = {}
         self.last_step: dict[str, int] = {}
@@ -207,14 +233,23 @@ class MLflowTracking(Callback):
             self.last_step[trial_id] = max(logged, self.last_step.get(trial_id, -1))
         else:
             tags = {
+                **self.run_tags,
                 PARENT_TAG: self.parent_run_id,
                 TRIAL_ID_TAG: trial_id,
                 ROLE_TAG: "trial",
                 SETTING_TAG: setting_id(trial.config),
             }
+            number = trial.config.get(OPTUNA_TRIAL_KEY)
+            if number is not None:
+                tags[OPTUNA_TRIAL_TAG] = str(number)
             run = self.client.create_run(self.experiment, run_name=str(trial), tags=tags)
             run_id = run.info.run_id
             self._log_params(run_id, trial.config)
+            if number is not None and self.study_link is not None:
+                try:
+                    self.study_link(int(number), run_id)
+                except Exception as err:  # the link is a convenience; the runs are not
+                    logger.warning("Optuna trial %s not linked to run %s: %s", number, run_id, err)
         self._synced.add(trial_id)
         self.runs[trial_id] = run_id
         return run_id
@@ -360,11 +395,83 @@ class MLflowTracking(Callback):
             root = Path(directory)
             if (root / ARTIFACTS).is_dir():
                 self.client.log_artifacts(run_id, str(root / ARTIFACTS))
-            for name in ("model.safetensors", "config.json"):
-                if (root / MODEL_DIR / name).is_file():
-                    self.client.log_artifact(run_id, str(root / MODEL_DIR / name), "model")
-            if (root / RESULT).is_file():
-                self.client.log_artifact(run_id, str(root / RESULT))
+            if not (root / RESULT).is_file():
+                return
+            self.client.log_artifact(run_id, str(root / RESULT))
+            final = json.loads((root / RESULT).read_text())
+            if "dataset" in final:
+                self.client.log_inputs(run_id, datasets=[dataset_input(final["dataset"])])
+            tags = self.client.get_run(run_id).data.tags
+            weights = root / MODEL_DIR / "model.safetensors"
+            if MODEL_ID_TAG not in tags and weights.is_file() and "input_shape" in final:
+                config = json.loads((root / MODEL_DIR / "config.json").read_text())
+                model_id = log_trained_model(
+                    self.tracking_uri,
+                    run_id,
+                    root / MODEL_DIR,
+                    final["input_shape"],
+                    int(config["latent_dim"]),
+                )
+                self.client.set_tag(run_id, MODEL_ID_TAG, model_id)
+
+
+def dataset_input(dataset: dict[str, Any]) -> DatasetInput:
+    """A trial's training data as an MLflow dataset input: its spec, content digest, shape."""
+    return DatasetInput(
+        Dataset(
+            name=dataset["spec"],
+            digest=dataset["digest"],
+            source_type="code",
+            source=json.dumps({"generator": "betavae.data.load_dataset", "spec": dataset["spec"]}),
+            schema=json.dumps({"factors": dataset.get("factors", {})}),
+            profile=json.dumps({"num_images": dataset.get("images")}),
+        ),
+        tags=[InputTag("mlflow.data.context", "training")],
+    )
+
+
+def log_trained_model(
+    tracking_uri: str, run_id: str, model_dir: Path, input_shape: list[int], latent_dim: int
+) -> str:
+    """Log a trial's weights as an MLflow model of the run (``sweeps/mlflow_model.py``).
+
+    The model is defined in code; its artifacts are ``model.safetensors`` and ``config.json``,
+    and it carries the ``betavae`` package (``code_paths``), so loading it needs no install.
+    Its signature: float32 images ``[-1, *input_shape]`` → float32 codes ``[-1, latent_dim]``.
+    Returns the logged model's id.
+    """
+    from importlib.metadata import version
+
+    import mlflow
+    import numpy as np
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    import betavae
+
+    signature = ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *input_shape))]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, latent_dim))]),
+    )
+    requirements = [
+        f"{name}=={version(name)}" for name in ("torch", "numpy", "safetensors", "mlflow")
+    ]
+    mlflow.set_tracking_uri(tracking_uri)
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(Path(__file__).with_name("mlflow_model.py")),
+            artifacts={
+                "weights": str(model_dir / "model.safetensors"),
+                "config": str(model_dir / "config.json"),
+            },
+            code_paths=[str(Path(betavae.__file__).parent)],
+            model_config={"channels": int(input_shape[0])},
+            signature=signature,
+            input_example=np.zeros((1, *input_shape), np.float32),  # a blank image
+            pip_requirements=requirements,
+        )
+    return info.model_id
 
 
 def _last_line(text: str) -> str:

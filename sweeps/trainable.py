@@ -29,7 +29,7 @@ from betavae.metrics import evaluate
 from betavae.training import Trainer
 from betavae.versions import library_versions
 from sweeps import artifacts
-from sweeps.space import describe, trial_train_config
+from sweeps.trial_config import TrialConfig
 
 MODEL_DIR = "model"
 HISTORY = "history.jsonl"
@@ -90,10 +90,11 @@ def train_trial(config: dict[str, Any]) -> None:
     """The Tune function trainable."""
     # One line per checkpoint from Ray's storage module drowns the progress table.
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
-    torch.set_num_threads(max(1, int(config.get("cpus_per_trial", 1))))
-    train_config = trial_train_config(config)
+    trial = TrialConfig.from_tune(config)
+    torch.set_num_threads(max(1, int(trial.cpus_per_trial)))
+    train_config = trial.train_config()
     trainer, history = _restore(train_config)
-    report_every, checkpoint_every = int(config["report_every"]), int(config["checkpoint_every"])
+    report_every, checkpoint_every = trial.report_every, trial.checkpoint_every
     steps = train_config.steps
     while trainer.step < steps:
         until = min(steps, (trainer.step // report_every + 1) * report_every)
@@ -110,17 +111,17 @@ def train_trial(config: dict[str, Any]) -> None:
                 tune.report(row, checkpoint=tune.Checkpoint.from_directory(tmp))
         else:
             tune.report(row)
-    _final(trainer, history, config)
+    _final(trainer, history, trial)
 
 
-def _final(trainer: Trainer, history: list[dict[str, Any]], config: dict[str, Any]) -> None:
+def _final(trainer: Trainer, history: list[dict[str, Any]], trial: TrialConfig) -> None:
     start = time.perf_counter()
-    elbo = trainer.evaluate(num_images=int(config.get("eval_images", 10_000)), seed=0)
+    elbo = trainer.evaluate(num_images=trial.eval_images, seed=0)
     evaluation = evaluate(
         trainer.dataset,
         trainer.encode,
-        metrics=list(config["metrics"]),
-        mode=config["metric_mode"],
+        metrics=list(trial.metrics),
+        mode=trial.metric_mode,
         seed=0,
         kl_per_dim=elbo["kl_per_dim"],
     )
@@ -128,7 +129,7 @@ def _final(trainer: Trainer, history: list[dict[str, Any]], config: dict[str, An
         "step": trainer.step,
         "recon_nll": float(elbo["recon_nll"]),
         **evaluation.scores,
-        "feasible": float(elbo["recon_nll"] <= float(config["recon_budget"])),
+        "feasible": float(trial.feasible(float(elbo["recon_nll"]))),
         "final": 1.0,
         "node_id": ray.get_runtime_context().get_node_id(),
     }
@@ -141,10 +142,12 @@ def _final(trainer: Trainer, history: list[dict[str, Any]], config: dict[str, An
         artifacts.reconstructions(trainer, pictures / "reconstructions.png")
         if history:
             artifacts.kl_curves(
-                kl_history(history), pictures / "kl_per_latent.png", title=describe(config)
+                kl_history(history), pictures / "kl_per_latent.png", title=trial.label()
             )
         (pictures / TRIAL_CONFIG).write_text(
-            json.dumps({"trial": config, "train_config": trainer.config.to_dict()}, indent=2)
+            json.dumps(
+                {"trial": trial.as_dict(), "train_config": trainer.config.to_dict()}, indent=2
+            )
         )
         result["eval_seconds"] = time.perf_counter() - start
         (directory / RESULT).write_text(
@@ -155,6 +158,20 @@ def _final(trainer: Trainer, history: list[dict[str, Any]], config: dict[str, An
                     "metric_seconds": evaluation.seconds,
                     "metric_settings": evaluation.settings,
                     "versions": library_versions(),
+                    "input_shape": list(trainer.dataset.observation_shape),
+                    "dataset": {
+                        "spec": trial.dataset,
+                        "name": trainer.dataset.name,
+                        "digest": trainer.dataset.content_digest(),
+                        "images": len(trainer.dataset),
+                        "factors": dict(
+                            zip(
+                                trainer.dataset.factor_names,
+                                trainer.dataset.factor_sizes,
+                                strict=True,
+                            )
+                        ),
+                    },
                 },
                 indent=2,
             )

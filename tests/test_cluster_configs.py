@@ -103,7 +103,7 @@ def test_kuberay_job_has_token_auth_gpu_workers_and_no_exposed_service():
     (gpu,) = spec["workerGroupSpecs"]
     limits = gpu["template"]["spec"]["containers"][0]["resources"]["limits"]
     assert limits["nvidia.com/gpu"] == "1" and gpu["minReplicas"] == 0
-    assert "beta_frontier.py" in job["spec"]["entrypoint"]
+    assert job["spec"]["entrypoint"].split()[0] == "betavae-sweep"  # the installed command
     dockerfile = (CLUSTER / "Dockerfile").read_text()
     assert f"FROM rayproject/ray:{RAY_VERSION}-py311-gpu" in dockerfile
 

@@ -14,21 +14,19 @@ from sweeps.space import (
     CAPACITY_MAX_RANGE,
     GAMMA_RANGE,
     SearchSpace,
-    train_config_values,
-    trial_train_config,
 )
+from sweeps.trial_config import TrialConfig
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def searcher(replicates: int = 1, constrained: bool = True, budget: float = 100.0, **kw):
+def searcher(replicates: int = 1, pareto: bool = False, budget: float = 100.0, **kw):
     return ConstrainedOptunaSearch(
         space=SearchSpace(steps=1000, latent_dim_range=(4, 32), seed=7),
-        metric="metric.mig",
-        mode="max",
+        metric=["metric.mig", "recon_nll"] if pareto else "metric.mig",
+        mode=["max", "min"] if pareto else "max",
         sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=4),
         recon_budget=budget,
-        constrained=constrained,
         replicates=replicates,
         **kw,
     )
@@ -71,7 +69,7 @@ def test_no_replicate_is_queued_beyond_the_sweeps_trials():
     s = searcher(replicates=2, max_trials=5)
     configs = [s.suggest(f"t{i}") for i in range(5)]
     assert [c["replicate"] for c in configs] == [0, 1, 0, 1, 0]
-    states = [t.state for t in s._ot_study.trials]
+    states = [t.state for t in s.study.trials]
     assert states == [optuna.trial.TrialState.RUNNING] * 5
 
 
@@ -82,27 +80,32 @@ def test_constraint_marks_over_budget_trials_infeasible_and_never_best():
     s.on_trial_result("good", {"step": 10, "train/loss": 1.0})  # curves only: ignored
     s.on_trial_complete("good", {"metric.mig": 0.2, "recon_nll": 90.0})
     s.on_trial_complete("better_but_over", {"metric.mig": 0.9, "recon_nll": 150.0})
-    study = s._ot_study
+    study = s.study
     by_value = {t.value: t for t in study.trials}
     assert by_value[0.2].constraints == {CONSTRAINT: pytest.approx(-10.0)}
     assert by_value[0.9].constraints == {CONSTRAINT: pytest.approx(50.0)}
     assert study.best_trial.value == 0.2
 
 
-def test_pareto_objective_sets_no_constraint_but_records_recon():
-    s = searcher(constrained=False)
+def test_pareto_objective_records_the_budget_as_a_constraint():
+    s = searcher(pareto=True)
     s.suggest("a")
+    s.suggest("b")
     s.on_trial_complete("a", {"metric.mig": 0.5, "recon_nll": 500.0})
-    trial = s._ot_study.trials[0]
-    assert trial.constraints == {}
-    assert trial.user_attrs["recon_nll"] == 500.0
+    s.on_trial_complete("b", {"metric.mig": 0.1, "recon_nll": 90.0})
+    over, within = s.study.trials
+    assert over.values == [0.5, 500.0] and over.user_attrs["recon_nll"] == 500.0
+    assert over.constraints == {CONSTRAINT: pytest.approx(400.0)}
+    # optuna-dashboard and study.best_trials see feasibility: the better but infeasible
+    # trial is not on the feasible front
+    assert [t.number for t in s.study.best_trials] == [within.number]
 
 
 def test_reported_error_fails_the_optuna_trial():
     s = searcher()
     s.suggest("nan")
     s.on_trial_complete("nan", {"step": 30, "error": "diverged: loss is not finite"})
-    trial = s._ot_study.trials[0]
+    trial = s.study.trials[0]
     assert trial.state == optuna.trial.TrialState.FAIL
     assert "diverged" in trial.user_attrs["error"]
 
@@ -112,13 +115,14 @@ def test_sampled_configs_build_valid_train_configs():
     fixed = {"steps": 1000, "batch_size": 64, "model": "burgess", "dataset": "dsprites"}
     for i in range(20):
         config = {**fixed, **s.suggest(f"t{i}")}
-        train = trial_train_config(config)
+        trial = TrialConfig.from_tune(config)
+        train = trial.train_config()
         assert train.objective == config["objective"]
         if train.objective == "capacity":
             expected = round(config["anneal_fraction"] * 1000)
             assert train.capacity_anneal_steps == expected
             assert train.capacity_max == config["capacity_max"]
-        assert train_config_values(config)["seed"] == 7 + config["replicate"]
+        assert train.seed == trial.seed == 7 + config["replicate"]
 
 
 def test_study_persists_in_a_journal_file(tmp_path):
@@ -165,3 +169,45 @@ def test_curves_carry_the_capacity_only_for_the_capacity_objective():
     beta = curve_row(metrics, "beta")
     assert "train/capacity" not in beta and beta["train/kl_per_dim/01"] == 0.5
     assert curve_row(metrics, "capacity")["train/capacity"] == 5.0
+
+
+def test_a_restored_searcher_finds_its_trials_in_the_study(tmp_path):
+    """Tune pickles the searcher with its experiment; the unpickled one (a resumed driver)
+    tells the study about trials the first one asked, found by their Tune trial id."""
+    import pickle
+
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = JournalStorage(JournalFileBackend(str(tmp_path / "study.journal")))
+    first = searcher(replicates=2, storage=storage, study_name="sweep-r")
+    config = first.suggest("tune-a")
+    first.suggest("tune-b")
+    resumed = pickle.loads(pickle.dumps(first))
+    resumed.on_trial_complete("tune-a", {"metric.mig": 0.4, "recon_nll": 80.0})
+    resumed.on_trial_complete("tune-b", {"step": 5, "error": "diverged: loss is not finite"})
+    a, b = resumed.study.trials
+    assert (a.number, a.value, a.user_attrs["tune_trial_id"]) == (
+        config["optuna_trial"],
+        0.4,
+        "tune-a",
+    )
+    assert a.constraints[CONSTRAINT] == pytest.approx(-20.0)
+    assert b.state == optuna.trial.TrialState.FAIL and b.user_attrs["replicate"] == 1
+    assert resumed.suggest("tune-c")["replicate"] == 0  # sampling goes on after the restore
+
+
+def test_sweeps_use_no_private_ray_or_optuna_api():
+    """Private attributes pin the sweep to one minor version of Ray or Optuna."""
+    import re
+    from pathlib import Path
+
+    private = re.compile(r"ray\._private|ray\._common|_ot_trials|_ot_study|optuna\._|study\._")
+    root = Path(__file__).resolve().parents[1] / "sweeps"
+    hits = [
+        f"{path.name}:{n}: {line.strip()}"
+        for path in sorted(root.glob("*.py"))
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if private.search(line)
+    ]
+    assert hits == []

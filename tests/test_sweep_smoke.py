@@ -149,10 +149,32 @@ def test_mlflow_holds_one_parent_and_a_child_per_trial(swept):
             "reconstructions.png",
             "kl_per_latent.png",
             "trial_config.json",
-            "model",
+            "result.json",
         } <= names
-        model = {a.path for a in client.list_artifacts(run.info.run_id, "model")}
-        assert "model/model.safetensors" in model
+        # MLflow 3's runs table: the Dataset, Source and Models columns are filled
+        (dataset,) = run.inputs.dataset_inputs
+        assert dataset.dataset.name == "dsprites" and len(dataset.dataset.digest) == 16
+        assert run.data.tags["mlflow.source.name"] and run.data.tags["betavae.model_id"]
+    experiment = client.get_experiment(parent.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_each_trials_model_loads_back_with_mlflow_and_encodes_images(swept):
+    import mlflow
+    import numpy as np
+
+    from betavae.data import load_dataset
+
+    tmp, _ = swept
+    _, _, children = _runs(tmp)
+    run = children[0]
+    mlflow.set_tracking_uri(tracking_uri(tmp))
+    model = mlflow.pyfunc.load_model(f"models:/{run.data.tags['betavae.model_id']}")
+    dataset = load_dataset("dsprites")
+    classes = dataset.sample_factors(8, np.random.default_rng(0))
+    codes = model.predict(dataset.images(classes))
+    assert codes.shape == (8, int(run.data.params["latent_dim"]))
+    assert np.isfinite(codes).all() and codes.std(axis=0).max() > 0  # depends on the image
 
 
 def test_replicates_share_a_setting_and_differ_in_seed(swept):
@@ -217,6 +239,42 @@ def test_optuna_study_persisted_with_constraints(swept):
     feasible = [t for t in trials if t.constraints["recon_nll_over_budget"] <= 0]
     if feasible:
         assert study.best_trial.number == max(feasible, key=lambda t: t.value).number
+
+
+def test_the_driver_prints_a_line_as_each_trial_ends(swept):
+    _, done = swept
+    lines = [line for line in done.stdout.splitlines() if " done] " in line]
+    assert [line.split("]")[0] for line in lines] == [
+        f"[{k}/{NUM_SAMPLES} done" for k in range(1, NUM_SAMPLES + 1)
+    ]
+    assert all("· best feasible so far: " in line for line in lines)
+
+
+def test_the_three_stores_link_to_each_other_both_ways(swept):
+    """Optuna trial ↔ MLflow child run ↔ Tune trial, and study ↔ parent run, each followed
+    with its own store's client."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    tmp, _ = swept
+    folder = storage(tmp) / "smoke-test"
+    study = optuna.load_study(
+        study_name="smoke-test",
+        storage=JournalStorage(JournalFileBackend(str(folder / "optuna.journal"))),
+    )
+    _, (parent,), children = _runs(tmp)
+    assert study.user_attrs["mlflow_parent_run_id"] == parent.info.run_id
+    assert study.user_attrs["sweep_settings"]["num_samples"] == NUM_SAMPLES
+    assert parent.data.tags["optuna.study_name"] == study.study_name
+    by_run = {r.info.run_id: r for r in children}
+    tune_dirs = {p.name.rsplit("-", 1)[-1] for p in folder.iterdir() if p.is_dir()}
+    for trial in study.trials:
+        run = by_run[trial.user_attrs["mlflow_run_id"]]  # Optuna → MLflow
+        assert run.data.tags["optuna.trial_number"] == str(trial.number)  # MLflow → Optuna
+        tune_id = trial.user_attrs["tune_trial_id"]
+        assert run.data.tags["betavae.trial_id"] == tune_id
+        assert tune_id in tune_dirs  # Optuna/MLflow → Tune's trial folder
 
 
 def test_resume_of_a_finished_sweep_adds_nothing(swept):

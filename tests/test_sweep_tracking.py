@@ -204,3 +204,75 @@ def test_ending_a_trial_waits_for_the_server_then_gives_up_loudly(store):
     with pytest.raises(ConnectionError):
         callback.on_trial_complete(0, [], trial)
     assert outage.failed >= 3  # retried, not dropped at the first failure
+
+
+def test_a_local_stores_artifacts_live_beside_its_database(tmp_path, monkeypatch):
+    """Not in ./mlruns of whatever directory the sweep started in."""
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    database = tmp_path / "store" / "m.db"
+    database.parent.mkdir()
+    client = MlflowClient(f"sqlite:///{database}")
+    exp = experiment_id(client, "beside")
+    run = client.create_run(exp)
+    picture = tmp_path / "p.txt"
+    picture.write_text("x")
+    client.log_artifact(run.info.run_id, str(picture))
+    logged = list((database.parent / "mlartifacts").rglob("p.txt"))
+    assert len(logged) == 1 and not (elsewhere / "mlruns").exists()
+    # MLflow 3's UI opens it on the runs table, not the GenAI overview
+    experiment = client.get_experiment(exp)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert experiment_id(client, "beside") == exp  # found again, not recreated
+
+
+def test_child_runs_carry_mlflows_source_tags(store):
+    from sweeps.tracking import source_tags
+
+    client, exp, parent, uri = store
+    tags = source_tags("0123abcd+dirty", "betavae-sweep")
+    assert tags["mlflow.source.git.commit"] == "0123abcd"
+    assert "mlflow.source.git.commit" not in source_tags("unknown", "betavae-sweep")
+    cb = MLflowTracking(uri, exp, parent, run_tags=tags)
+    run = client.get_run(cb.run_id(FakeTrial("t1")))
+    assert run.data.tags["mlflow.source.name"] == "betavae-sweep"
+    assert run.data.tags["mlflow.source.git.commit"] == "0123abcd"
+
+
+def test_a_trained_model_is_an_mlflow_model_that_encodes_images(store, tmp_path):
+    """Logged from the trial's safetensors file (nothing pickled), loaded back with
+    mlflow.pyfunc, it gives the same codes as the model itself."""
+    import json
+
+    import mlflow
+    import numpy as np
+    import safetensors.torch
+    import torch
+
+    from betavae.config import TrainConfig
+    from betavae.models import build_model
+    from sweeps.tracking import log_trained_model
+
+    client, exp, _, uri = store
+    model = build_model("burgess", 6, 1).eval()
+    folder = tmp_path / "model"
+    folder.mkdir()
+    safetensors.torch.save_file(model.state_dict(), str(folder / "model.safetensors"))
+    config = TrainConfig(latent_dim=6, steps=10).to_dict()
+    (folder / "config.json").write_text(json.dumps(config))
+    run = client.create_run(exp).info.run_id
+    log_trained_model(uri, run, folder, [1, 64, 64], 6)
+
+    (logged,) = mlflow.search_logged_models(experiment_ids=[exp], output_format="list")
+    assert logged.source_run_id == run
+    loaded = mlflow.pyfunc.load_model(logged.model_uri)
+    assert loaded.metadata.get_input_schema().inputs[0].shape == (-1, 1, 64, 64)
+    images = np.random.default_rng(0).random((5, 1, 64, 64), dtype=np.float32)
+    codes = loaded.predict(images)
+    with torch.inference_mode():
+        expected = model.encode(torch.from_numpy(images))[0].numpy()
+    assert codes.shape == (5, 6)
+    np.testing.assert_allclose(codes, expected, rtol=1e-5, atol=1e-6)
+    artifacts = mlflow.artifacts.list_artifacts(f"{logged.artifact_location}/artifacts")
+    assert {a.path.rsplit("/", 1)[-1] for a in artifacts} == {"model.safetensors", "config.json"}
