@@ -64,6 +64,7 @@ SETTING_PARAMS = tuple(p for p in PARAMS if p not in ("seed", "replicate"))
 SETTINGS_FILE = "sweep.json"  # the settings a sweep started with
 SUMMARY_FILE = "summary.json"  # the frontier document when the sweep ended
 STUDY_FILE = "optuna.journal"
+SPOOL_FILE = "mlflow.spool.jsonl"  # MLflow records a driver has queued but not yet sent
 REPORT_DIR = "report"
 FRONTIER_FILE = "frontier.json"
 TRIALS_FILE = "trials.parquet"

@@ -25,6 +25,7 @@ from analysis.schema import (
     SCORING_TAG,
     SETTINGS_ATTR,
     SETTINGS_FILE,
+    SPOOL_FILE,
     SUMMARY_FILE,
     SWEEP_DIR_ATTR,
     setting_id,
@@ -141,13 +142,13 @@ def scoring(settings: SweepSettings) -> dict[str, Any]:
 
 def run_source_tags() -> dict[str, str]:
     """MLflow's source tags of this sweep's runs: the command and the checkout's commit."""
-    from sweeps.tracking import git_commit, source_tags
+    from sweeps.mlflow_runs import git_commit, source_tags
 
     return source_tags(git_commit(), PROG)
 
 
 def parent_tags(settings: SweepSettings) -> dict[str, str]:
-    from sweeps.tracking import git_commit
+    from sweeps.mlflow_runs import git_commit
 
     protocol = scoring(settings)
     return {
@@ -215,13 +216,18 @@ def run(settings: SweepSettings) -> dict[str, Any]:
     # "Could not recover from checkpoint as it does not exist on storage anymore"). A snapshot
     # every second plus the last KEEP_CHECKPOINTS checkpoints keeps the one it names on disk.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
+    # The driver prints its own one line per trial and the experiment's address at the end;
+    # MLflow's per-run links and artifact progress bars would drown Tune's table.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import ray
     from mlflow.tracking import MlflowClient
     from ray import tune
 
+    from sweeps.mlflow_runs import experiment_id, parent_run
     from sweeps.progress import Progress
     from sweeps.search import StudyLink
-    from sweeps.tracking import MLflowTracking, experiment_id, parent_run
+    from sweeps.tracking import MLflowTracking
     from sweeps.trainable import train_trial
 
     start_ray(settings, address)
@@ -274,6 +280,7 @@ def run(settings: SweepSettings) -> dict[str, Any]:
                             parent,
                             study_link=StudyLink(str(study_path(settings)), settings.name),
                             run_tags=run_source_tags(),
+                            spool_path=study_path(settings).with_name(SPOOL_FILE),
                         ),
                     ],
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
@@ -350,7 +357,7 @@ def summarise(
 def tune_sweep(settings: SweepSettings, grid: Any):
     """The sweep as Tune's results hold it (``analysis.runs.Sweep``), without MLflow."""
     from analysis.runs import Sweep, build_table
-    from sweeps.tracking import trial_params
+    from sweeps.mlflow_runs import trial_params
 
     records = []
     for result in grid:

@@ -22,6 +22,7 @@ import ray
 import torch
 from ray import tune
 
+from analysis.trial_files import ARTIFACTS, HISTORY, MODEL_DIR, RESULT, TRIAL_CONFIG, read_history
 from betavae.checkpoint import load_checkpoint, save_checkpoint
 from betavae.config import TrainConfig
 from betavae.data import load_dataset
@@ -30,12 +31,6 @@ from betavae.training import Trainer
 from betavae.versions import library_versions
 from sweeps import artifacts
 from sweeps.trial_config import TrialConfig
-
-MODEL_DIR = "model"
-HISTORY = "history.jsonl"
-ARTIFACTS = "artifacts"
-RESULT = "result.json"
-TRIAL_CONFIG = "trial_config.json"
 
 
 def curve_row(metrics: dict[str, Any], objective: str) -> dict[str, Any]:
@@ -76,8 +71,8 @@ def _restore(config: TrainConfig) -> tuple[Trainer, list[dict[str, Any]]]:
         return Trainer(config, dataset), []
     with checkpoint.as_directory() as directory:
         trainer = load_checkpoint(Path(directory) / MODEL_DIR, dataset, config=config)
-        lines = (Path(directory) / HISTORY).read_text().splitlines()
-    history = [row for row in map(json.loads, lines) if row["step"] <= trainer.step]
+        rows = read_history(Path(directory) / HISTORY)
+    history = [row for row in rows if row["step"] <= trainer.step]
     return trainer, history
 
 

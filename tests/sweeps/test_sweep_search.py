@@ -203,7 +203,7 @@ def test_sweeps_use_no_private_ray_or_optuna_api():
     from pathlib import Path
 
     private = re.compile(r"ray\._private|ray\._common|_ot_trials|_ot_study|optuna\._|study\._")
-    root = Path(__file__).resolve().parents[1] / "sweeps"
+    root = Path(__file__).resolve().parents[2] / "sweeps"
     hits = [
         f"{path.name}:{n}: {line.strip()}"
         for path in sorted(root.glob("*.py"))

@@ -248,6 +248,10 @@ def test_the_driver_prints_a_line_as_each_trial_ends(swept):
         f"[{k}/{NUM_SAMPLES} done" for k in range(1, NUM_SAMPLES + 1)
     ]
     assert all("· best feasible so far: " in line for line in lines)
+    # and nothing else per trial: no MLflow run links, progress bars or warnings
+    assert "View run" not in done.stdout
+    assert "Downloading artifacts" not in done.stdout + done.stderr
+    assert "color_warning" not in done.stderr
 
 
 def test_the_three_stores_link_to_each_other_both_ways(swept):

@@ -1,5 +1,5 @@
 """Sweep flags: presets, the environment and config files give the defaults; flags win.
-(Bad values: tests/test_bad_inputs.py.)"""
+(Bad values: tests/sweeps/test_bad_inputs.py.)"""
 
 from __future__ import annotations
 

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 import pytest
 from mlflow.tracking import MlflowClient
 
-from sweeps.tracking import MLflowTracking, _last_line, experiment_id, parent_run, trial_params
+from sweeps.mlflow_runs import experiment_id, last_line, parent_run, trial_params
+from sweeps.tracking import MLflowTracking
 
 CONFIG = {
     "objective": "beta",
@@ -61,13 +62,13 @@ def test_parent_run_is_found_again_not_duplicated(store):
 def test_a_new_callback_finds_the_trials_run_instead_of_creating_one(store):
     client, exp, parent, uri = store
     trial = FakeTrial("abc")
-    first = MLflowTracking(uri, exp, parent)
+    first = MLflowTracking(uri, exp, parent, background=False)
     first.on_trial_start(0, [], trial)
     first.on_trial_result(0, [], trial, {"step": 10, "train/loss": 5.0, "pid": 7})
     first.on_trial_result(0, [], trial, {"step": 20, "train/loss": 4.0})
     # A resumed driver whose saved state missed this trial: the tag lookup finds the run,
     # and steps already in MLflow are not logged twice.
-    second = MLflowTracking(uri, exp, parent)
+    second = MLflowTracking(uri, exp, parent, background=False)
     second.on_trial_start(0, [], trial)
     second.on_trial_result(0, [], trial, {"step": 20, "train/loss": 4.0})
     second.on_trial_result(0, [], trial, {"step": 30, "train/loss": 3.0})
@@ -79,17 +80,17 @@ def test_a_new_callback_finds_the_trials_run_instead_of_creating_one(store):
 
 def test_state_round_trip_keeps_the_map_and_the_last_step(store):
     _, exp, parent, uri = store
-    cb = MLflowTracking(uri, exp, parent)
+    cb = MLflowTracking(uri, exp, parent, background=False)
     cb.on_trial_start(0, [], FakeTrial("t1"))
     cb.on_trial_result(0, [], FakeTrial("t1"), {"step": 10, "train/loss": 1.0})
-    restored = MLflowTracking(uri, exp, parent)
+    restored = MLflowTracking(uri, exp, parent, background=False)
     restored.set_state(cb.get_state())
-    assert restored.runs == cb.runs and restored.last_step == {"t1": 10}
+    assert restored.writer.runs == cb.writer.runs and restored.writer.last_step == {"t1": 10}
 
 
 def test_final_result_and_completion(store):
     client, exp, parent, uri = store
-    cb = MLflowTracking(uri, exp, parent)
+    cb = MLflowTracking(uri, exp, parent, background=False)
     trial = FakeTrial("fin")
     cb.on_trial_start(0, [], trial)
     final = {
@@ -112,7 +113,7 @@ def test_final_result_and_completion(store):
 
 def test_errors_end_the_run_failed_with_the_reason(store):
     client, exp, parent, uri = store
-    cb = MLflowTracking(uri, exp, parent)
+    cb = MLflowTracking(uri, exp, parent, background=False)
     crashed = FakeTrial(
         "crash",
         error="Traceback (most recent call last):\n  File x\nRuntimeError: CUDA out of memory\n",
@@ -143,7 +144,7 @@ def test_capacity_params_mark_beta_unused():
 
 
 def test_last_line_of_a_traceback():
-    assert _last_line("Traceback:\n  File a\nValueError: bad\n") == "ValueError: bad"
+    assert last_line("Traceback:\n  File a\nValueError: bad\n") == "ValueError: bad"
 
 
 class Outage:
@@ -170,9 +171,9 @@ def test_an_outage_skips_points_then_the_checkpoint_history_backfills_them(store
     from ray import tune
 
     client, exp, parent, uri = store
-    callback = MLflowTracking(uri, exp, parent, patience_s=5, retry_every_s=0.01)
+    callback = MLflowTracking(uri, exp, parent, patience_s=5, retry_every_s=0.01, background=False)
     outage = Outage(MlflowClient(uri))
-    callback._client = outage
+    callback.writer._client = outage
     trial = FakeTrial("out")
     callback.on_trial_start(0, [], trial)
     callback.on_trial_result(0, [], trial, {"step": 10, "train/loss": 5.0})
@@ -196,9 +197,11 @@ def test_an_outage_skips_points_then_the_checkpoint_history_backfills_them(store
 
 def test_ending_a_trial_waits_for_the_server_then_gives_up_loudly(store):
     _, exp, parent, uri = store
-    callback = MLflowTracking(uri, exp, parent, patience_s=0.2, retry_every_s=0.05)
+    callback = MLflowTracking(
+        uri, exp, parent, patience_s=0.2, retry_every_s=0.05, background=False
+    )
     outage = Outage(MlflowClient(uri))
-    callback._client = outage
+    callback.writer._client = outage
     trial = FakeTrial("gone", last_result={"step": 10, "error": "diverged: nan"})
     outage.down = True
     with pytest.raises(ConnectionError):
@@ -228,14 +231,15 @@ def test_a_local_stores_artifacts_live_beside_its_database(tmp_path, monkeypatch
 
 
 def test_child_runs_carry_mlflows_source_tags(store):
-    from sweeps.tracking import source_tags
+    from sweeps.mlflow_runs import source_tags
 
     client, exp, parent, uri = store
     tags = source_tags("0123abcd+dirty", "betavae-sweep")
     assert tags["mlflow.source.git.commit"] == "0123abcd"
     assert "mlflow.source.git.commit" not in source_tags("unknown", "betavae-sweep")
-    cb = MLflowTracking(uri, exp, parent, run_tags=tags)
-    run = client.get_run(cb.run_id(FakeTrial("t1")))
+    cb = MLflowTracking(uri, exp, parent, run_tags=tags, background=False)
+    cb.on_trial_start(0, [], FakeTrial("t1"))
+    run = client.get_run(cb.writer.runs["t1"])
     assert run.data.tags["mlflow.source.name"] == "betavae-sweep"
     assert run.data.tags["mlflow.source.git.commit"] == "0123abcd"
 
@@ -252,7 +256,7 @@ def test_a_trained_model_is_an_mlflow_model_that_encodes_images(store, tmp_path)
 
     from betavae.config import TrainConfig
     from betavae.models import build_model
-    from sweeps.tracking import log_trained_model
+    from sweeps.mlflow_runs import log_trained_model
 
     client, exp, _, uri = store
     model = build_model("burgess", 6, 1).eval()
@@ -276,3 +280,14 @@ def test_a_trained_model_is_an_mlflow_model_that_encodes_images(store, tmp_path)
     np.testing.assert_allclose(codes, expected, rtol=1e-5, atol=1e-6)
     artifacts = mlflow.artifacts.list_artifacts(f"{logged.artifact_location}/artifacts")
     assert {a.path.rsplit("/", 1)[-1] for a in artifacts} == {"model.safetensors", "config.json"}
+
+
+def test_a_torn_history_line_is_skipped_not_fatal(tmp_path, caplog):
+    """A crash mid-write leaves half a line; the rows before and after it still count."""
+    from analysis.trial_files import read_history
+
+    path = tmp_path / "history.jsonl"
+    path.write_text('{"step": 10, "train/loss": 5.0}\n{"step": 20, "tr\n{"step": 30}\n')
+    assert [row["step"] for row in read_history(path)] == [10, 30]
+    assert "line 2 is not a JSON row" in caplog.text
+    assert read_history(tmp_path / "missing.jsonl") == []

@@ -1,0 +1,207 @@
+"""The MLflow side of a sweep, as plain functions: find or create the experiment and runs
+(idempotently, by tag), the runs' source tags, a trained model, a dataset input.
+
+Runs are found before they are created: the parent by ``betavae.sweep_dir`` (the sweep's
+storage folder), a child by ``betavae.trial_id`` under its parent, so a resumed sweep writes
+into the same runs and never duplicates one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import subprocess
+import warnings
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from mlflow.entities import Dataset, DatasetInput, InputTag, Param
+from mlflow.tracking import MlflowClient
+
+from analysis.schema import ROLE_TAG, SWEEP_DIR_TAG
+from analysis.trial_files import CONFIG_FILE, WEIGHTS_FILE
+from sweeps.trial_config import TrialConfig
+
+
+@functools.cache
+def git_commit(path: Path | None = None) -> str:
+    """The checkout's commit (``+dirty`` if modified), or ``unknown`` outside a git checkout."""
+    where = path or Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return commit + ("+dirty" if dirty.strip() else "")
+
+
+def source_tags(commit: str, command: str) -> dict[str, str]:
+    """MLflow's own source tags: the runs table's Source column and the commit it links."""
+    tags = {"mlflow.source.name": command, "mlflow.source.type": "LOCAL"}
+    if commit != "unknown":
+        tags["mlflow.source.git.commit"] = commit.removesuffix("+dirty")
+    return tags
+
+
+#: MLflow 3's UI opens an experiment of this kind on its runs table (not the GenAI overview).
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
+def local_artifact_root(tracking_uri: str) -> str | None:
+    """``sqlite:///DIR/mlflow.db`` → ``file:///DIR/mlartifacts``: a local store's artifacts live
+    beside its database (MLflow's own default is ``./mlruns`` of whatever directory the sweep
+    happened to start in). None for other stores: their server decides."""
+    prefix = "sqlite:///"
+    if not tracking_uri.startswith(prefix):
+        return None
+    database = Path(tracking_uri[len(prefix) :].split("?", 1)[0])
+    return (database.resolve().parent / "mlartifacts").as_uri()
+
+
+def experiment_id(client: MlflowClient, name: str) -> str:
+    """The sweep's experiment (created, or restored if deleted), marked as model development."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        root = local_artifact_root(client.tracking_uri)
+        location = f"{root}/{quote(name, safe='')}" if root else None
+        experiment_id = client.create_experiment(name, artifact_location=location)
+    else:
+        experiment_id = experiment.experiment_id
+        if experiment.lifecycle_stage == "deleted":
+            client.restore_experiment(experiment_id)
+    for key, value in EXPERIMENT_KIND.items():
+        client.set_experiment_tag(experiment_id, key, value)
+    return experiment_id
+
+
+def find_runs(client: MlflowClient, experiment: str, **tags: str) -> list:
+    clauses = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+    return client.search_runs(
+        [experiment], filter_string=clauses, max_results=10, order_by=["attributes.start_time ASC"]
+    )
+
+
+def parent_run(
+    client: MlflowClient,
+    experiment: str,
+    sweep_dir: str,
+    *,
+    run_name: str,
+    tags: dict[str, str],
+    params: dict[str, Any],
+) -> str:
+    """The sweep's parent run id: the existing one for ``sweep_dir``, else a new one."""
+    found = find_runs(client, experiment, **{SWEEP_DIR_TAG: sweep_dir, ROLE_TAG: "sweep"})
+    if found:
+        run_id = found[0].info.run_id
+        client.update_run(run_id, status="RUNNING")
+        return run_id
+    run = client.create_run(
+        experiment, run_name=run_name, tags={**tags, SWEEP_DIR_TAG: sweep_dir, ROLE_TAG: "sweep"}
+    )
+    client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+    return run.info.run_id
+
+
+def trial_params(config: dict[str, Any]) -> dict[str, str]:
+    """A trial's MLflow params (see ``TrialConfig.mlflow_params``)."""
+    return TrialConfig.from_tune(config).mlflow_params()
+
+
+def dataset_input(dataset: dict[str, Any]) -> DatasetInput:
+    """A trial's training data as an MLflow dataset input: its spec, content digest, shape."""
+    return DatasetInput(
+        Dataset(
+            name=dataset["spec"],
+            digest=dataset["digest"],
+            source_type="code",
+            source=json.dumps({"generator": "betavae.data.load_dataset", "spec": dataset["spec"]}),
+            schema=json.dumps({"factors": dataset.get("factors", {})}),
+            profile=json.dumps({"num_images": dataset.get("images")}),
+        ),
+        tags=[InputTag("mlflow.data.context", "training")],
+    )
+
+
+def log_trained_model(
+    tracking_uri: str, run_id: str, model_dir: Path, input_shape: list[int], latent_dim: int
+) -> str:
+    """Log a trial's weights as an MLflow model of the run (``sweeps/mlflow_model.py``).
+
+    The model is defined in code; its artifacts are ``model.safetensors`` and ``config.json``,
+    and it carries the ``betavae`` package (``code_paths``), so loading it needs no install.
+    Its signature: float32 images ``[-1, *input_shape]`` → float32 codes ``[-1, latent_dim]``.
+    Returns the logged model's id.
+    """
+    from importlib.metadata import version
+
+    import mlflow
+    import numpy as np
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    import betavae
+
+    signature = ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *input_shape))]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, latent_dim))]),
+    )
+    requirements = [
+        f"{name}=={version(name)}" for name in ("torch", "numpy", "safetensors", "mlflow")
+    ]
+    mlflow.set_tracking_uri(tracking_uri)
+    quiet = logging.getLogger("mlflow.pyfunc")
+    level = quiet.level
+    quiet.setLevel(logging.WARNING)  # "Validating input example …" for every trial
+    # MLflow's log_model puts its own "once" filter first, so warnings are recorded here and
+    # passed on, except its advice to type-hint predict: the signature below is the schema.
+    with (
+        warnings.catch_warnings(record=True) as caught,
+        contextlib.ExitStack() as restore,
+        mlflow.start_run(run_id=run_id),
+    ):
+        restore.callback(quiet.setLevel, level)
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(Path(__file__).with_name("mlflow_model.py")),
+            artifacts={
+                "weights": str(model_dir / WEIGHTS_FILE),
+                "config": str(model_dir / CONFIG_FILE),
+            },
+            code_paths=[str(Path(betavae.__file__).parent)],
+            model_config={"channels": int(input_shape[0])},
+            signature=signature,
+            input_example=np.zeros((1, *input_shape), np.float32),  # a blank image
+            pip_requirements=requirements,
+        )
+    for warning in caught:
+        if "type hint" not in str(warning.message):
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
+    return info.model_id
+
+
+def last_line(text: str) -> str:
+    """The exception line of a traceback (what a user wants in a tag)."""
+    lines = [line for line in str(text).strip().splitlines() if line.strip()]
+    for line in reversed(lines):
+        if not line.startswith(" "):
+            return line.strip()
+    return lines[-1].strip() if lines else "trial failed"

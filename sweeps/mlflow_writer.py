@@ -1,0 +1,432 @@
+"""Writes a sweep's trial records into MLflow, in order, on a thread of its own.
+
+The Tune callback (``sweeps.tracking``) turns each event into a JSON record and hands it to
+:class:`MLflowWriter`, which queues it in a :class:`~sweeps.spool.Spool` (bounded in memory,
+overflowing to a file) and returns at once: a slow, hung or absent tracking server never stalls
+Tune's loop, so the trials keep training. The writer's thread drains the records in order:
+
+- ``start``: find or create the trial's child run (by tag, so never twice) and mark it RUNNING;
+- ``result``: log a curve point (each step once) or the final scores; if MLflow fails, the
+  point is skipped with one warning per outage: the trial's curve is back-filled from its
+  checkpoint's ``history.jsonl`` when it ends;
+- ``complete`` / ``error``: back-fill, final scores, artifacts, the model, the dataset, the
+  status; retried for up to ``patience_s`` seconds, then given up loudly (``abandoned``) and
+  redone by the next driver: ``MLflowTracking`` reconciles every ended trial that MLflow has not
+  recorded as ended.
+
+``background=False`` handles each record in the caller's thread instead (tests, tools).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.tracking import MlflowClient
+
+from analysis.schema import (
+    ERROR_TAG,
+    MODEL_ID_TAG,
+    NODE_TAG,
+    OPTUNA_TRIAL_KEY,
+    OPTUNA_TRIAL_TAG,
+    PARENT_TAG,
+    ROLE_TAG,
+    SETTING_TAG,
+    TRIAL_ID_TAG,
+    setting_id,
+)
+from analysis.trial_files import (
+    ARTIFACTS,
+    CONFIG_FILE,
+    HISTORY,
+    MODEL_DIR,
+    RESULT,
+    WEIGHTS_FILE,
+    read_history,
+)
+from sweeps.mlflow_runs import (
+    dataset_input,
+    find_runs,
+    last_line,
+    log_trained_model,
+    trial_params,
+)
+from sweeps.spool import Spool
+
+logger = logging.getLogger(__name__)
+#: Final-result keys logged as metrics besides every ``metric.*`` score.
+FINAL_KEYS = ("recon_nll", "kl", "active_latents", "feasible", "eval_seconds")
+_MAX_TAG = 5000
+_ENDS = ("complete", "error")
+
+
+def default_spool_path(parent_run_id: str) -> Path:
+    """Where a driver's overflowing records go: a file of its own per parent run."""
+    key = hashlib.sha256(parent_run_id.encode()).hexdigest()[:16]
+    return Path.home() / ".betavae" / "spool" / f"{key}.jsonl"
+
+
+class MLflowWriter:
+    """The trial runs of one sweep: records in, MLflow calls out (see the module doc)."""
+
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment: str,
+        parent_run_id: str,
+        *,
+        patience_s: float = 900.0,
+        retry_every_s: float = 5.0,
+        study_link: Any = None,
+        run_tags: dict[str, str] | None = None,
+        spool_path: str | Path | None = None,
+        memory_limit: int = 1000,
+        background: bool = True,
+    ) -> None:
+        self.tracking_uri = tracking_uri
+        self.experiment = experiment
+        self.parent_run_id = parent_run_id
+        self.patience_s = patience_s
+        self.retry_every_s = retry_every_s
+        self.study_link = study_link  # (optuna trial number, run id) → the study's record
+        self.run_tags = dict(run_tags or {})  # set on every child run (its source, …)
+        self.spool_path = Path(spool_path or default_spool_path(parent_run_id))
+        self.memory_limit = memory_limit
+        self.background = background
+        self.runs: dict[str, str] = {}  # trial id → run id
+        self.last_step: dict[str, int] = {}
+        self.ended: set[str] = set()  # trials whose end MLflow has recorded
+        self.abandoned: dict[str, str] = {}  # trial id → why its end could not be recorded
+        self._checkpoints: dict[str, Any] = {}  # trial id → its last Tune checkpoint
+        self._client: MlflowClient | None = None
+        self._synced: set[str] = set()  # trials whose MLflow state this process has read
+        self._unreachable_since: float | None = None
+        self._lock = threading.Lock()
+        self._spool: Spool | None = None
+        self._thread: threading.Thread | None = None
+
+    def __getstate__(self) -> dict:
+        return {
+            **self.__dict__,
+            "_client": None,
+            "_synced": set(),
+            "_checkpoints": {},
+            "_lock": None,
+            "_spool": None,
+            "_thread": None,
+        }
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> MlflowClient:
+        if self._client is None:
+            self._client = MlflowClient(self.tracking_uri)
+        return self._client
+
+    # -- what Tune saves with its experiment ---------------------------------------------
+    def get_state(self) -> dict:
+        with self._lock:
+            return {
+                "runs": dict(self.runs),
+                "last_step": dict(self.last_step),
+                "ended": sorted(self.ended),
+                "parent_run_id": self.parent_run_id,
+            }
+
+    def set_state(self, state: dict) -> None:
+        with self._lock:
+            self.runs.update(state.get("runs", {}))
+            for trial_id, step in state.get("last_step", {}).items():
+                self.last_step[trial_id] = max(step, self.last_step.get(trial_id, -1))
+            self.ended |= set(state.get("ended", ()))
+
+    # -- the queue -------------------------------------------------------------------------
+    def submit(self, record: dict[str, Any], checkpoint: Any = None) -> None:
+        """Queue a record (see the module doc); ``checkpoint``: the trial's, for its end."""
+        if checkpoint is not None:
+            self._checkpoints[record["trial_id"]] = checkpoint
+        if not self.background:
+            self._handle(record, raise_on_give_up=True)
+            return
+        if self._thread is None:
+            self._start()
+        assert self._spool is not None
+        self._spool.put(record)
+
+    def _start(self) -> None:
+        if self.spool_path.exists():  # a previous driver's unsent records
+            logger.warning(
+                "dropping %s, the MLflow records a previous driver had not sent: curves are "
+                "back-filled from checkpoints and ended trials reconciled",
+                self.spool_path,
+            )
+            self.spool_path.unlink()
+        self._spool = Spool(self.spool_path, self.memory_limit)
+        self._thread = threading.Thread(target=self._drain, name="mlflow-writer", daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        assert self._spool is not None
+        while True:
+            record = self._spool.get()
+            try:
+                if record is not None:
+                    self._handle(record, raise_on_give_up=False)
+            except Exception:  # never let one record stop the writer
+                logger.exception("MLflow record %s could not be handled", record)
+            finally:
+                self._spool.done()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every queued record is handled; False if ``timeout`` came first."""
+        if self._spool is None:
+            return True
+        return self._spool.join(timeout)
+
+    def pending(self) -> int:
+        return len(self._spool) if self._spool is not None else 0
+
+    # -- records -------------------------------------------------------------------------
+    def _handle(self, record: dict[str, Any], *, raise_on_give_up: bool) -> None:
+        op = record["op"]
+        if op == "start":
+            self._best_effort(
+                "marking a run RUNNING",
+                lambda: self.client.update_run(self.run_id(record), status="RUNNING"),
+            )
+        elif op == "result":
+            self._best_effort("logging a result", lambda: self._log_result(record))
+        elif op in _ENDS:
+            if record["trial_id"] in self.ended:
+                return
+            action = self._complete if op == "complete" else self._fail_record
+            try:
+                self._patiently(f"ending the run of {record['name']}", lambda: action(record))
+            except Exception as err:
+                if raise_on_give_up:
+                    raise
+                self.abandoned[record["trial_id"]] = last_line(str(err))
+                logger.error(
+                    "MLflow did not record the end of %s within %.0f s (%s); the next "
+                    "--resume records it",
+                    record["name"],
+                    self.patience_s,
+                    last_line(str(err)),
+                )
+                return
+            with self._lock:
+                self.ended.add(record["trial_id"])
+                self.abandoned.pop(record["trial_id"], None)
+
+    def run_id(self, record: dict[str, Any]) -> str:
+        """The trial's child run: remembered, else found by tag, else created.
+
+        The first time this driver process meets a trial, the last step already in MLflow
+        counts too: the saved state can be older than what was logged before a crash.
+        """
+        trial_id, config = record["trial_id"], record["config"]
+        if trial_id in self._synced:
+            return self.runs[trial_id]
+        run_id = self.runs.get(trial_id)
+        if run_id is None:
+            found = find_runs(
+                self.client,
+                self.experiment,
+                **{TRIAL_ID_TAG: trial_id, PARENT_TAG: self.parent_run_id},
+            )
+            run_id = found[0].info.run_id if found else None
+            if found and not found[0].data.params:  # created just before an outage
+                self._log_params(run_id, config)
+        if run_id is not None:
+            history = self.client.get_metric_history(run_id, "train/loss")
+            logged = max((m.step for m in history), default=-1)
+            with self._lock:
+                self.last_step[trial_id] = max(logged, self.last_step.get(trial_id, -1))
+        else:
+            run_id = self._create_run(record)
+        self._synced.add(trial_id)
+        with self._lock:
+            self.runs[trial_id] = run_id
+        return run_id
+
+    def _create_run(self, record: dict[str, Any]) -> str:
+        config = record["config"]
+        tags = {
+            **self.run_tags,
+            PARENT_TAG: self.parent_run_id,
+            TRIAL_ID_TAG: record["trial_id"],
+            ROLE_TAG: "trial",
+            SETTING_TAG: setting_id(config),
+        }
+        number = config.get(OPTUNA_TRIAL_KEY)
+        if number is not None:
+            tags[OPTUNA_TRIAL_TAG] = str(number)
+        run = self.client.create_run(self.experiment, run_name=record["name"], tags=tags)
+        run_id = run.info.run_id
+        self._log_params(run_id, config)
+        if number is not None and self.study_link is not None:
+            try:
+                self.study_link(int(number), run_id)
+            except Exception as err:  # the link is a convenience; the runs are not
+                logger.warning("Optuna trial %s not linked to run %s: %s", number, run_id, err)
+        return run_id
+
+    def _log_params(self, run_id: str, config: dict[str, Any]) -> None:
+        params = trial_params(config)
+        self.client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
+
+    def _log_result(self, record: dict[str, Any]) -> None:
+        result, trial_id = record["result"], record["trial_id"]
+        run_id = self.run_id(record)
+        step = int(result.get("step", 0))
+        now = int(time.time() * 1000)
+        if result.get("final"):
+            keys = [k for k in result if k.startswith("metric.") or k in FINAL_KEYS]
+        elif step > self.last_step.get(trial_id, -1):
+            keys = [k for k in result if k.startswith("train/")]
+        else:
+            return
+        metrics = [
+            Metric(k, float(result[k]), now, step)
+            for k in keys
+            if isinstance(result[k], int | float)
+        ]
+        tags = [RunTag(NODE_TAG, str(result["node_id"]))] if result.get("node_id") else []
+        if metrics or tags:
+            self.client.log_batch(run_id, metrics=metrics, tags=tags)
+        if not result.get("final"):
+            with self._lock:
+                self.last_step[trial_id] = step
+
+    def _already_ended(self, run_id: str) -> bool:
+        """An end recorded by an earlier driver (the status is the last thing written)."""
+        return self.client.get_run(run_id).info.status in ("FINISHED", "FAILED")
+
+    def _complete(self, record: dict[str, Any]) -> None:
+        run_id = self.run_id(record)
+        if self._already_ended(run_id):
+            return
+        result = record.get("result") or {}
+        if result.get("error"):
+            self._fail(run_id, str(result["error"]))
+            return
+        checkpoint = self._checkpoints.get(record["trial_id"])
+        if checkpoint is not None:
+            self._backfill(run_id, checkpoint)
+        if result.get("final") and not any(
+            k.startswith("metric.") for k in self.client.get_run(run_id).data.metrics
+        ):
+            self._log_result(record)  # the final result met an outage
+        if checkpoint is not None:
+            try:
+                self._log_artifacts(run_id, checkpoint)
+            except Exception as err:  # the run keeps its metrics; say what is missing
+                logger.warning("artifacts of %s not logged: %s", record["name"], err)
+                self.client.set_tag(run_id, "artifacts_error", str(err)[:_MAX_TAG])
+        self.client.set_tag(run_id, "feasible", str(bool(result.get("feasible"))).lower())
+        self.client.set_terminated(run_id, status="FINISHED")
+
+    def _fail_record(self, record: dict[str, Any]) -> None:
+        run_id = self.run_id(record)
+        if not self._already_ended(run_id):
+            self._fail(run_id, record.get("reason") or "trial failed")
+
+    def _fail(self, run_id: str, reason: str) -> None:
+        self.client.log_batch(run_id, tags=[RunTag(ERROR_TAG, reason[:_MAX_TAG])])
+        self.client.set_terminated(run_id, status=RunStatus.to_string(RunStatus.FAILED))
+
+    def _backfill(self, run_id: str, checkpoint: Any) -> None:
+        """Log the curve points of the checkpoint's history that MLflow lacks (an outage)."""
+        with checkpoint.as_directory() as directory:
+            rows = read_history(Path(directory) / HISTORY)
+        logged = {m.step for m in self.client.get_metric_history(run_id, "train/loss")}
+        now = int(time.time() * 1000)
+        metrics = [
+            Metric(k, float(v), now, int(row["step"]))
+            for row in rows
+            if int(row["step"]) not in logged
+            for k, v in row.items()
+            if k.startswith("train/") and isinstance(v, int | float)
+        ]
+        for start in range(0, len(metrics), 1000):  # MLflow's limit per batch
+            self.client.log_batch(run_id, metrics=metrics[start : start + 1000])
+        if metrics:
+            logger.warning("back-filled %d curve values of run %s", len(metrics), run_id)
+
+    def _log_artifacts(self, run_id: str, checkpoint: Any) -> None:
+        import json
+
+        with checkpoint.as_directory() as directory:
+            root = Path(directory)
+            if (root / ARTIFACTS).is_dir():
+                self.client.log_artifacts(run_id, str(root / ARTIFACTS))
+            if not (root / RESULT).is_file():
+                return
+            self.client.log_artifact(run_id, str(root / RESULT))
+            final = json.loads((root / RESULT).read_text())
+            if "dataset" in final:
+                self.client.log_inputs(run_id, datasets=[dataset_input(final["dataset"])])
+            tags = self.client.get_run(run_id).data.tags
+            weights = root / MODEL_DIR / WEIGHTS_FILE
+            if MODEL_ID_TAG not in tags and weights.is_file() and "input_shape" in final:
+                config = json.loads((root / MODEL_DIR / CONFIG_FILE).read_text())
+                model_id = log_trained_model(
+                    self.tracking_uri,
+                    run_id,
+                    root / MODEL_DIR,
+                    final["input_shape"],
+                    int(config["latent_dim"]),
+                )
+                self.client.set_tag(run_id, MODEL_ID_TAG, model_id)
+
+    # -- a server that goes away -------------------------------------------------------
+    def _best_effort(self, what: str, action: Any) -> None:
+        """Run ``action``; if MLflow fails, warn (once per outage) and go on."""
+        try:
+            action()
+        except Exception as err:
+            if self._unreachable_since is None:
+                self._unreachable_since = time.monotonic()
+                logger.warning(
+                    "MLflow at %s failed (%s: %s); the sweep goes on, and each trial's curves "
+                    "are back-filled from its checkpoint when it ends",
+                    self.tracking_uri,
+                    what,
+                    last_line(str(err)),
+                )
+            return
+        if self._unreachable_since is not None:
+            logger.warning(
+                "MLflow at %s answers again after %.0f s",
+                self.tracking_uri,
+                time.monotonic() - self._unreachable_since,
+            )
+            self._unreachable_since = None
+
+    def _patiently(self, what: str, action: Any) -> None:
+        """Run ``action`` until it succeeds or ``patience_s`` has passed (then raise)."""
+        deadline = time.monotonic() + self.patience_s
+        while True:
+            try:
+                action()
+                return
+            except Exception as err:
+                if time.monotonic() >= deadline:
+                    raise
+                logger.warning(
+                    "MLflow at %s failed (%s: %s); retrying for up to %.0f s more",
+                    self.tracking_uri,
+                    what,
+                    last_line(str(err)),
+                    deadline - time.monotonic(),
+                )
+                time.sleep(self.retry_every_s)

@@ -1,0 +1,111 @@
+"""The MLflow writer's queue and its background thread: order kept, memory bounded, Tune's
+loop never waits on MLflow."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from sweeps.spool import Spool
+
+
+def test_records_come_out_in_order_and_overflow_to_the_file(tmp_path):
+    spool = Spool(tmp_path / "s.jsonl", memory_limit=3)
+    for i in range(10):
+        spool.put({"i": i})
+    assert (tmp_path / "s.jsonl").read_text().count("\n") == 7  # 3 in memory, 7 on disk
+    got = [spool.get(timeout=0)["i"] for _ in range(5)]
+    spool.put({"i": 10})  # while the file is not drained, new records queue behind it
+    got += [spool.get(timeout=0)["i"] for _ in range(6)]
+    assert got == list(range(11)) and len(spool) == 0
+    assert not (tmp_path / "s.jsonl").exists()  # caught up: the file is gone
+    assert spool.get(timeout=0) is None and spool.spilled == 8
+
+
+def test_join_waits_for_every_record_to_be_handled(tmp_path):
+    spool = Spool(tmp_path / "s.jsonl", memory_limit=2)
+    handled = []
+
+    def worker():
+        while len(handled) < 5:
+            record = spool.get(timeout=5)
+            time.sleep(0.01)
+            handled.append(record["i"])
+            spool.done()
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    for i in range(5):
+        spool.put({"i": i})
+    assert spool.join(timeout=10)
+    assert handled == [0, 1, 2, 3, 4]
+    thread.join()
+    assert Spool(tmp_path / "t.jsonl").join(timeout=0.01) is not False  # nothing put: done
+
+
+def test_a_hung_tracking_server_does_not_block_the_callback(tmp_path):
+    """Every MLflow call hangs; the callback's hooks still return at once, and once the
+    server answers the writer catches up in order."""
+    from dataclasses import dataclass, field
+
+    from mlflow.tracking import MlflowClient
+
+    from sweeps.mlflow_runs import experiment_id, parent_run
+    from sweeps.tracking import MLflowTracking
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    client = MlflowClient(uri)
+    exp = experiment_id(client, "hang")
+    parent = parent_run(client, exp, "/sweeps/hang", run_name="hang", tags={}, params={})
+    gate = threading.Event()
+
+    class Hung:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, name):
+            method = getattr(self.inner, name)
+
+            def call(*args, **kwargs):
+                gate.wait()  # a server that accepts and never answers, until it does
+                return method(*args, **kwargs)
+
+            return call
+
+    @dataclass
+    class Trial:
+        trial_id: str
+        config: dict = field(
+            default_factory=lambda: {
+                "objective": "beta",
+                "beta": 4.0,
+                "latent_dim": 6,
+                "seed": 0,
+                "steps": 40,
+            }
+        )
+        last_result: dict = field(default_factory=dict)
+        checkpoint: object = None
+        status: str = "TERMINATED"
+
+        def __str__(self):
+            return f"b4-{self.trial_id}"
+
+    callback = MLflowTracking(uri, exp, parent, spool_path=tmp_path / "spool.jsonl")
+    callback.writer._client = Hung(MlflowClient(uri))
+    trial = Trial("t1")
+    start = time.monotonic()
+    callback.on_trial_start(0, [trial], trial)
+    for step in range(10, 2010, 10):  # 200 curve points
+        callback.on_trial_result(0, [trial], trial, {"step": step, "train/loss": 1.0 / step})
+    trial.last_result = {"step": 2000, "final": 1.0, "recon_nll": 90.0, "metric.mig": 0.2}
+    callback.on_trial_result(0, [trial], trial, trial.last_result)
+    callback.on_trial_complete(0, [trial], trial)
+    assert time.monotonic() - start < 2.0  # Tune's loop went on
+    assert callback.writer.pending() > 150
+    gate.set()
+    callback.on_experiment_end([trial])  # waits for the writer
+    (run,) = [r for r in client.search_runs([exp]) if r.info.run_id != parent]
+    assert run.info.status == "FINISHED" and run.data.metrics["metric.mig"] == 0.2
+    history = client.get_metric_history(run.info.run_id, "train/loss")
+    assert sorted(m.step for m in history) == list(range(10, 2010, 10))
