@@ -405,8 +405,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def mlflow_ui_lines(tracking_uri: str, experiment: str) -> str:
-    """Where to browse the sweep: the experiment's runs table (and the command to serve it)."""
-    page = f"#/experiments/{experiment}"
+    """Where to browse the sweep: the experiment's runs table (and the command to serve it).
+
+    MLflow 3.17's UI picks its GenAI or model-training view from the URL's ``workflowType``
+    (else the browser's last choice, GenAI at first), not from the experiment's kind tag.
+    """
+    page = f"#/experiments/{experiment}?workflowType=machine_learning"
     if tracking_uri.startswith(("http://", "https://")):
         return f"MLflow: {tracking_uri.rstrip('/')}/{page}"
     mlflow = Path(sys.executable).parent / "mlflow"

@@ -250,6 +250,8 @@ def test_the_driver_prints_a_line_as_each_trial_ends(swept):
     assert all("· best feasible so far: " in line for line in lines)
     # and nothing else per trial: no MLflow run links, progress bars or warnings
     assert "View run" not in done.stdout
+    # the address printed at the end opens MLflow's runs table, not its GenAI overview
+    assert "/#/experiments/1?workflowType=machine_learning" in done.stdout
     assert "Downloading artifacts" not in done.stdout + done.stderr
     assert "color_warning" not in done.stderr
 
