@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
@@ -30,33 +29,13 @@ _KEPT = ("step", "final", "error", "node_id", *FINAL_KEYS)
 class MLflowTracking(Callback):
     """Tune callback: nested MLflow runs per trial, curves, final metrics, artifacts.
 
-    Arguments as ``MLflowWriter``'s.
+    The arguments (``patience_s``, ``spool_path``, ``background``, …) are ``MLflowWriter``'s.
     """
 
     def __init__(
-        self,
-        tracking_uri: str,
-        experiment: str,
-        parent_run_id: str,
-        *,
-        patience_s: float = 900.0,
-        retry_every_s: float = 5.0,
-        study_link: Any = None,
-        run_tags: dict[str, str] | None = None,
-        spool_path: str | Path | None = None,
-        background: bool = True,
+        self, tracking_uri: str, experiment: str, parent_run_id: str, **options: Any
     ) -> None:
-        self.writer = MLflowWriter(
-            tracking_uri,
-            experiment,
-            parent_run_id,
-            patience_s=patience_s,
-            retry_every_s=retry_every_s,
-            study_link=study_link,
-            run_tags=run_tags,
-            spool_path=spool_path,
-            background=background,
-        )
+        self.writer = MLflowWriter(tracking_uri, experiment, parent_run_id, **options)
 
     # -- state Tune saves with the experiment ------------------------------------------
     def get_state(self) -> dict:
