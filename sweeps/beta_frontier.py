@@ -401,6 +401,11 @@ def main(argv: list[str] | None = None) -> int:
     if outcome["report"]:
         print(f"report: {outcome['report']}")
     print(mlflow_ui_lines(settings.tracking_uri, outcome["experiment_id"]))
+    if not outcome["document"]["counts"]["finished"]:
+        # Everything is recorded (failed trials with their reasons), but a scheduler or a
+        # script must not mistake an empty frontier for a result.
+        print(f"{PROG}: no trial finished: see the failed trials above", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -29,7 +29,8 @@ def test_diverged_trials_fail_fast_and_the_sweep_goes_on(tmp_path):
         "1",
     )
     done = run_sweep(argv, tmp_path)
-    assert done.returncode == 0, done.stderr[-4000:]
+    assert done.returncode == 1, done.stderr[-4000:]  # no trial finished: a failed sweep
+    assert "no trial finished: see the failed trials above" in done.stderr
     assert "2 trials: 0 finished, 2 failed, 0 unfinished" in done.stdout
     assert "No trial finished with scores: the frontier is empty." in done.stdout
 

@@ -1,9 +1,9 @@
 """A real ``mlflow server`` on loopback, first hung (SIGSTOP: it accepts connections and
-answers nothing) for 30 s mid-sweep, then stopped for 30 s and started again: the trials keep
+answers nothing) for 20 s mid-sweep, then stopped for 20 s and started again: the trials keep
 training through both, the sweep finishes, no metric point is lost, and no run is created
 twice.
 
-MLflow's client would bridge a 30 s refusal by itself (7 retries, about 4 minutes of back-off);
+MLflow's client would bridge a 20 s refusal by itself (7 retries, about 4 minutes of back-off);
 the sweep runs with its retries off so that what is tested is the sweep's own recovery:
 skipped curve points back-filled from the checkpoint, trial ends retried until the server is
 back. A hung request does not fail within the hang (MLflow's HTTP timeout is 120 s), so the
@@ -25,8 +25,8 @@ from sweep_support import free_port, smoke_argv, storage, sweep_env
 
 pytestmark = pytest.mark.slow
 N = 2
-OUTAGE_S = 30
-HANG_S = 30
+OUTAGE_S = 20
+HANG_S = 20
 
 
 def start_server(tmp: Path, port: int) -> subprocess.Popen:
@@ -76,7 +76,7 @@ def stop(process: subprocess.Popen) -> None:
             process.wait()
 
 
-def test_sweep_survives_a_30_s_tracking_outage(tmp_path):
+def test_sweep_survives_a_hung_then_stopped_tracking_server(tmp_path):
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
     server = start_server(tmp_path, port)
