@@ -20,6 +20,7 @@ Tune's loop, so the trials keep training. The writer's thread drains the records
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import threading
 import time
@@ -363,8 +364,6 @@ class MLflowWriter:
             logger.warning("back-filled %d curve values of run %s", len(metrics), run_id)
 
     def _log_artifacts(self, run_id: str, checkpoint: Any) -> None:
-        import json
-
         with checkpoint.as_directory() as directory:
             root = Path(directory)
             if (root / ARTIFACTS).is_dir():

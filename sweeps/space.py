@@ -83,7 +83,7 @@ class SearchSpace:
             trial.suggest_float("anneal_fraction", *self.anneal_fraction_range)
             trial.suggest_float("gamma", *self.gamma_range, log=True)
         trial.suggest_int("latent_dim", *self.latent_dim_range)
-        replicate = int(_user_attrs(trial).get(REPLICATE_ATTR, 0))
+        replicate = int(trial.user_attrs.get(REPLICATE_ATTR, 0))
         return {"replicate": replicate, "seed": self.seed + replicate}
 
 
@@ -93,7 +93,3 @@ def _dimension(bounds: tuple, kind: str, family: str | None = None) -> dict[str,
     if low != high:
         out = {"low": low, "high": high, "kind": kind}
     return {**out, "family": family} if family else out
-
-
-def _user_attrs(trial: Any) -> dict[str, Any]:
-    return dict(trial.user_attrs)

@@ -13,24 +13,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from analysis.schema import OPTUNA_TRIAL_KEY, anneal_steps, setting_id, setting_label
+from analysis.schema import OPTUNA_TRIAL_KEY, PARAMS, anneal_steps, setting_id, setting_label
 from betavae.config import TrainConfig
 
-#: The child runs' params: what was trained, flat (unused family values are "n/a").
-MLFLOW_PARAMS = (
-    "objective",
-    "beta",
-    "gamma",
-    "capacity_max",
-    "capacity_anneal_steps",
-    "latent_dim",
-    "seed",
-    "steps",
-    "batch_size",
-    "lr",
-    "dataset",
-    "model",
-)
+#: The child runs' params read from the ``TrainConfig``: the record's ``PARAMS`` but the two
+#: a ``TrainConfig`` does not hold (``mlflow_params`` adds them from the trial).
+MLFLOW_PARAMS = tuple(p for p in PARAMS if p not in ("anneal_fraction", "replicate"))
 _UNUSED = {"beta": ("gamma", "capacity_max", "capacity_anneal_steps"), "capacity": ("beta",)}
 
 
