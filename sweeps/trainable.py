@@ -109,8 +109,13 @@ def train_trial(config: dict[str, Any]) -> None:
     _final(trainer, history, trial)
 
 
-def _final(trainer: Trainer, history: list[dict[str, Any]], trial: TrialConfig) -> None:
-    start = time.perf_counter()
+def score(trainer: Trainer, trial: TrialConfig) -> tuple[dict[str, Any], Any, Any]:
+    """A trained model's final numbers: the held-out ELBO terms, every metric, feasibility.
+
+    Returns ``(result, elbo, evaluation)``: the flat final result, ``Trainer.evaluate``'s
+    metrics and ``betavae.metrics.evaluate``'s ``Evaluation``. ``bench/landscape.py`` scores
+    its models with this too, so the recorded landscape is what a sweep would record.
+    """
     elbo = trainer.evaluate(num_images=trial.eval_images, seed=0)
     evaluation = evaluate(
         trainer.dataset,
@@ -125,9 +130,14 @@ def _final(trainer: Trainer, history: list[dict[str, Any]], trial: TrialConfig) 
         "recon_nll": float(elbo["recon_nll"]),
         **evaluation.scores,
         "feasible": float(trial.feasible(float(elbo["recon_nll"]))),
-        "final": 1.0,
-        "node_id": ray.get_runtime_context().get_node_id(),
     }
+    return result, elbo, evaluation
+
+
+def _final(trainer: Trainer, history: list[dict[str, Any]], trial: TrialConfig) -> None:
+    start = time.perf_counter()
+    result, elbo, evaluation = score(trainer, trial)
+    result.update(final=1.0, node_id=ray.get_runtime_context().get_node_id())
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         _write_state(trainer, history, directory)
