@@ -80,6 +80,11 @@ def load_checkpoint(
     trainer = Trainer(config, dataset or load_dataset(config.dataset), device)
     try:
         weights = safetensors.torch.load_file(str(directory / WEIGHTS))
+    except Exception as err:  # safetensors' SafetensorError (truncated, empty file), OSError
+        raise CheckpointError(
+            f"{directory / WEIGHTS}: unreadable weights ({type(err).__name__}: {err})"
+        ) from err
+    try:
         state = torch.load(directory / STATE, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise CheckpointError(
@@ -87,7 +92,9 @@ def load_checkpoint(
             f"plain values, which could run code ({err.__class__.__name__})"
         ) from err
     except (OSError, RuntimeError, ValueError, EOFError) as err:
-        raise CheckpointError(f"{directory}: unreadable checkpoint ({err})") from err
+        raise CheckpointError(
+            f"{directory / STATE}: unreadable training state ({type(err).__name__}: {err})"
+        ) from err
     try:
         trainer.model.load_state_dict(weights)
     except RuntimeError as err:

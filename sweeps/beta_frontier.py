@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.schema import (
+    INTERRUPTED_TAG,
     OPTUNA_STUDY_TAG,
     PARENT_RUN_ATTR,
     SCORING_TAG,
@@ -31,6 +32,7 @@ from analysis.schema import (
     setting_id,
 )
 from sweeps.command_line import parse_settings
+from sweeps.interrupts import Interrupts
 from sweeps.preflight import (
     bind_to_loopback,
     check_local_resources,
@@ -201,13 +203,32 @@ def dry_run(settings: SweepSettings) -> dict[str, Any]:
 
 
 def run(settings: SweepSettings) -> dict[str, Any]:
-    """Run (or resume) the sweep; returns the summary that ``main`` prints."""
-    check_sweep_folder(settings)
+    """Run (or resume) the sweep, holding its driver lease; returns what ``main`` prints."""
+    from sweeps.driver_lock import DriverLease
+
+    with Interrupts() as interrupts:
+        lease = DriverLease(settings)
+        lease.check()  # a live driver is named before anything else is said about the sweep
+        settings = check_sweep_folder(settings)
+        return _run(settings, interrupts, lease)
+
+
+def _run(settings: SweepSettings, interrupts: Interrupts, lease: Any) -> dict[str, Any]:
     address = ray_address(settings)  # looked up once: it scans for running clusters
     if address == "local":
         bind_to_loopback()  # before Ray is imported: Ray reads the switch then
     check_local_resources(settings, address)
     check_tracking_server(settings)
+    lease.acquire()  # after the checks: a refused sweep writes nothing
+    try:
+        return _run_held(settings, interrupts, address)
+    finally:
+        lease.release()
+
+
+def _run_held(
+    settings: SweepSettings, interrupts: Interrupts, address: str | None
+) -> dict[str, Any]:
     # Intermediate results carry curves; the searched metric exists only in the final one.
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
     # Tune snapshots its experiment state every 10 s by default, in the background; old trial
@@ -231,6 +252,7 @@ def run(settings: SweepSettings) -> dict[str, Any]:
     from sweeps.trainable import train_trial
 
     start_ray(settings, address)
+    interrupts.install()  # after ray.init, which installs a SIGTERM handler that aborts
     try:
         check_shared_storage(settings)
         client = MlflowClient(settings.tracking_uri)
@@ -255,8 +277,10 @@ def run(settings: SweepSettings) -> dict[str, Any]:
             train_trial, {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
         )
         if settings.resume and tune.Tuner.can_restore(settings.experiment_path):
+            # A trial that ended in ERROR (a worker lost too often, a checkpoint that would not
+            # load) is retried from its last checkpoint; a diverged one reported its end.
             tuner = tune.Tuner.restore(
-                settings.experiment_path, trainable, resume_unfinished=True, resume_errored=False
+                settings.experiment_path, trainable, resume_unfinished=True, resume_errored=True
             )
         else:
             tuner = tune.Tuner(
@@ -278,6 +302,7 @@ def run(settings: SweepSettings) -> dict[str, Any]:
                             settings.tracking_uri,
                             experiment,
                             parent,
+                            interrupts=interrupts,
                             study_link=StudyLink(str(study_path(settings)), settings.name),
                             run_tags=run_source_tags(),
                             spool_path=study_path(settings).with_name(SPOOL_FILE),
@@ -288,7 +313,8 @@ def run(settings: SweepSettings) -> dict[str, Any]:
                     verbose=1,
                 ),
             )
-        grid = tuner.fit()
+        with interrupts.tune_loop():
+            grid = tuner.fit()
     except BaseException as err:
         client.set_tag(parent, "error", f"{type(err).__name__}: {err}"[:5000])
         client.set_terminated(
@@ -301,6 +327,8 @@ def run(settings: SweepSettings) -> dict[str, Any]:
             upload_study(settings)
         except Exception as err:  # the trials are safe; only the bucket's copy is missing
             print(f"{PROG}: warning: the Optuna journal was not copied: {err}", file=sys.stderr)
+    if interrupts.received:
+        return interrupted(settings, client, parent, grid, interrupts, experiment)
     doc, report = summarise(settings, client, parent, grid)
     write_text(settings, SUMMARY_FILE, json.dumps(doc, indent=2, default=str))
     client.log_dict(parent, json.loads(json.dumps(doc, default=str)), SUMMARY_FILE)
@@ -315,6 +343,24 @@ def run(settings: SweepSettings) -> dict[str, Any]:
     return {
         "document": doc,
         "report": report,
+        "parent_run_id": parent,
+        "experiment_id": experiment,
+    }
+
+
+def interrupted(
+    settings: SweepSettings, client: Any, parent: str, grid: Any, interrupts: Interrupts,
+    experiment: str,
+) -> dict[str, Any]:  # fmt: skip
+    """A signal stopped the sweep: the parent run ends KILLED, and no report is written (a
+    report claims to be the sweep's result; ``--resume`` writes it when the sweep ends)."""
+    finished = sum(1 for result in grid if (result.metrics or {}).get("final"))
+    client.set_tag(parent, INTERRUPTED_TAG, interrupts.name)
+    client.log_metric(parent, "trials_finished", finished)
+    client.set_terminated(parent, status="KILLED")
+    return {
+        "interrupted": interrupts,
+        "finished": finished,
         "parent_run_id": parent,
         "experiment_id": experiment,
     }
@@ -397,6 +443,19 @@ def main(argv: list[str] | None = None) -> int:
         outcome = run(settings)
     except UsageError as err:
         exit_on_usage_error(err)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; continue the sweep with --resume", file=sys.stderr)
+        return 130
+    if "interrupted" in outcome:
+        stop = outcome["interrupted"]
+        print(
+            f"{PROG}: stopped by {stop.name} with {outcome['finished']} of "
+            f"{settings.num_samples} trials finished; nothing is lost: continue with "
+            f"--name {settings.name} --resume (no report until the sweep ends)",
+            file=sys.stderr,
+        )
+        print(mlflow_ui_lines(settings.tracking_uri, outcome["experiment_id"]))
+        return stop.exit_code
     print(format_summary(outcome["document"]))
     if outcome["report"]:
         print(f"report: {outcome['report']}")

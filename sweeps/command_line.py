@@ -61,6 +61,12 @@ def _range(kind: type):
     return parse
 
 
+def _resume(text: str) -> str:
+    if text != "auto":
+        _fail(f"--resume: got {text!r}; allowed: no value (continue NAME) or auto")
+    return text
+
+
 def _families(text: str) -> tuple[str, ...]:
     families = tuple(f.strip() for f in text.split(","))
     if (
@@ -217,9 +223,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--resume",
-        action="store_true",
+        nargs="?",
+        const=True,
+        type=_resume,
         default=S,
-        help="continue the sweep NAME after a crash or interruption",
+        metavar="auto",
+        help="continue the sweep NAME after a crash or interruption; --resume auto continues "
+        "it if it exists and starts it if not (for a retried `ray job submit` or RayJob)",
     )
     p.add_argument(
         "--dry-run",
@@ -288,7 +298,11 @@ def config_file_args(path: str) -> list[str]:
         name = key.replace("_", "-")
         if name not in known:
             _fail(f"--config {path}: unknown setting {key!r}; allowed: {', '.join(sorted(known))}")
-        if isinstance(known[name], argparse._StoreTrueAction):
+        if name == "resume":
+            if value not in (True, False, "auto"):
+                _fail(f'--config {path}: {key}: got {value!r}; allowed: true, false or "auto"')
+            args += [] if value is False else ["--resume"] if value is True else ["--resume", value]
+        elif isinstance(known[name], argparse._StoreTrueAction):
             if not isinstance(value, bool):
                 _fail(f"--config {path}: {key}: got {value!r}; allowed: true or false")
             args += [f"--{name}"] if value else []

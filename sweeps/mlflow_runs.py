@@ -21,7 +21,7 @@ from urllib.parse import quote
 from mlflow.entities import Dataset, DatasetInput, InputTag, Param
 from mlflow.tracking import MlflowClient
 
-from analysis.schema import ROLE_TAG, SWEEP_DIR_TAG
+from analysis.schema import INTERRUPTED_TAG, ROLE_TAG, SWEEP_DIR_TAG
 from analysis.trial_files import CONFIG_FILE, WEIGHTS_FILE
 from sweeps.trial_config import TrialConfig
 
@@ -111,6 +111,8 @@ def parent_run(
     if found:
         run_id = found[0].info.run_id
         client.update_run(run_id, status="RUNNING")
+        if INTERRUPTED_TAG in found[0].data.tags:  # a signal stopped it; it runs again now
+            client.delete_tag(run_id, INTERRUPTED_TAG)
         return run_id
     run = client.create_run(
         experiment, run_name=run_name, tags={**tags, SWEEP_DIR_TAG: sweep_dir, ROLE_TAG: "sweep"}

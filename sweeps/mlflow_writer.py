@@ -200,9 +200,11 @@ class MLflowWriter:
     def _handle(self, record: dict[str, Any], *, raise_on_give_up: bool) -> None:
         op = record["op"]
         if op == "start":
+            self._best_effort("marking a run RUNNING", lambda: self._reopen(record))
+        elif op == "interrupted":
             self._best_effort(
-                "marking a run RUNNING",
-                lambda: self.client.update_run(self.run_id(record), status="RUNNING"),
+                "marking a run KILLED",
+                lambda: self.client.set_terminated(self.run_id(record), status="KILLED"),
             )
         elif op == "result":
             self._best_effort("logging a result", lambda: self._log_result(record))
@@ -307,6 +309,18 @@ class MLflowWriter:
         if not result.get("final"):
             with self._lock:
                 self.last_step[trial_id] = step
+
+    def _reopen(self, record: dict[str, Any]) -> None:
+        """A trial (re)started: its run is RUNNING again; a retried failure loses its error."""
+        run_id = self.run_id(record)
+        if self.client.get_run(run_id).info.status == "FAILED":
+            self.client.delete_tag(run_id, ERROR_TAG)
+        self.client.update_run(run_id, status="RUNNING")
+
+    def reopen(self, trial_id: str) -> None:
+        """A trial that ended (in ERROR) runs again (``--resume`` retries it): not ended."""
+        with self._lock:
+            self.ended.discard(trial_id)
 
     def _already_ended(self, run_id: str) -> bool:
         """An end recorded by an earlier driver (the status is the last thing written)."""

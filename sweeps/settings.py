@@ -88,7 +88,8 @@ class SweepSettings:
     storage_path: str = "./ray_results"
     tracking_uri: str = "sqlite:///mlflow.db"
     address: str | None = None
-    resume: bool = False
+    resume: bool | str = False
+    """True: continue NAME; "auto": continue it if it exists, else start it."""
     dry_run: bool = False
     """Print the resolved sweep, its search space and its size, then exit without Ray."""
     seed: int = 0

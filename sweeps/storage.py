@@ -6,6 +6,7 @@ Ours: ``sweep.json`` (the search settings a resume must keep), ``summary.json`` 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -87,17 +88,22 @@ def upload_study(settings: SweepSettings) -> None:
         write_text(settings, STUDY_FILE, local.read_text())
 
 
-def check_sweep_folder(settings: SweepSettings) -> None:
-    """A new sweep must not exist yet; a resumed one must exist with the same search."""
+def check_sweep_folder(settings: SweepSettings) -> SweepSettings:
+    """A new sweep must not exist yet; a resumed one must exist with the same search.
+
+    Returns ``settings`` with ``--resume auto`` decided: True when the sweep exists.
+    """
     saved = read_text(settings, SETTINGS_FILE)
     where = settings.experiment_path
+    if settings.resume == "auto":
+        settings = dataclasses.replace(settings, resume=saved is not None)
     if not settings.resume:
         if saved is not None:
             raise UsageError(
                 f"--name: sweep {settings.name!r} already exists at {where}; pass --resume to "
                 "continue it, or choose another --name"
             )
-        return
+        return settings
     if saved is None:
         raise UsageError(f"--resume: no sweep named {settings.name!r} at {where}")
     before = json.loads(saved)["search"]
@@ -111,6 +117,7 @@ def check_sweep_folder(settings: SweepSettings) -> None:
                 f"{flag(key)}: the sweep was started with {started!r}, got {now[key]!r}; "
                 "a resumed sweep keeps its search settings (start a new --name to change them)"
             )
+    return settings
 
 
 def report_dir(settings: SweepSettings) -> Path:

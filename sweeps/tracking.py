@@ -33,9 +33,15 @@ class MLflowTracking(Callback):
     """
 
     def __init__(
-        self, tracking_uri: str, experiment: str, parent_run_id: str, **options: Any
+        self,
+        tracking_uri: str,
+        experiment: str,
+        parent_run_id: str,
+        interrupts: Any = None,
+        **options: Any,
     ) -> None:
         self.writer = MLflowWriter(tracking_uri, experiment, parent_run_id, **options)
+        self.interrupts = interrupts  # sweeps.interrupts.Interrupts: a signal stopped Tune
 
     # -- state Tune saves with the experiment ------------------------------------------
     def get_state(self) -> dict:
@@ -65,6 +71,7 @@ class MLflowTracking(Callback):
         }
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.writer.reopen(trial.trial_id)
         self.writer.submit(self._record("start", trial))
 
     on_trial_restore = on_trial_start
@@ -83,10 +90,17 @@ class MLflowTracking(Callback):
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         """Record every ended trial MLflow has not recorded as ended, then wait for all."""
+        interrupted = bool(self.interrupts and self.interrupts.received)
         for trial in trials:
             if trial.trial_id in self.writer.ended:
                 continue
-            if trial.status == "TERMINATED":
+            result = trial.last_result or {}
+            ended = result.get("final") or result.get("error")
+            if interrupted and not ended and trial.status in ("TERMINATED", "RUNNING", "PAUSED"):
+                # A signal stopped it (Tune marks such trials TERMINATED as it cleans up, but
+                # its saved state keeps them running): KILLED until --resume reopens the run.
+                self.writer.submit(self._record("interrupted", trial))
+            elif trial.status == "TERMINATED":
                 self.on_trial_complete(0, trials, trial)
             elif trial.status == "ERROR":
                 self.on_trial_error(0, trials, trial)

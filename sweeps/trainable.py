@@ -15,6 +15,7 @@ import json
 import logging
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ import torch
 from ray import tune
 
 from analysis.trial_files import ARTIFACTS, HISTORY, MODEL_DIR, RESULT, TRIAL_CONFIG, read_history
-from betavae.checkpoint import load_checkpoint, save_checkpoint
+from betavae.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from betavae.config import TrainConfig
 from betavae.data import load_dataset
 from betavae.metrics import evaluate
@@ -65,15 +66,43 @@ def kl_history(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _restore(config: TrainConfig) -> tuple[Trainer, list[dict[str, Any]]]:
+    """The trainer and curve rows to continue from: the newest checkpoint that loads.
+
+    A newest checkpoint that does not load (a truncated ``model.safetensors``, an empty
+    ``trainer_state.pt``: a disk that filled, a copy cut short) is skipped with a warning
+    naming the file, and the one before it is used; with none left the trial starts over.
+    """
     dataset = load_dataset(config.dataset)
     checkpoint = tune.get_checkpoint()
+    for candidate in _newest_first(checkpoint):
+        try:
+            with candidate.as_directory() as directory:
+                trainer = load_checkpoint(Path(directory) / MODEL_DIR, dataset, config=config)
+                rows = read_history(Path(directory) / HISTORY)
+        except CheckpointError as err:
+            warnings.warn(f"skipping checkpoint {candidate.path}: {err}", stacklevel=1)
+            continue
+        return trainer, [row for row in rows if row["step"] <= trainer.step]
+    if checkpoint is not None:
+        warnings.warn(f"no checkpoint before {checkpoint.path} loads: from step 0", stacklevel=1)
+    return Trainer(config, dataset), []
+
+
+def _newest_first(checkpoint: tune.Checkpoint | None) -> list[tune.Checkpoint]:
+    """``checkpoint`` then the trial's older kept checkpoints (``checkpoint_NNNNNN``)."""
     if checkpoint is None:
-        return Trainer(config, dataset), []
-    with checkpoint.as_directory() as directory:
-        trainer = load_checkpoint(Path(directory) / MODEL_DIR, dataset, config=config)
-        rows = read_history(Path(directory) / HISTORY)
-    history = [row for row in rows if row["step"] <= trainer.step]
-    return trainer, history
+        return []
+    import pyarrow.fs
+
+    folder, _, name = checkpoint.path.rstrip("/").rpartition("/")
+    found = checkpoint.filesystem.get_file_info(pyarrow.fs.FileSelector(folder))
+    older = sorted(
+        (f.path for f in found
+         if f.type == pyarrow.fs.FileType.Directory and f.base_name.startswith("checkpoint_")
+         and f.base_name < name),
+        reverse=True,
+    )  # fmt: skip
+    return [checkpoint, *(tune.Checkpoint(p, filesystem=checkpoint.filesystem) for p in older)]
 
 
 def _write_state(trainer: Trainer, history: list[dict[str, Any]], directory: Path) -> None:

@@ -68,3 +68,12 @@ def child_runs(tracking: str, name: str) -> list:
     experiment = client.get_experiment_by_name(name)
     runs = client.search_runs([experiment.experiment_id])
     return [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+
+
+#: The bucket and the credentials of the local S3 endpoint (fixture ``s3_endpoint``).
+BUCKET = "sweeps"
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "test",
+    "AWS_SECRET_ACCESS_KEY": "test",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}

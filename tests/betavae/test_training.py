@@ -143,3 +143,20 @@ def test_incomplete_checkpoint_is_reported(dsprites, tmp_path):
     (tmp_path / "c" / "model.safetensors").unlink()
     with pytest.raises(CheckpointError, match=r"missing model\.safetensors"):
         load_checkpoint(tmp_path / "c", dsprites)
+
+
+@pytest.mark.parametrize(
+    ("name", "damage"),
+    [
+        ("model.safetensors", lambda b: b[: len(b) // 2]),  # truncated: a copy cut short
+        ("model.safetensors", lambda b: b""),
+        ("trainer_state.pt", lambda b: b""),  # empty: a disk that filled
+        ("trainer_state.pt", lambda b: b[: len(b) // 2]),
+    ],
+)
+def test_a_damaged_checkpoint_file_is_named(dsprites, tmp_path, name, damage):
+    save_checkpoint(Trainer(_config(), dsprites), tmp_path / "c")
+    path = tmp_path / "c" / name
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(CheckpointError, match=rf"{path}: unreadable"):
+        load_checkpoint(tmp_path / "c", dsprites)

@@ -1,9 +1,9 @@
-"""A sweep whose storage is S3: a local S3 endpoint (moto's server, on loopback) stands in for
+"""A sweep whose storage is S3: a local S3 s3_endpoint (moto's server, on loopback) stands in for
 the bucket of ``cluster/gpu.yaml``. Tune's checkpoints, the sweep's own files (the Optuna
 journal included) and the report land in the bucket, and ``--resume`` finds the sweep there,
 even without the journal's local copy (as on another machine).
 
-pyarrow reads no endpoint from the environment, so the endpoint rides in the storage URI as
+pyarrow reads no s3_endpoint from the environment, so the s3_endpoint rides in the storage URI as
 pyarrow's ``?endpoint_override=…&scheme=http`` options (the same works for MinIO or Ceph).
 """
 
@@ -12,15 +12,14 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from sweep_support import (
+    BUCKET,
+    CREDENTIALS,
     child_runs,
-    free_port,
     run_sweep,
     smoke_argv,
     storage,
@@ -30,66 +29,35 @@ from sweep_support import (
 
 pytestmark = pytest.mark.slow
 N = 2
-BUCKET = "sweeps"
 NAME = "s3-smoke"
-CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "test",
-    "AWS_SECRET_ACCESS_KEY": "test",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
 
 
-@pytest.fixture(scope="module")
-def endpoint(tmp_path_factory):
-    """``host:port`` of a local S3 endpoint with an empty bucket; stopped by process group."""
-    port = free_port()
-    log = (tmp_path_factory.mktemp("s3") / "moto.log").open("w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        start_new_session=True,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    log.close()
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                request = urllib.request.Request(f"http://127.0.0.1:{port}/{BUCKET}", method="PUT")
-                urllib.request.urlopen(request, timeout=2).close()  # creates the bucket
-                break
-            except OSError:
-                assert server.poll() is None, "the S3 endpoint exited at start"
-                assert time.time() < deadline, "the S3 endpoint did not answer within 60 s"
-                time.sleep(0.5)
-        yield f"127.0.0.1:{port}"
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+def sweep_argv(tmp: Path, uri: str, *extra: str) -> list[str]:
+    return smoke_argv(tmp, NAME, "--num-samples", str(N), "--storage-path", uri, *extra)
 
 
 def sweep(tmp: Path, uri: str, *extra: str) -> subprocess.CompletedProcess:
-    argv = smoke_argv(tmp, NAME, "--num-samples", str(N), "--storage-path", uri, *extra)
     # The local copy of the Optuna journal goes under HOME: keep it in the test's folder.
-    return run_sweep(argv, tmp, sweep_env(HOME=str(tmp / "home"), **CREDENTIALS))
+    env = sweep_env(HOME=str(tmp / "home"), **CREDENTIALS)
+    return run_sweep(sweep_argv(tmp, uri, *extra), tmp, env)
 
 
-def bucket_files(endpoint: str) -> set[str]:
+def bucket_files(s3_endpoint: str) -> set[str]:
     import pyarrow.fs
 
     fs = pyarrow.fs.S3FileSystem(
-        endpoint_override=endpoint, scheme="http", access_key="test", secret_key="test"
+        endpoint_override=s3_endpoint, scheme="http", access_key="test", secret_key="test"
     )
     found = fs.get_file_info(pyarrow.fs.FileSelector(BUCKET, recursive=True))
     return {f.path.removeprefix(f"{BUCKET}/") for f in found if f.is_file}
 
 
-def test_a_sweep_on_s3_storage_writes_there_and_resumes_from_there(tmp_path, endpoint):
-    uri = f"s3://{BUCKET}/frontier?endpoint_override={endpoint}&scheme=http"
+def test_a_sweep_on_s3_storage_writes_there_and_resumes_from_there(tmp_path, s3_endpoint):
+    uri = f"s3://{BUCKET}/frontier?endpoint_override={s3_endpoint}&scheme=http"
     done = sweep(tmp_path, uri)
     assert done.returncode == 0, done.stderr[-4000:]
 
-    files = bucket_files(endpoint)
+    files = bucket_files(s3_endpoint)
     root = f"frontier/{NAME}"
     names = (
         "sweep.json",
@@ -113,6 +81,25 @@ def test_a_sweep_on_s3_storage_writes_there_and_resumes_from_there(tmp_path, end
     # Resume as another machine would: without this machine's copy of the Optuna journal.
     (journal,) = (tmp_path / "home" / ".betavae" / "studies").glob("*/optuna.journal")
     journal.unlink()
+    # While a driver holds the sweep a second one is refused, naming it; kill -9 frees it.
+    holder = subprocess.Popen(
+        sweep_argv(tmp_path, uri, "--resume"),
+        cwd=tmp_path,
+        env=sweep_env(HOME=str(tmp_path / "home"), **CREDENTIALS),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 120
+    while f"{root}/driver.json" not in bucket_files(s3_endpoint):
+        assert holder.poll() is None and time.time() < deadline, "no lease in the bucket"
+        time.sleep(0.2)
+    second = sweep(tmp_path, uri, "--resume")
+    assert holder.poll() is None, "the first driver ended before the second one was refused"
+    assert second.returncode == 2, second.stderr[-2000:]
+    assert f"pid {holder.pid}," in second.stderr.strip().splitlines()[-1]
+    os.killpg(holder.pid, signal.SIGKILL)
+    holder.wait()
     again = sweep(tmp_path, uri, "--resume")
     assert again.returncode == 0, again.stderr[-4000:]
     assert f"{N} trials: {N} finished, 0 failed, 0 unfinished" in again.stdout

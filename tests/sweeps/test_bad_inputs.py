@@ -198,7 +198,7 @@ CASES = [
     Case(
         "resume given as a string in the config file",
         ("--config", "{dir}/s.toml"),
-        "resume: got 'yes'; allowed: true or false",
+        "resume: got 'yes'; allowed: true, false or \"auto\"",
         text("s.toml", 'resume = "yes"\n'),
     ),
     Case(
