@@ -18,6 +18,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from analysis.redaction import redact
 from analysis.schema import (
     PARAMS,
     PARENT_TAG,
@@ -155,7 +156,7 @@ def load_mlflow(tracking_uri: str, experiment: str, parent_run_id: str | None = 
     client = MlflowClient(tracking_uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
-        raise SweepNotFound(f"no MLflow experiment named {experiment!r} at {tracking_uri}")
+        raise SweepNotFound(f"no MLflow experiment named {experiment!r} at {redact(tracking_uri)}")
     runs = _all_runs(client, exp.experiment_id)
     parents = [
         r
@@ -163,7 +164,9 @@ def load_mlflow(tracking_uri: str, experiment: str, parent_run_id: str | None = 
         if r.data.tags.get(ROLE_TAG) == "sweep" and parent_run_id in (None, r.info.run_id)
     ]
     if not parents:
-        raise SweepNotFound(f"experiment {experiment!r} at {tracking_uri} holds no sweep run")
+        raise SweepNotFound(
+            f"experiment {experiment!r} at {redact(tracking_uri)} holds no sweep run"
+        )
     parent = max(parents, key=lambda r: r.info.start_time)
     children = [r for r in runs if r.data.tags.get(PARENT_TAG) == parent.info.run_id]
     records = []
@@ -210,7 +213,11 @@ def load_mlflow(tracking_uri: str, experiment: str, parent_run_id: str | None = 
 
     settings["parent_run_id"] = parent.info.run_id
     return Sweep(
-        build_table(records), settings, f"mlflow:{tracking_uri}#{experiment}", curves, artifact
+        build_table(records),
+        settings,
+        f"mlflow:{redact(tracking_uri)}#{experiment}",
+        curves,
+        artifact,
     )
 
 
@@ -291,7 +298,7 @@ def load_tune(folder: str | Path) -> Sweep:
         found = sorted(dirs[trial_id].glob(f"checkpoint_*/artifacts/{name}"))
         return found[-1] if found else None
 
-    return Sweep(build_table(records), settings, f"tune:{root}", curves, artifact)
+    return Sweep(build_table(records), settings, f"tune:{redact(str(root))}", curves, artifact)
 
 
 def _result_rows(path: Path) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from analysis.redaction import redact
 from analysis.schema import (
     INTERRUPTED_TAG,
     OPTUNA_STUDY_TAG,
@@ -47,7 +48,9 @@ from sweeps.storage import (
     copy_report,
     download_study,
     report_dir,
+    storage_credentials,
     study_path,
+    tune_storage,
     upload_study,
     write_text,
 )
@@ -106,7 +109,7 @@ def build_searcher(settings: SweepSettings, parent_run_id: str | None = None):
         study_attrs={
             SETTINGS_ATTR: settings.to_dict(),
             PARENT_RUN_ATTR: parent_run_id,
-            SWEEP_DIR_ATTR: settings.experiment_path,
+            SWEEP_DIR_ATTR: settings.shown_experiment_path,
         },
     )
 
@@ -248,10 +251,13 @@ def _run_held(
     from sweeps.mlflow_runs import experiment_id, parent_run
     from sweeps.progress import Progress
     from sweeps.search import StudyLink
+    from sweeps.stall import StallWatch
     from sweeps.tracking import MLflowTracking
     from sweeps.trainable import train_trial
 
-    start_ray(settings, address)
+    credentials = storage_credentials(settings)  # out of the URI Tune sees (sweeps.storage)
+    os.environ.update(credentials)
+    start_ray(settings, address, env_vars=credentials)
     interrupts.install()  # after ray.init, which installs a SIGTERM handler that aborts
     try:
         check_shared_storage(settings)
@@ -260,7 +266,7 @@ def _run_held(
         parent = parent_run(
             client,
             experiment,
-            settings.experiment_path,
+            settings.shown_experiment_path,
             run_name=settings.name,
             tags=parent_tags(settings),
             params=settings.to_dict(),
@@ -276,11 +282,15 @@ def _run_held(
         trainable = tune.with_resources(
             train_trial, {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
         )
-        if settings.resume and tune.Tuner.can_restore(settings.experiment_path):
+        storage_path, experiment_path = tune_storage(settings)
+        if settings.resume and tune.Tuner.can_restore(experiment_path):
             # A trial that ended in ERROR (a worker lost too often, a checkpoint that would not
             # load) is retried from its last checkpoint; a diverged one reported its end.
             tuner = tune.Tuner.restore(
-                settings.experiment_path, trainable, resume_unfinished=True, resume_errored=True
+                experiment_path,
+                trainable,
+                resume_unfinished=True,
+                resume_errored=True,
             )
         else:
             tuner = tune.Tuner(
@@ -295,9 +305,10 @@ def _run_held(
                 ),
                 run_config=tune.RunConfig(
                     name=settings.name,
-                    storage_path=settings.storage_root,
+                    storage_path=storage_path,
                     callbacks=[
                         Progress(settings.metric_key, settings.num_samples),
+                        StallWatch(settings.stall_timeout, prog=PROG),
                         MLflowTracking(
                             settings.tracking_uri,
                             experiment,
@@ -326,7 +337,10 @@ def _run_held(
         try:
             upload_study(settings)
         except Exception as err:  # the trials are safe; only the bucket's copy is missing
-            print(f"{PROG}: warning: the Optuna journal was not copied: {err}", file=sys.stderr)
+            print(
+                f"{PROG}: warning: the Optuna journal was not copied: {redact(str(err))}",
+                file=sys.stderr,
+            )
     if interrupts.received:
         return interrupted(settings, client, parent, grid, interrupts, experiment)
     doc, report = summarise(settings, client, parent, grid)
@@ -382,7 +396,8 @@ def summarise(
         doc = build_document(sweep)
     except Exception as err:  # MLflow unreachable, or its runs lost
         print(
-            f"{PROG}: warning: MLflow could not be read ({err}); summarising Tune's results",
+            f"{PROG}: warning: MLflow could not be read ({redact(str(err))}); summarising "
+            "Tune's results",
             file=sys.stderr,
         )
         sweep = tune_sweep(settings, grid)
@@ -394,7 +409,7 @@ def summarise(
             copy_report(settings, out)
         client.log_artifacts(parent, str(out), "report")
     except Exception as err:
-        print(f"{PROG}: warning: the frontier report failed: {err}", file=sys.stderr)
+        print(f"{PROG}: warning: the frontier report failed: {redact(str(err))}", file=sys.stderr)
         client.set_tag(parent, "report_error", f"{type(err).__name__}: {err}"[:5000])
         return doc, None
     return doc, str(out / "report.html")
@@ -429,7 +444,7 @@ def tune_sweep(settings: SweepSettings, grid: Any):
         )
     record = sweep_record(settings)
     info = {**record["settings"], "metric_key": record["metric_key"], "scoring": record["scoring"]}
-    return Sweep(build_table(records), info, f"tune:{settings.experiment_path}")
+    return Sweep(build_table(records), info, f"tune:{settings.shown_experiment_path}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -475,6 +490,7 @@ def mlflow_ui_lines(tracking_uri: str, experiment: str) -> str:
     (else the browser's last choice, GenAI at first), not from the experiment's kind tag.
     """
     page = f"#/experiments/{experiment}?workflowType=machine_learning"
+    tracking_uri = redact(tracking_uri)
     if tracking_uri.startswith(("http://", "https://")):
         return f"MLflow: {tracking_uri.rstrip('/')}/{page}"
     mlflow = Path(sys.executable).parent / "mlflow"

@@ -63,7 +63,7 @@ def _range(kind: type):
 
 def _resume(text: str) -> str:
     if text != "auto":
-        _fail(f"--resume: got {text!r}; allowed: no value (continue NAME) or auto")
+        raise argparse.ArgumentTypeError(f"got {text!r}; allowed: no value (continue NAME) or auto")
     return text
 
 
@@ -133,6 +133,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--checkpoint-every", type=_integer, default=S, help="steps between trial checkpoints"
+    )
+    p.add_argument(
+        "--stall-timeout",
+        type=_number,
+        default=S,
+        metavar="SECONDS",
+        help="kill and retry (from its last checkpoint) a trial silent for this long; default: "
+        "10x the trial's longest gap between reports, at least 300 s",
     )
     p.add_argument(
         "--objective",
@@ -357,6 +365,12 @@ def validate(s: SweepSettings) -> None:
     need(s.steps >= 1, "--steps", s.steps, "an integer >= 1")
     need(s.batch_size >= 1, "--batch-size", s.batch_size, "an integer >= 1")
     need(s.report_every >= 1, "--report-every", s.report_every, "an integer >= 1")
+    need(
+        s.stall_timeout is None or (math.isfinite(s.stall_timeout) and s.stall_timeout > 0),
+        "--stall-timeout",
+        s.stall_timeout,
+        "a number of seconds > 0",
+    )
     need(
         s.eval_images >= 1_000,
         "--eval-images",

@@ -108,10 +108,10 @@ class DriverLease:
     # -- taking and keeping ------------------------------------------------------------
     def check(self) -> None:
         """Refuse now if a live driver holds the sweep; writes nothing (``acquire`` takes it)."""
-        if self.settings.storage_is_local:
-            if Path(f"{self.settings.experiment_path}/{DRIVER_FILE}.lock").is_file():
-                self._lock_local()  # no lock file: no driver ever held it
-                self._unlock_local()
+        lock_file = Path(f"{self.settings.experiment_path}/{DRIVER_FILE}.lock")
+        if self.settings.storage_is_local and lock_file.is_file():  # else: never held here
+            self._lock_local()
+            self._unlock_local()
         held = self.current()
         if held is not None and held.get("token") != self.token and holder_alive(held):
             raise self._refuse(held)

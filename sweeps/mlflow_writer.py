@@ -30,6 +30,7 @@ from typing import Any
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
+from analysis.redaction import redact
 from analysis.schema import (
     ERROR_TAG,
     MODEL_ID_TAG,
@@ -412,15 +413,15 @@ class MLflowWriter:
                 logger.warning(
                     "MLflow at %s failed (%s: %s); the sweep goes on, and each trial's curves "
                     "are back-filled from its checkpoint when it ends",
-                    self.tracking_uri,
+                    redact(self.tracking_uri),
                     what,
-                    last_line(str(err)),
+                    redact(last_line(str(err))),
                 )
             return
         if self._unreachable_since is not None:
             logger.warning(
                 "MLflow at %s answers again after %.0f s",
-                self.tracking_uri,
+                redact(self.tracking_uri),
                 time.monotonic() - self._unreachable_since,
             )
             self._unreachable_since = None
@@ -437,9 +438,9 @@ class MLflowWriter:
                     raise
                 logger.warning(
                     "MLflow at %s failed (%s: %s); retrying for up to %.0f s more",
-                    self.tracking_uri,
+                    redact(self.tracking_uri),
                     what,
-                    last_line(str(err)),
+                    redact(last_line(str(err))),
                     deadline - time.monotonic(),
                 )
                 time.sleep(self.retry_every_s)

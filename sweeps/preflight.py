@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from analysis.redaction import redact
 from sweeps.settings import SweepSettings, UsageError
 
 
@@ -44,8 +45,11 @@ def local_ray_running() -> bool:
     return any(Path(line.strip()).name in RAY_DAEMONS for line in listing.stdout.splitlines())
 
 
-def start_ray(settings: SweepSettings, address: str | None) -> None:
-    """Connect to ``address`` (see ``ray_address``), or start a local Ray for "local"."""
+def start_ray(
+    settings: SweepSettings, address: str | None, env_vars: dict[str, str] | None = None
+) -> None:
+    """Connect to ``address`` (see ``ray_address``), or start a local Ray for "local";
+    ``env_vars`` go to every worker of the sweep."""
     import ray
 
     kwargs: dict[str, Any] = {
@@ -53,6 +57,8 @@ def start_ray(settings: SweepSettings, address: str | None) -> None:
         "logging_level": "WARNING",
         "log_to_driver": True,
     }
+    if env_vars:
+        kwargs["runtime_env"] = {"env_vars": env_vars}
     if address == "local":
         kwargs["include_dashboard"] = False
         if settings.num_gpus is not None:
@@ -135,12 +141,23 @@ def check_tracking_server(settings: SweepSettings, timeout: float = 10.0) -> Non
     uri = settings.tracking_uri
     if not uri.startswith(("http://", "https://")):
         return
+    import base64
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(uri)
+    headers = {}
+    if parts.username is not None:  # user:password@ in the URI: basic auth, as MLflow does
+        credentials = f"{parts.username}:{parts.password or ''}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(credentials).decode()
+        parts = parts._replace(netloc=parts.netloc.rsplit("@", 1)[1])
+    health = urllib.parse.urlunsplit(parts).rstrip("/") + "/health"
     try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as response:
+        request = urllib.request.Request(health, headers=headers)
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             response.read()
     except (urllib.error.URLError, OSError, ValueError) as err:
-        reason = getattr(err, "reason", err)
+        reason = redact(str(getattr(err, "reason", err)))
         raise UsageError(
-            f"--tracking-uri: cannot reach the MLflow server at {uri!r} ({reason}); allowed: a "
-            "running server (mlflow server …), or sqlite:///FILE"
+            f"--tracking-uri: cannot reach the MLflow server at {redact(uri)!r} ({reason}); "
+            "allowed: a running server (mlflow server …), or sqlite:///FILE"
         ) from None

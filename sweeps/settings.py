@@ -60,6 +60,9 @@ class SweepSettings:
     """Steps between intermediate results (and MLflow metric points)."""
     checkpoint_every: int = 500
     """Steps between Tune checkpoints (a restored trial continues from the last one)."""
+    stall_timeout: float | None = None
+    """Seconds a trial may report nothing before its worker is killed and it is retried;
+    None: derived from the trial's report interval (``sweeps.stall``)."""
     objective: str = "constrained"
     metric: str = "mig"
     recon_budget: float = 150.0
@@ -154,8 +157,20 @@ class SweepSettings:
         )
         return {k: _jsonable(getattr(self, k)) for k in keys}
 
+    @property
+    def shown_experiment_path(self) -> str:
+        """``experiment_path`` as written and printed, and the sweep's identity (the parent
+        run's tag, the journal's local folder): without the credentials that reach it."""
+        from analysis.redaction import without_credentials
+
+        return without_credentials(self.experiment_path)
+
     def to_dict(self) -> dict[str, Any]:
-        return {k: _jsonable(v) for k, v in dataclasses.asdict(self).items()}
+        """Every setting, JSON-ready, with credentials in URIs redacted (``analysis.redaction``):
+        what ``sweep.json``, the MLflow params and the Optuna study hold."""
+        from analysis.redaction import redact_all
+
+        return redact_all({k: _jsonable(v) for k, v in dataclasses.asdict(self).items()})
 
 
 def _jsonable(value: Any) -> Any:
@@ -262,5 +277,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def exit_on_usage_error(error: UsageError) -> NoReturn:
-    print(f"{PROG}: error: {error}", file=sys.stderr)
+    from analysis.redaction import redact
+
+    print(f"{PROG}: error: {redact(str(error))}", file=sys.stderr)
     raise SystemExit(2)

@@ -12,6 +12,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from analysis.redaction import without_credentials
 from analysis.schema import REPORT_DIR, SETTINGS_FILE, STUDY_FILE
 from sweeps.settings import SweepSettings, UsageError, flag
 
@@ -65,7 +66,7 @@ def study_path(settings: SweepSettings) -> Path:
     per sweep folder, and copied to the sweep folder when the run ends (``upload_study``)."""
     if settings.storage_is_local:
         return Path(settings.experiment_path) / STUDY_FILE
-    key = hashlib.sha256(settings.experiment_path.encode()).hexdigest()[:16]
+    key = hashlib.sha256(settings.shown_experiment_path.encode()).hexdigest()[:16]
     return Path.home() / ".betavae" / "studies" / key / STUDY_FILE
 
 
@@ -94,7 +95,7 @@ def check_sweep_folder(settings: SweepSettings) -> SweepSettings:
     Returns ``settings`` with ``--resume auto`` decided: True when the sweep exists.
     """
     saved = read_text(settings, SETTINGS_FILE)
-    where = settings.experiment_path
+    where = settings.shown_experiment_path
     if settings.resume == "auto":
         settings = dataclasses.replace(settings, resume=saved is not None)
     if not settings.resume:
@@ -140,3 +141,33 @@ def copy_report(settings: SweepSettings, local: Path) -> None:
         source_filesystem=pyarrow.fs.LocalFileSystem(),
         destination_filesystem=fs,
     )
+
+
+def storage_credentials(settings: SweepSettings) -> dict[str, str]:
+    """S3 credentials written into ``--storage-path`` (``s3://KEY:SECRET@bucket/…`` or pyarrow's
+    ``access_key``/``secret_key``/``session_token`` options) as AWS environment variables.
+
+    The driver exports them and gives them to Ray's workers (``runtime_env``), and Tune gets
+    the URI without them: Tune pickles its storage into the sweep folder (``tuner.pkl``), so a
+    secret it was handed would be written to the bucket.
+    """
+    if settings.storage_is_local or not settings.storage_root.startswith("s3://"):
+        return {}
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(settings.storage_root)
+    options = dict(urllib.parse.parse_qsl(parts.query))
+    names = {
+        "AWS_ACCESS_KEY_ID": parts.username or options.get("access_key"),
+        "AWS_SECRET_ACCESS_KEY": parts.password or options.get("secret_key"),
+        "AWS_SESSION_TOKEN": options.get("session_token"),
+    }
+    return {k: urllib.parse.unquote(v) for k, v in names.items() if v}
+
+
+def tune_storage(settings: SweepSettings) -> tuple[str, str]:
+    """``(storage_path, experiment_path)`` as Tune is given them: without credentials (see
+    ``storage_credentials``)."""
+    if settings.storage_is_local:
+        return settings.storage_root, settings.experiment_path
+    return without_credentials(settings.storage_root), settings.shown_experiment_path

@@ -19,6 +19,7 @@ from typing import Any
 
 from ray.tune import Callback
 
+from analysis.redaction import redact
 from sweeps.mlflow_runs import last_line
 from sweeps.mlflow_writer import FINAL_KEYS, MLflowWriter
 
@@ -110,7 +111,7 @@ class MLflowTracking(Callback):
         if self.writer.abandoned:
             names = ", ".join(sorted(self.writer.abandoned))
             raise RuntimeError(
-                f"MLflow at {self.writer.tracking_uri} did not record the end of trial(s) "
+                f"MLflow at {redact(self.writer.tracking_uri)} did not record the end of trial(s) "
                 f"{names}; run the sweep again with --resume once it answers"
             )
 

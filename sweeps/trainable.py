@@ -119,6 +119,8 @@ def train_trial(config: dict[str, Any]) -> None:
     train_config = trial.train_config()
     trainer, history = _restore(train_config)
     report_every, checkpoint_every = trial.report_every, trial.checkpoint_every
+    # With Tune's own "pid", where a hung worker is (sweeps.stall kills it there).
+    where = {"worker_node": ray.get_runtime_context().get_node_id()}
     steps = train_config.steps
     while trainer.step < steps:
         until = min(steps, (trainer.step // report_every + 1) * report_every)
@@ -132,9 +134,9 @@ def train_trial(config: dict[str, Any]) -> None:
         if trainer.step % checkpoint_every == 0 or trainer.step == steps:
             with tempfile.TemporaryDirectory() as tmp:
                 _write_state(trainer, history, Path(tmp))
-                tune.report(row, checkpoint=tune.Checkpoint.from_directory(tmp))
+                tune.report({**row, **where}, checkpoint=tune.Checkpoint.from_directory(tmp))
         else:
-            tune.report(row)
+            tune.report({**row, **where})
     _final(trainer, history, trial)
 
 

@@ -42,6 +42,33 @@ def sweep(tmp: Path, uri: str, *extra: str) -> subprocess.CompletedProcess:
     return run_sweep(sweep_argv(tmp, uri, *extra), tmp, env)
 
 
+SECRET = "hunter2secret"
+
+
+def assert_no_secret(tmp: Path, endpoint: str, output: str) -> None:
+    """The secret is nowhere: output, the bucket's files, the local report, MLflow, Optuna."""
+    import pyarrow.fs
+
+    assert SECRET not in output
+    fs = pyarrow.fs.S3FileSystem(
+        endpoint_override=endpoint, scheme="http", access_key="test", secret_key="test"
+    )
+    for name in bucket_files(endpoint):
+        if name.endswith((".json", ".html", ".md", ".journal", ".csv")):
+            with fs.open_input_stream(f"{BUCKET}/{name}") as f:
+                assert SECRET.encode() not in f.read(), name
+    for path in (tmp / "reports").rglob("*"):
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri(tmp))
+    for run in client.search_runs([client.get_experiment_by_name(NAME).experiment_id]):
+        assert SECRET not in repr(run.data.params) + repr(run.data.tags), run.info.run_name
+    (journal,) = (tmp / "home" / ".betavae" / "studies").glob("*/optuna.journal")
+    assert SECRET not in journal.read_text()
+
+
 def bucket_files(s3_endpoint: str) -> set[str]:
     import pyarrow.fs
 
@@ -54,8 +81,13 @@ def bucket_files(s3_endpoint: str) -> set[str]:
 
 def test_a_sweep_on_s3_storage_writes_there_and_resumes_from_there(tmp_path, s3_endpoint):
     uri = f"s3://{BUCKET}/frontier?endpoint_override={s3_endpoint}&scheme=http"
-    done = sweep(tmp_path, uri)
+    # The first run reaches the bucket with credentials inside the URI, none in the
+    # environment: they must work, and never be written or printed anywhere.
+    with_secret = uri.replace("s3://", f"s3://test:{SECRET}@")
+    env = {k: v for k, v in sweep_env(HOME=str(tmp_path / "home")).items() if "AWS" not in k}
+    done = run_sweep(sweep_argv(tmp_path, with_secret), tmp_path, env)
     assert done.returncode == 0, done.stderr[-4000:]
+    assert_no_secret(tmp_path, s3_endpoint, done.stdout + done.stderr)
 
     files = bucket_files(s3_endpoint)
     root = f"frontier/{NAME}"

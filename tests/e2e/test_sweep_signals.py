@@ -6,13 +6,15 @@
 3. the newest checkpoint of an unfinished trial is truncated;
 4. ``--resume auto`` continues from the checkpoint before it, with a warning naming the file;
    SIGINT (Ctrl+C) stops it the same way: exit 130;
-5. ``--resume auto`` finishes the sweep: every trial once in MLflow and Optuna, FINISHED,
-   with unbroken curves, and the report.
+5. ``--resume auto --stall-timeout 15`` finishes the sweep, though one trial's worker is
+   stopped with SIGSTOP (killed after 15 s, the trial retried from its checkpoint): every
+   trial once in MLflow and Optuna, FINISHED, with unbroken curves, and the report.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -33,21 +35,30 @@ def argv(tmp: Path) -> list[str]:
     )  # fmt: skip
 
 
-def start(tmp: Path) -> subprocess.Popen:
+def start(tmp: Path, *flags: str) -> subprocess.Popen:
     return subprocess.Popen(
-        argv(tmp), cwd=tmp, env=sweep_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True,
+        [*argv(tmp), *flags], cwd=tmp, env=sweep_env(), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
+
+
+def results_logged(sweep: Path) -> int:
+    return sum(len(f.read_text().splitlines()) for f in sweep.glob("*/result.json"))
+
+
+def newest_worker(sweep: Path) -> int:
+    """The pid of the worker that reported last (Tune logs it with every result)."""
+    rows = [
+        json.loads(line)
+        for f in sweep.glob("*/result.json")
+        for line in f.read_text().splitlines()
+        if line.strip()
+    ]
+    return max(rows, key=lambda row: row["timestamp"])["pid"]
 
 
 def checkpoints(sweep: Path) -> int:
     return len(list(sweep.glob("*/checkpoint_*")))
-
-
-def newest_checkpoint(trial: Path) -> list[str]:
-    rows = [json.loads(line) for line in (trial / "result.json").read_text().splitlines()]
-    names = [row["checkpoint_dir_name"] for row in rows if row.get("checkpoint_dir_name")]
-    return names[-1:]
 
 
 def wait_for(condition, driver: subprocess.Popen, what: str) -> None:
@@ -95,13 +106,15 @@ def test_signals_a_second_driver_and_a_truncated_checkpoint_lose_nothing(tmp_pat
     assert f"pid {first.pid}, since " in second.stderr.strip().splitlines()[-1]
     stop(first, signal.SIGTERM, tmp_path, mid_training=True)
 
-    # Truncate the newest checkpoint of an unfinished trial: the one Tune restores it from,
-    # the last one its results log (Tune's result.json) names.
-    unfinished = [t for t in sweep.glob("*/") if not list(t.glob("checkpoint_*/result.json"))]
-    damaged = max(
-        (trial / name for trial in unfinished for name in newest_checkpoint(trial)),
-        key=lambda path: path.name,
-    )
+    # Truncate the newest checkpoint of an unfinished trial: the one Tune restores it from.
+    from ray.tune import ExperimentAnalysis
+
+    restored_from = [
+        Path(trial.checkpoint.path)
+        for trial in ExperimentAnalysis(str(sweep)).trials
+        if trial.checkpoint and not (Path(trial.checkpoint.path) / "result.json").exists()
+    ]
+    damaged = max(restored_from, key=lambda path: path.name)
     assert damaged.name != "checkpoint_000000", "nothing to fall back to"
     weights = damaged / "model" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
@@ -112,8 +125,15 @@ def test_signals_a_second_driver_and_a_truncated_checkpoint_lose_nothing(tmp_pat
     err = stop(again, signal.SIGINT, tmp_path, mid_training=False)
     assert f"{weights}: unreadable weights" in err
 
-    last = run_sweep(argv(tmp_path), tmp_path)
-    assert last.returncode == 0, last.stderr[-4000:]
+    # The last driver watches for hung trials; one trial's worker is stopped with SIGSTOP.
+    reports = results_logged(sweep)
+    last = start(tmp_path, "--stall-timeout", "15")
+    wait_for(lambda: results_logged(sweep) > reports, last, "a report after the resume")
+    hung = newest_worker(sweep)
+    os.kill(hung, signal.SIGSTOP)
+    _, err = last.communicate(timeout=600)
+    assert last.returncode == 0, err[-4000:]
+    assert "reported nothing for" in err and f"killing its worker (pid {hung})" in err, err[-3000:]
 
     client, runs = mlflow_runs(tmp_path)
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]

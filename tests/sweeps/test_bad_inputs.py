@@ -284,6 +284,21 @@ CASES = [
     ),
     Case("unknown storage scheme", (S, "ftp://host/x"), "--storage-path: got 'ftp://host/x'"),
     Case(
+        "a password inside a tracking URI (redacted in the answer)",
+        ("--tracking-uri", "http://alice:hunter2@127.0.0.1:9", S, "{dir}/rr"),
+        "cannot reach the MLflow server at 'http://alice:***@127.0.0.1:9'",
+    ),
+    Case(
+        "an S3 secret inside a storage URI (redacted in the answer)",
+        (S, "s4://AKIDEXAMPLE:hunter2@bucket/sweeps"),
+        "--storage-path: got 's4://AKIDEXAMPLE:***@bucket/sweeps'",
+    ),
+    Case(
+        "--resume with a value other than auto",
+        ("--resume", "later"),
+        "--resume: got 'later'; allowed",
+    ),
+    Case(
         "S3 storage with an option pyarrow does not know",
         (S, "s3://bucket/x?endpoint=127.0.0.1:9000"),
         "Unexpected query parameter in S3 URI: 'endpoint'",
@@ -363,6 +378,7 @@ def test_bad_input_is_one_line_exit_2_before_ray_with_nothing_written(case, tmp_
     assert err.count("\n") == 1, err
     assert err.startswith("sweeps/beta_frontier.py: error: "), err
     assert case.expect in err, err
+    assert "hunter2" not in err  # credentials are never printed
     assert new == []  # no mlflow.db, no ray_results, no report
     assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
 

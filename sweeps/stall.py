@@ -1,0 +1,120 @@
+"""Hung trials: a trial that reports nothing for too long is killed, and Tune retries it.
+
+A worker can hang without dying: a stuck GPU kernel, a deadlocked data loader, a node's
+file system that stopped answering, a process stopped by a signal. Ray sees nothing wrong, so
+without a watch the sweep waits forever. ``StallWatch`` is a Tune callback on the driver: it
+notes when each running trial last reported, and when a trial has been silent longer than its
+limit it kills the trial's worker process (``SIGKILL``, sent by a zero-CPU Ray task pinned to
+the worker's node). Ray reports the worker lost; Tune restores the trial from its last
+checkpoint (``FailureConfig.max_failures``), exactly as after a lost node.
+
+The limit is ``--stall-timeout`` seconds; by default it is derived from the trial's own report
+interval: ``STALL_FACTOR`` times the longest gap seen between its reports, and never less than
+``STALL_FLOOR_S``. The final scoring, the longest silence of a healthy trial (metrics, pictures,
+the final checkpoint), always gets at least ``STALL_FLOOR_S``. The watch starts at a trial's
+first report (before it the worker's pid is not known), and a driver that was itself busy (its
+loop blocked) does not count that time against the trials.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from typing import Any
+
+from ray.tune import Callback
+
+STALL_FACTOR = 10.0
+STALL_FLOOR_S = 300.0
+LOOP_BLOCKED_S = 2.0
+
+
+def _kill(pid: int) -> str:
+    import os
+
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return "already gone"
+    return "killed"
+
+
+class StallWatch(Callback):
+    """Tune callback: kill the worker of a trial silent for longer than its limit."""
+
+    def __init__(self, timeout_s: float | None = None, *, prog: str = "sweep") -> None:
+        self.timeout_s = timeout_s
+        self.prog = prog
+        self.last: dict[str, float] = {}  # trial id → when it last reported (or restarted)
+        self.gap: dict[str, float] = {}  # trial id → the longest gap between its reports
+        self.worker: dict[str, tuple[str, int]] = {}  # trial id → (node id, pid)
+        self.killed: set[str] = set()
+        self.scoring: set[str] = set()  # trials past their last training step
+        self._loop_seen: float | None = None
+        self.pending_kills: list[Any] = []
+
+    def limit(self, trial_id: str) -> float:
+        if self.timeout_s is not None:
+            limit = self.timeout_s
+        else:
+            limit = max(STALL_FLOOR_S, STALL_FACTOR * self.gap.get(trial_id, 0.0))
+        if trial_id in self.scoring:
+            limit = max(limit, STALL_FLOOR_S)
+        return limit
+
+    # -- Tune events -------------------------------------------------------------------
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.last[trial.trial_id] = time.monotonic()
+        self.worker.pop(trial.trial_id, None)  # a new worker: its pid comes with its report
+        self.killed.discard(trial.trial_id)
+        self.scoring.discard(trial.trial_id)
+
+    on_trial_restore = on_trial_start
+    on_trial_recover = on_trial_start
+
+    def on_trial_result(
+        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+    ) -> None:
+        now = time.monotonic()
+        trial_id = trial.trial_id
+        if trial_id in self.worker and trial_id in self.last:  # a gap between two reports
+            self.gap[trial_id] = max(self.gap.get(trial_id, 0.0), now - self.last[trial_id])
+        self.last[trial_id] = now
+        if result.get("worker_node") and result.get("pid"):
+            self.worker[trial_id] = (str(result["worker_node"]), int(result["pid"]))
+        if int(result.get("step", 0)) >= int(trial.config.get("steps", 0) or 0):
+            self.scoring.add(trial_id)
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        now = time.monotonic()
+        if self._loop_seen is not None and now - self._loop_seen > LOOP_BLOCKED_S:
+            for trial_id in self.last:  # the driver was busy: results may be waiting unread
+                self.last[trial_id] += now - self._loop_seen
+        self._loop_seen = now
+        for trial in trials:
+            trial_id = trial.trial_id
+            if trial.status != "RUNNING" or trial_id in self.killed or trial_id not in self.worker:
+                continue
+            silent = now - self.last.get(trial_id, now)
+            if silent > self.limit(trial_id):
+                self._kill_worker(trial, silent)
+
+    # -- the kill ------------------------------------------------------------------------
+    def _kill_worker(self, trial: Any, silent: float) -> None:
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        node, pid = self.worker[trial.trial_id]
+        self.killed.add(trial.trial_id)
+        print(
+            f"{self.prog}: trial {trial} reported nothing for {silent:.0f} s (limit "
+            f"{self.limit(trial.trial_id):.0f} s, --stall-timeout): killing its worker (pid "
+            f"{pid}); Tune retries it from its last checkpoint",
+            file=sys.stderr,
+            flush=True,
+        )
+        strategy = NodeAffinitySchedulingStrategy(node_id=node, soft=False)
+        task = ray.remote(num_cpus=0, max_retries=0, scheduling_strategy=strategy)(_kill)
+        # Not waited for: Tune's loop goes on. If the node is gone, Ray fails the trial itself.
+        self.pending_kills.append(task.remote(pid))

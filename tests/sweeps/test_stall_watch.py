@@ -1,0 +1,98 @@
+"""The hung-trial watch (``sweeps.stall.StallWatch``): whom it kills, and when."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from sweeps import stall
+from sweeps.stall import STALL_FACTOR, STALL_FLOOR_S, StallWatch
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch) -> Clock:
+    clock = Clock()
+    monkeypatch.setattr(stall.time, "monotonic", clock)
+    return clock
+
+
+def trial(trial_id: str, steps: int = 100) -> SimpleNamespace:
+    return SimpleNamespace(trial_id=trial_id, status="RUNNING", config={"steps": steps})
+
+
+def watch_with_kills(timeout: float | None) -> tuple[StallWatch, list[str]]:
+    watch, killed = StallWatch(timeout), []
+    watch._kill_worker = lambda t, silent: (killed.append(t.trial_id), watch.killed.add(t.trial_id))
+    return watch, killed
+
+
+def report(watch: StallWatch, t, step: int) -> None:
+    watch.on_trial_result(0, [t], t, {"step": step, "worker_node": "n", "pid": 42})
+
+
+def advance(watch: StallWatch, clock: Clock, trials: list, seconds: float) -> None:
+    """Time passes in 1-s loop steps, as in Tune's loop."""
+    for _ in range(int(seconds)):
+        clock.now += 1.0
+        watch.on_step_end(0, trials)
+
+
+def test_a_silent_trial_is_killed_after_the_timeout_and_a_reporting_one_is_not(clock):
+    watch, killed = watch_with_kills(timeout=15)
+    hung, healthy = trial("hung"), trial("healthy")
+    for t in (hung, healthy):
+        watch.on_trial_start(0, [], t)
+        report(watch, t, 10)
+    for second in range(20):
+        advance(watch, clock, [hung, healthy], 1)
+        if second % 3 == 0:
+            report(watch, healthy, 20 + second)
+    assert killed == ["hung"]
+    watch.on_trial_restore(0, [], hung)  # Tune retries it: watched again from its report
+    assert "hung" not in watch.killed
+
+
+def test_the_default_limit_follows_the_trials_report_interval(clock):
+    watch, killed = watch_with_kills(timeout=None)
+    slow = trial("slow")
+    watch.on_trial_start(0, [], slow)
+    report(watch, slow, 10)
+    clock.now += 100.0  # a report every 100 s
+    report(watch, slow, 20)
+    assert watch.limit("slow") == pytest.approx(STALL_FACTOR * 100.0)
+    assert StallWatch(None).limit("unseen") == STALL_FLOOR_S
+    advance(watch, clock, [slow], STALL_FACTOR * 100.0 - 5)
+    assert killed == []
+    advance(watch, clock, [slow], 10)
+    assert killed == ["slow"]
+
+
+def test_the_final_scoring_gets_the_floor_even_with_a_short_timeout(clock):
+    watch, killed = watch_with_kills(timeout=15)
+    scoring = trial("scoring", steps=100)
+    watch.on_trial_start(0, [], scoring)
+    report(watch, scoring, 100)  # the last training step: scoring follows, silently
+    advance(watch, clock, [scoring], 60)
+    assert killed == []
+    advance(watch, clock, [scoring], STALL_FLOOR_S)
+    assert killed == ["scoring"]
+
+
+def test_a_blocked_driver_loop_does_not_count_against_the_trials(clock):
+    watch, killed = watch_with_kills(timeout=15)
+    t = trial("t")
+    watch.on_trial_start(0, [], t)
+    report(watch, t, 10)
+    watch.on_step_end(0, [t])
+    clock.now += 60.0  # the driver itself was busy for a minute
+    watch.on_step_end(0, [t])
+    assert killed == []
