@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-PY_DIRS := betavae sweeps analysis tests bench
+PY_DIRS := betavae sweeps analysis tests bench cluster
 
 .PHONY: run train test check lint bench browser clean
 

@@ -36,6 +36,7 @@ from sweeps.command_line import parse_settings
 from sweeps.interrupts import Interrupts
 from sweeps.preflight import (
     bind_to_loopback,
+    check_cluster_placement,
     check_local_resources,
     check_shared_storage,
     check_tracking_server,
@@ -248,10 +249,12 @@ def _run_held(
     from mlflow.tracking import MlflowClient
     from ray import tune
 
+    from sweeps.mlflow_backup import configure as configure_backup
     from sweeps.mlflow_runs import experiment_id, parent_run
     from sweeps.progress import Progress
     from sweeps.search import StudyLink
     from sweeps.stall import StallWatch
+    from sweeps.stall import configure as configure_stall_watch
     from sweeps.tracking import MLflowTracking
     from sweeps.trainable import train_trial
 
@@ -261,6 +264,8 @@ def _run_held(
     interrupts.install()  # after ray.init, which installs a SIGTERM handler that aborts
     try:
         check_shared_storage(settings)
+        check_cluster_placement(settings, address)
+        backup = database_backup(settings)
         client = MlflowClient(settings.tracking_uri)
         experiment = experiment_id(client, settings.name)
         parent = parent_run(
@@ -313,7 +318,7 @@ def _run_held(
                             settings.tracking_uri,
                             experiment,
                             parent,
-                            interrupts=interrupts,
+                            backup=backup,
                             study_link=StudyLink(str(study_path(settings)), settings.name),
                             run_tags=run_source_tags(),
                             spool_path=study_path(settings).with_name(SPOOL_FILE),
@@ -324,6 +329,11 @@ def _run_held(
                     verbose=1,
                 ),
             )
+        # A restored Tuner runs the callbacks pickled by the sweep's first driver: this
+        # driver's own settings reach them through their modules (sweeps.stall,
+        # sweeps.mlflow_backup, sweeps.interrupts), not through the objects built above.
+        configure_stall_watch(settings.stall_timeout)
+        configure_backup(backup)
         with interrupts.tune_loop():
             grid = tuner.fit()
     except BaseException as err:
@@ -343,7 +353,8 @@ def _run_held(
             )
     if interrupts.received:
         return interrupted(settings, client, parent, grid, interrupts, experiment)
-    doc, report = summarise(settings, client, parent, grid)
+    missing = compare_with_mlflow(client, experiment, parent, grid)
+    doc, report = summarise(settings, client, parent, grid, from_tune=bool(missing))
     write_text(settings, SUMMARY_FILE, json.dumps(doc, indent=2, default=str))
     client.log_dict(parent, json.loads(json.dumps(doc, default=str)), SUMMARY_FILE)
     counts = doc["counts"]
@@ -359,7 +370,42 @@ def _run_held(
         "report": report,
         "parent_run_id": parent,
         "experiment_id": experiment,
+        "mlflow_missing": missing,
     }
+
+
+def compare_with_mlflow(client: Any, experiment: str, parent: str, grid: Any) -> list:
+    """The trials Tune ended that MLflow does not show ended the same way (see
+    ``sweeps.reconcile``); [] when MLflow cannot be read (the summary says so itself)."""
+    from sweeps.reconcile import missing_in_mlflow, tune_ends
+
+    ends = tune_ends(
+        (
+            (r.metrics or {}).get("trial_id") or Path(r.path or "").name.rsplit("-", 1)[-1],
+            r.metrics,
+            r.error is not None,
+        )
+        for r in grid
+    )
+    try:
+        return missing_in_mlflow(client, experiment, parent, ends)
+    except Exception:
+        return []
+
+
+def database_backup(settings: SweepSettings):
+    """The sqlite store's backup in the sweep's storage (``sweeps.mlflow_backup``), restored
+    first when this machine lacks the database (a new head); None when not configured."""
+    from analysis.redaction import without_credentials
+    from sweeps.mlflow_backup import DatabaseBackup, restore
+
+    database = settings.mlflow_backup_file
+    if database is None:
+        return None
+    root = without_credentials(settings.storage_root)  # the writer is pickled into Tune's state
+    if settings.tracking_uri.startswith("sqlite:///") and restore(root, database):
+        print(f"{PROG}: restored the MLflow database {database} from its backup", file=sys.stderr)
+    return DatabaseBackup(database, root)
 
 
 def interrupted(
@@ -381,17 +427,20 @@ def interrupted(
 
 
 def summarise(
-    settings: SweepSettings, client: Any, parent: str, grid: Any
+    settings: SweepSettings, client: Any, parent: str, grid: Any, *, from_tune: bool = False
 ) -> tuple[dict[str, Any], str | None]:
     """The frontier document, built once, and the report written from it.
 
-    The trials are read from MLflow; when MLflow cannot be read, from Tune's results. A
-    report that fails is a warning: the document (and ``summary.json``) still stands.
+    The trials are read from MLflow; from Tune's results when MLflow cannot be read or lacks
+    trials Tune ended (``from_tune``). A report that fails is a warning: the document (and
+    ``summary.json``) still stands.
     """
     from analysis.report import build_document, write_report
     from analysis.runs import load_mlflow
 
     try:
+        if from_tune:
+            raise RuntimeError("it lacks trials that Tune ended")
         sweep = load_mlflow(settings.tracking_uri, settings.name, parent)
         doc = build_document(sweep)
     except Exception as err:  # MLflow unreachable, or its runs lost
@@ -455,6 +504,16 @@ def main(argv: list[str] | None = None) -> int:
         if settings.dry_run:
             print(json.dumps(dry_run(settings), indent=2))
             return 0
+        if settings.rebuild_mlflow:
+            from sweeps.reconcile import rebuild
+
+            done = rebuild(settings)
+            print(
+                f"{done['trials']} trials in Tune's state; MLflow held {done['runs_before']} of "
+                f"their runs and now holds {done['runs_after']}"
+            )
+            print(mlflow_ui_lines(settings.tracking_uri, done["experiment_id"]))
+            return 0
         outcome = run(settings)
     except UsageError as err:
         exit_on_usage_error(err)
@@ -475,6 +534,19 @@ def main(argv: list[str] | None = None) -> int:
     if outcome["report"]:
         print(f"report: {outcome['report']}")
     print(mlflow_ui_lines(settings.tracking_uri, outcome["experiment_id"]))
+    if outcome["mlflow_missing"]:
+        shown = ", ".join(
+            f"{t} ({tune}; MLflow: {ml})" for t, tune, ml in outcome["mlflow_missing"]
+        )
+        print(
+            f"{PROG}: WARNING: MLflow does not hold {len(outcome['mlflow_missing'])} trial(s) as "
+            f"Tune ended them: {shown}. The report above was built from Tune's results. Rebuild "
+            f"the runs with: {PROG} --name {settings.name} --storage-path "
+            f"{redact(settings.storage_path)} --tracking-uri {redact(settings.tracking_uri)} "
+            "--rebuild-mlflow",
+            file=sys.stderr,
+        )
+        return 3
     if not outcome["document"]["counts"]["finished"]:
         # Everything is recorded (failed trials with their reasons), but a scheduler or a
         # script must not mistake an empty frontier for a result.

@@ -240,6 +240,20 @@ def build_parser() -> argparse.ArgumentParser:
         "it if it exists and starts it if not (for a retried `ray job submit` or RayJob)",
     )
     p.add_argument(
+        "--mlflow-backup",
+        default=S,
+        metavar="PATH",
+        help="a sqlite MLflow database to copy to STORAGE/_mlflow/ as trials end (default: "
+        "BETAVAE_MLFLOW_BACKUP; else a sqlite:/// tracking URI's file when storage is remote)",
+    )
+    p.add_argument(
+        "--rebuild-mlflow",
+        action="store_true",
+        default=S,
+        help="rebuild the MLflow runs of the sweep NAME from Tune's state and checkpoints "
+        "(into --tracking-uri; runs found by tag are not written twice), then exit",
+    )
+    p.add_argument(
         "--dry-run",
         action="store_true",
         default=S,

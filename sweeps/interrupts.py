@@ -21,6 +21,18 @@ TUNE_SIGINT_ENV = "TUNE_DISABLE_SIGINT_HANDLER"
 CAUGHT = (signal.SIGINT, signal.SIGTERM)
 
 
+_ACTIVE: list[Interrupts] = []
+
+
+def received() -> str | None:
+    """The signal that stopped this driver's sweep ("SIGINT", "SIGTERM"), if one did.
+
+    Callbacks ask here rather than hold the ``Interrupts``: a resumed sweep runs the callbacks
+    Tune unpickles from the first driver's state, not the ones this driver built.
+    """
+    return _ACTIVE[-1].name if _ACTIVE else None
+
+
 class Interrupts:
     """Installed for the driver's life (``with Interrupts() as stop: …``)."""
 
@@ -66,8 +78,10 @@ class Interrupts:
     def __enter__(self) -> Interrupts:
         os.environ[TUNE_SIGINT_ENV] = "1"
         self.install()
+        _ACTIVE.append(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+        _ACTIVE.remove(self)

@@ -90,6 +90,7 @@ class MLflowWriter:
         spool_path: str | Path | None = None,
         memory_limit: int = 1000,
         background: bool = True,
+        backup: Any = None,
     ) -> None:
         self.tracking_uri = tracking_uri
         self.experiment = experiment
@@ -101,6 +102,7 @@ class MLflowWriter:
         self.spool_path = Path(spool_path or default_spool_path(parent_run_id))
         self.memory_limit = memory_limit
         self.background = background
+        self.backup = backup  # sweeps.mlflow_backup.DatabaseBackup: copied as trials end
         self.runs: dict[str, str] = {}  # trial id → run id
         self.last_step: dict[str, int] = {}
         self.ended: set[str] = set()  # trials whose end MLflow has recorded
@@ -230,6 +232,19 @@ class MLflowWriter:
             with self._lock:
                 self.ended.add(record["trial_id"])
                 self.abandoned.pop(record["trial_id"], None)
+            self.back_up()
+
+    def back_up(self) -> None:
+        """Copy the sqlite store to the sweep's storage (``sweeps.mlflow_backup``), if set."""
+        from sweeps.mlflow_backup import current
+
+        backup = current(self.backup)
+        if backup is None:
+            return
+        try:
+            backup.copy()
+        except Exception as err:  # the store itself is fine; only its copy is late
+            logger.warning("the MLflow database was not backed up: %s", redact(str(err)))
 
     def run_id(self, record: dict[str, Any]) -> str:
         """The trial's child run: remembered, else found by tag, else created.
@@ -310,6 +325,15 @@ class MLflowWriter:
         if not result.get("final"):
             with self._lock:
                 self.last_step[trial_id] = step
+
+    def record_unfinished(self, record: dict[str, Any], checkpoint: Any) -> None:
+        """A trial Tune has not ended (``--rebuild-mlflow``): its run, the curve its newest
+        checkpoint holds, and KILLED (a ``--resume`` reopens it)."""
+        run_id = self.run_id(record)
+        if checkpoint is not None:
+            self._backfill(run_id, checkpoint)
+        if not self._already_ended(run_id):
+            self.client.set_terminated(run_id, status="KILLED")
 
     def _reopen(self, record: dict[str, Any]) -> None:
         """A trial (re)started: its run is RUNNING again; a retried failure loses its error."""

@@ -161,3 +161,55 @@ def check_tracking_server(settings: SweepSettings, timeout: float = 10.0) -> Non
             f"--tracking-uri: cannot reach the MLflow server at {redact(uri)!r} ({reason}); "
             "allowed: a running server (mlflow server …), or sqlite:///FILE"
         ) from None
+
+
+#: Where Ray's cluster launcher leaves the cluster's config on the head (with its node types).
+BOOTSTRAP_CONFIG = Path.home() / "ray_bootstrap_config.yaml"
+AUTOSCALER_STATUS_KEY = "__autoscaling_status"  # what a running autoscaler publishes in Ray's KV
+
+
+def node_shapes(config_path: Path = BOOTSTRAP_CONFIG) -> tuple[str, dict[str, dict]] | None:
+    """``(source, {name: resources})`` of the nodes a trial could run on: the autoscaler's node
+    types when the cluster config is here and lists every type's resources, else the live
+    nodes when no autoscaler runs; None when neither can be known (an autoscaler whose node
+    types are elsewhere, e.g. KubeRay's: the check is then left to it)."""
+    import ray
+
+    if config_path.is_file():
+        import yaml
+
+        types = (yaml.safe_load(config_path.read_text()) or {}).get("available_node_types") or {}
+        if types and all("resources" in t for t in types.values()):
+            return "the autoscaler's node types", {k: t["resources"] for k, t in types.items()}
+    from ray.experimental.internal_kv import _internal_kv_get
+
+    if _internal_kv_get(AUTOSCALER_STATUS_KEY):
+        return None
+    live = [n for n in ray.nodes() if n.get("Alive")]
+    return "the cluster's live nodes", {n["NodeID"][:8]: n.get("Resources", {}) for n in live}
+
+
+def check_cluster_placement(settings: SweepSettings, address: str | None, shapes=None) -> None:
+    """On a cluster (not a new local Ray), refuse a trial that fits no node: it would stay
+    PENDING forever."""
+    if address == "local":
+        return
+    found = node_shapes() if shapes is None else shapes
+    if found is None:
+        return
+    source, nodes = found
+    need = {"CPU": settings.cpus_per_trial, "GPU": settings.gpus_per_trial}
+    if any(all(float(r.get(k, 0)) >= v for k, v in need.items() if v > 0) for r in nodes.values()):
+        return
+    flag, what = ("--gpus-per-trial", "GPU") if settings.gpus_per_trial > max(
+        (float(r.get("GPU", 0)) for r in nodes.values()), default=0.0
+    ) else ("--cpus-per-trial", "CPU")  # fmt: skip
+    shape = "; ".join(
+        f"{name}: {float(r.get('CPU', 0)):g} CPU, {float(r.get('GPU', 0)):g} GPU"
+        for name, r in nodes.items()
+    )
+    raise UsageError(
+        f"{flag}: a trial asks for {settings.cpus_per_trial:g} CPU and "
+        f"{settings.gpus_per_trial:g} GPU, which fits none of {source} ({shape}); allowed: at "
+        f"most one node's {what}s per trial"
+    )

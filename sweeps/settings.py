@@ -22,6 +22,7 @@ ENV_DEFAULTS = {
     "address": "RAY_ADDRESS",
     "storage_path": "BETAVAE_STORAGE_PATH",
     "tracking_uri": "MLFLOW_TRACKING_URI",
+    "mlflow_backup": "BETAVAE_MLFLOW_BACKUP",
 }
 
 
@@ -93,6 +94,11 @@ class SweepSettings:
     address: str | None = None
     resume: bool | str = False
     """True: continue NAME; "auto": continue it if it exists, else start it."""
+    mlflow_backup: str | None = None
+    """A sqlite MLflow database to copy to the sweep's storage as trials end (``None``: the
+    database of a ``sqlite:///`` tracking URI when the storage is remote)."""
+    rebuild_mlflow: bool = False
+    """Rebuild the sweep's MLflow runs from Tune's state, then exit (``sweeps.reconcile``)."""
     dry_run: bool = False
     """Print the resolved sweep, its search space and its size, then exit without Ray."""
     seed: int = 0
@@ -156,6 +162,15 @@ class SweepSettings:
             "initial_points",
         )
         return {k: _jsonable(getattr(self, k)) for k in keys}
+
+    @property
+    def mlflow_backup_file(self) -> str | None:
+        """The sqlite file backed up to the sweep's storage (``sweeps.mlflow_backup``)."""
+        if self.mlflow_backup:
+            return self.mlflow_backup
+        if self.tracking_uri.startswith("sqlite:///") and not self.storage_is_local:
+            return self.tracking_uri.removeprefix("sqlite:///").split("?", 1)[0]
+        return None
 
     @property
     def shown_experiment_path(self) -> str:

@@ -12,8 +12,8 @@ The limit is ``--stall-timeout`` seconds; by default it is derived from the tria
 interval: ``STALL_FACTOR`` times the longest gap seen between its reports, and never less than
 ``STALL_FLOOR_S``. The final scoring, the longest silence of a healthy trial (metrics, pictures,
 the final checkpoint), always gets at least ``STALL_FLOOR_S``. The watch starts at a trial's
-first report (before it the worker's pid is not known), and a driver that was itself busy (its
-loop blocked) does not count that time against the trials.
+first report: before it the worker's pid is not known. The kill is not waited for, so the
+watch never blocks Tune's loop (a blocked loop would delay every trial's reports).
 """
 
 from __future__ import annotations
@@ -25,9 +25,17 @@ from typing import Any
 
 from ray.tune import Callback
 
+_LIVE: dict[str, float | None] = {}
+
+
+def configure(timeout_s: float | None) -> None:
+    """This driver's ``--stall-timeout``, for every ``StallWatch`` it runs, the ones Tune
+    unpickles when it restores a sweep included (they hold the first driver's value)."""
+    _LIVE["timeout_s"] = timeout_s
+
+
 STALL_FACTOR = 10.0
 STALL_FLOOR_S = 300.0
-LOOP_BLOCKED_S = 2.0
 
 
 def _kill(pid: int) -> str:
@@ -51,12 +59,13 @@ class StallWatch(Callback):
         self.worker: dict[str, tuple[str, int]] = {}  # trial id → (node id, pid)
         self.killed: set[str] = set()
         self.scoring: set[str] = set()  # trials past their last training step
-        self._loop_seen: float | None = None
+        self.reported: set[str] = set()  # trials that reported since they (re)started
         self.pending_kills: list[Any] = []
 
     def limit(self, trial_id: str) -> float:
-        if self.timeout_s is not None:
-            limit = self.timeout_s
+        timeout_s = _LIVE.get("timeout_s", self.timeout_s)
+        if timeout_s is not None:
+            limit = timeout_s
         else:
             limit = max(STALL_FLOOR_S, STALL_FACTOR * self.gap.get(trial_id, 0.0))
         if trial_id in self.scoring:
@@ -65,21 +74,28 @@ class StallWatch(Callback):
 
     # -- Tune events -------------------------------------------------------------------
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        # Tune may announce the start after the new worker's first report: the worker it
+        # reported stays known (each report names it), only the clock and the gaps restart.
         self.last[trial.trial_id] = time.monotonic()
-        self.worker.pop(trial.trial_id, None)  # a new worker: its pid comes with its report
+        self.reported.discard(trial.trial_id)
         self.killed.discard(trial.trial_id)
         self.scoring.discard(trial.trial_id)
 
-    on_trial_restore = on_trial_start
-    on_trial_recover = on_trial_start
+    on_trial_recover = on_trial_start  # failed; Tune starts it again on a new worker
+
+    def on_trial_restore(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """Loaded from its checkpoint: Tune may say so after the worker's first report, so
+        the worker it already reported stays watched."""
+        self.last.setdefault(trial.trial_id, time.monotonic())
 
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
     ) -> None:
         now = time.monotonic()
         trial_id = trial.trial_id
-        if trial_id in self.worker and trial_id in self.last:  # a gap between two reports
+        if trial_id in self.reported and trial_id in self.last:  # a gap between two reports
             self.gap[trial_id] = max(self.gap.get(trial_id, 0.0), now - self.last[trial_id])
+        self.reported.add(trial_id)
         self.last[trial_id] = now
         if result.get("worker_node") and result.get("pid"):
             self.worker[trial_id] = (str(result["worker_node"]), int(result["pid"]))
@@ -88,10 +104,6 @@ class StallWatch(Callback):
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         now = time.monotonic()
-        if self._loop_seen is not None and now - self._loop_seen > LOOP_BLOCKED_S:
-            for trial_id in self.last:  # the driver was busy: results may be waiting unread
-                self.last[trial_id] += now - self._loop_seen
-        self._loop_seen = now
         for trial in trials:
             trial_id = trial.trial_id
             if trial.status != "RUNNING" or trial_id in self.killed or trial_id not in self.worker:

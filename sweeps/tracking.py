@@ -20,6 +20,7 @@ from typing import Any
 from ray.tune import Callback
 
 from analysis.redaction import redact
+from sweeps import interrupts
 from sweeps.mlflow_runs import last_line
 from sweeps.mlflow_writer import FINAL_KEYS, MLflowWriter
 
@@ -38,11 +39,9 @@ class MLflowTracking(Callback):
         tracking_uri: str,
         experiment: str,
         parent_run_id: str,
-        interrupts: Any = None,
         **options: Any,
     ) -> None:
         self.writer = MLflowWriter(tracking_uri, experiment, parent_run_id, **options)
-        self.interrupts = interrupts  # sweeps.interrupts.Interrupts: a signal stopped Tune
 
     # -- state Tune saves with the experiment ------------------------------------------
     def get_state(self) -> dict:
@@ -91,7 +90,7 @@ class MLflowTracking(Callback):
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         """Record every ended trial MLflow has not recorded as ended, then wait for all."""
-        interrupted = bool(self.interrupts and self.interrupts.received)
+        interrupted = interrupts.received() is not None
         for trial in trials:
             if trial.trial_id in self.writer.ended:
                 continue
@@ -108,6 +107,7 @@ class MLflowTracking(Callback):
         if self.writer.pending():
             logger.warning("waiting for MLflow to take %d queued records", self.writer.pending())
         self.writer.flush()
+        self.writer.back_up()
         if self.writer.abandoned:
             names = ", ".join(sorted(self.writer.abandoned))
             raise RuntimeError(

@@ -190,6 +190,17 @@ def test_local_storage_on_a_multi_node_cluster_is_refused(cluster):
     assert not (tmp / "local").exists()
 
 
+def test_a_trial_larger_than_every_live_node_is_refused_before_trials(cluster):
+    tmp, env, address = cluster
+    shared = f"file://{tmp / 'shared'}"
+    done = sweep(tmp, env, address, "toobig", "--storage-path", shared, "--gpus-per-trial", "2")
+    assert done.returncode == 2, done.stderr[-3000:]
+    (line,) = [x for x in done.stderr.splitlines() if "error:" in x]
+    assert "--gpus-per-trial: a trial asks for 1 CPU and 2 GPU" in line
+    assert "fits none of the cluster's live nodes" in line
+    assert not list((tmp / "shared").glob("toobig/*/params.json"))  # no trial started
+
+
 def test_a_cluster_that_refuses_the_drivers_token_is_one_clear_line(cluster):
     tmp, env, address = cluster
     wrong = {**env, "RAY_AUTH_TOKEN": secrets.token_hex(16)}
@@ -380,3 +391,55 @@ def stop_hard(process: subprocess.Popen) -> None:
         process.poll()
         time.sleep(0.2)
     process.wait(timeout=10)
+
+
+def test_ray_job_submit_runs_the_sweep_and_a_retried_submission_continues_it(tmp_path):
+    """The recommended cluster path: ``ray job submit`` to a head whose job server listens on
+    127.0.0.1 only. The driver runs on the head as a Ray job; submitting the same command again
+    (``--resume auto``) continues the sweep instead of being refused."""
+    port, dashboard = free_port(), free_port()
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
+    env.pop("RAY_ADDRESS", None)
+    head_args = [
+        "--head",
+        f"--port={port}",
+        "--num-cpus=2",
+        "--num-gpus=0",
+        "--include-dashboard=true",
+        "--dashboard-host=127.0.0.1",
+        f"--dashboard-port={dashboard}",
+    ]
+    head = start_node(head_args, env, tmp_path / "head.log")
+    jobs = f"http://127.0.0.1:{dashboard}"
+    command = [
+        "betavae-sweep", "--preset", "smoke", "--name", "job", "--num-samples", "2",
+        "--storage-path", str(tmp_path / "ray_results"), "--tracking-uri", tracking_uri(tmp_path),
+        "--resume", "auto",
+    ]  # fmt: skip
+
+    def submit() -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [RAY, "job", "submit", "--address", jobs, "--", *command],
+            cwd=tmp_path, env={**env, "PATH": f"{Path(sys.executable).parent}:{env['PATH']}"},
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+
+    try:
+        wait_for(env, f"127.0.0.1:{port}", nodes=1)
+        first = submit()
+        second = submit()  # a retried submission: continues (here: nothing left to do)
+        listening_on = subprocess.run(
+            ["ss", "-ltnH"], capture_output=True, text=True, check=False
+        ).stdout
+    finally:
+        stop(head)
+        forget_cluster(port)
+    assert first.returncode == 0, (first.stdout + first.stderr)[-4000:]
+    assert "Job 'raysubmit_" in first.stdout and "succeeded" in first.stdout
+    assert "2 trials: 2 finished, 0 failed, 0 unfinished" in first.stdout
+    assert second.returncode == 0, (second.stdout + second.stderr)[-4000:]
+    assert "2 trials: 2 finished" in second.stdout and "already exists" not in second.stdout
+    runs = children(tmp_path, "job")
+    assert len(runs) == 2 and {r.info.status for r in runs} == {"FINISHED"}
+    assert f"127.0.0.1:{dashboard}" in listening_on  # the job server, on loopback only
+    assert f"0.0.0.0:{dashboard}" not in listening_on and f"*:{dashboard}" not in listening_on

@@ -132,8 +132,13 @@ def test_a_sweep_on_s3_storage_writes_there_and_resumes_from_there(tmp_path, s3_
     assert f"pid {holder.pid}," in second.stderr.strip().splitlines()[-1]
     os.killpg(holder.pid, signal.SIGKILL)
     holder.wait()
+    # The sqlite MLflow store was copied to the bucket as trials ended: a machine without it
+    # (a new head) gets it back before the sweep goes on.
+    assert "frontier/_mlflow/mlflow.db" in bucket_files(s3_endpoint)
+    (tmp_path / "mlflow.db").unlink()
     again = sweep(tmp_path, uri, "--resume")
     assert again.returncode == 0, again.stderr[-4000:]
+    assert "restored the MLflow database" in again.stderr
     assert f"{N} trials: {N} finished, 0 failed, 0 unfinished" in again.stdout
 
     import optuna

@@ -317,3 +317,58 @@ def test_default_local_run_listens_on_loopback_only(swept):
     loopback = ("127.", "[::ffff:127.", "[::1]")
     public = {(a, n) for a, n in listeners if not a.startswith(loopback)}
     assert public == set()
+
+
+def _child_view(tracking: str) -> dict:
+    """Trial id → (status, params, final scores, curve steps, artifact names) of the children."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking)
+    experiment = client.get_experiment_by_name("smoke-test")
+    view = {}
+    for run in client.search_runs([experiment.experiment_id]):
+        if "mlflow.parentRunId" not in run.data.tags:
+            continue
+        history = client.get_metric_history(run.info.run_id, "train/loss")
+        scores = {k: round(v, 9) for k, v in run.data.metrics.items() if k.startswith("metric.")}
+        artifacts = sorted(a.path for a in client.list_artifacts(run.info.run_id))
+        view[run.data.tags["betavae.trial_id"]] = (
+            run.info.status, run.data.params, scores, [m.step for m in history], artifacts,
+        )  # fmt: skip
+    return view
+
+
+def test_a_lost_mlflow_store_is_rebuilt_from_tunes_state_once(swept):
+    tmp, _ = swept
+    rebuilt = f"sqlite:///{tmp / 'rebuilt.db'}"
+    for _ in range(2):  # the second time finds every run by tag and writes nothing new
+        done = subprocess.run(
+            smoke_argv(tmp, "smoke-test", "--tracking-uri", rebuilt, "--rebuild-mlflow"),
+            cwd=tmp, env=sweep_env(), capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+    assert f"{NUM_SAMPLES} trials in Tune's state; MLflow held {NUM_SAMPLES}" in done.stdout
+    assert _child_view(rebuilt) == _child_view(tracking_uri(tmp))
+
+
+def test_mlflow_missing_a_trial_that_tune_finished_is_a_loud_nonzero_end(swept):
+    import shutil
+
+    from mlflow.tracking import MlflowClient
+
+    tmp, _ = swept
+    shutil.copy(tmp / "mlflow.db", tmp / "partial.db")
+    partial = f"sqlite:///{tmp / 'partial.db'}"
+    client = MlflowClient(partial)
+    experiment = client.get_experiment_by_name("smoke-test").experiment_id
+    lost = next(r for r in client.search_runs([experiment]) if "mlflow.parentRunId" in r.data.tags)
+    client.delete_run(lost.info.run_id)
+    again = sweep(tmp, "--resume", "--tracking-uri", partial)
+    assert again.returncode == 3, again.stderr[-3000:]
+    warning = [
+        line for line in again.stderr.splitlines() if "WARNING: MLflow does not hold" in line
+    ]
+    assert len(warning) == 1 and lost.data.tags["betavae.trial_id"] in warning[0]
+    assert "--rebuild-mlflow" in warning[0]
+    summary = json.loads((storage(tmp) / "smoke-test" / "summary.json").read_text())
+    assert summary["counts"]["finished"] == NUM_SAMPLES  # the report counts every trial

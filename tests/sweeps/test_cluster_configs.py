@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import ipaddress
 import re
 from pathlib import Path
 
@@ -19,7 +18,8 @@ RAY_VERSION = next(
 
 
 def load(name: str) -> dict:
-    return yaml.safe_load((CLUSTER / name).read_text())
+    """The config (for a multi-document file, its first document)."""
+    return next(yaml.safe_load_all((CLUSTER / name).read_text()))
 
 
 def commands(cfg: dict) -> str:
@@ -41,18 +41,63 @@ def test_ray_prepares_and_validates_the_launcher_config(name):
     assert prepared["cluster_name"].startswith("betavae-frontier")
 
 
-def test_gpu_cluster_opens_only_ssh_from_a_chosen_cidr():
-    cfg = load("gpu.yaml")
-    rules = cfg["provider"]["security_group"]["IpPermissions"]
-    assert len(rules) == 1
-    (rule,) = rules
-    assert (rule["IpProtocol"], rule["FromPort"], rule["ToPort"]) == ("tcp", 22, 22)
-    for cidr in rule["IpRanges"]:
-        network = ipaddress.ip_network(cidr["CidrIp"])
-        assert network.prefixlen >= 8 and str(network) != "0.0.0.0/0"
+CIDR = "203.0.113.0/24"
+
+
+def test_gpu_cluster_bootstrapped_on_aws_opens_only_ssh_from_the_chosen_cidr(tmp_path, monkeypatch):
+    """Ray's own AWS bootstrap (what ``ray up`` runs first) against moto's mocked EC2, with the
+    group cluster/security_group.py creates: every node gets it, Ray creates no group of its
+    own, and the only way in from outside is SSH from the chosen network."""
+    import sys
+
+    import boto3
+    from moto import mock_aws
+    from ray.autoscaler._private.aws.config import bootstrap_aws
+    from ray.autoscaler._private.util import prepare_config
+
+    sys.path.insert(0, str(CLUSTER))
+    from security_group import ensure_group
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # Ray writes the key pair it creates there
+    for key, value in (("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test")):
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-west-2")
     text = (CLUSTER / "gpu.yaml").read_text()
-    for port in ("6379", "8265", "10001", "5000"):  # never opened to the outside
-        assert not any(str(r.get("FromPort")) == port for r in rules)
+    assert "0.0.0.0/0" not in text.replace("SSH from 0.0.0.0/0 (Ray", "")
+    with mock_aws():
+        ec2 = boto3.client("ec2", region_name="us-west-2")
+        group_id = ensure_group(ec2, CIDR)
+        assert ensure_group(ec2, CIDR) == group_id  # run twice: the same group
+        cfg = yaml.safe_load(text.replace("sg-REPLACE_ME", group_id))
+        booted = bootstrap_aws(prepare_config(cfg))
+        groups = ec2.describe_security_groups()["SecurityGroups"]
+    for node_type in booted["available_node_types"].values():
+        assert node_type["node_config"]["SecurityGroupIds"] == [group_id]
+    assert {g["GroupName"] for g in groups} == {"default", "betavae-frontier-ssh-only"}
+    (ours,) = [g for g in groups if g["GroupId"] == group_id]
+    outside = [
+        (rule.get("IpProtocol"), rule.get("FromPort"), rule.get("ToPort"), r["CidrIp"])
+        for rule in ours["IpPermissions"]
+        for r in rule.get("IpRanges", [])
+    ] + [(rule.get("IpProtocol"), r["CidrIpv6"]) for rule in ours["IpPermissions"]
+         for r in rule.get("Ipv6Ranges", [])]  # fmt: skip
+    assert outside == [("tcp", 22, 22, CIDR)]
+    inside = [p["GroupId"] for rule in ours["IpPermissions"] for p in rule["UserIdGroupPairs"]]
+    assert inside == [group_id]  # the nodes reach each other, on every port
+
+
+def test_the_security_group_script_refuses_the_whole_internet():
+    import argparse
+    import sys
+
+    sys.path.insert(0, str(CLUSTER))
+    from security_group import ssh_cidr
+
+    assert ssh_cidr("198.51.100.7/32") == "198.51.100.7/32"
+    for everyone in ("0.0.0.0/0", "::/0"):
+        with pytest.raises(argparse.ArgumentTypeError, match="whole internet"):
+            ssh_cidr(everyone)
+    text = (CLUSTER / "gpu.yaml").read_text()
     assert "--dashboard-host=0.0.0.0" not in text
 
 
@@ -106,6 +151,28 @@ def test_kuberay_job_has_token_auth_gpu_workers_and_no_exposed_service():
     assert job["spec"]["entrypoint"].split()[0] == "betavae-sweep"  # the installed command
     dockerfile = (CLUSTER / "Dockerfile").read_text()
     assert f"FROM rayproject/ray:{RAY_VERSION}-py311-gpu" in dockerfile
+
+
+def test_every_cluster_config_keeps_the_mlflow_store_beyond_the_head():
+    """The sqlite store is backed up to the sweeps' bucket as trials end and restored before
+    the server starts on a new head; KubeRay keeps it on a volume that outlives the job."""
+    for name in ("gpu.yaml", "local.yaml"):
+        text = (CLUSTER / name).read_text()
+        cfg = load(name)
+        setup = " ".join(str(c) for c in cfg["head_setup_commands"])
+        restore = setup.index("sweeps.mlflow_backup restore s3://REPLACE_ME-bucket/betavae/sweeps")
+        assert restore < setup.index("mlflow server"), name  # restored before the server opens it
+        assert "BETAVAE_MLFLOW_BACKUP=" in text and "mlflow/mlflow.db" in text, name
+    docs = list(yaml.safe_load_all((CLUSTER / "kuberay-rayjob.yaml").read_text()))
+    job, claim = docs[0], docs[1]
+    volumes = job["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["volumes"]
+    (db,) = [v for v in volumes if v["name"] == "mlflow-db"]
+    assert (
+        "emptyDir" not in db
+        and db["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+    )
+    assert claim["kind"] == "PersistentVolumeClaim"
+    assert job["spec"]["entrypoint"].endswith("--resume auto")  # a restarted job continues
 
 
 def test_every_install_brings_boto3_for_mlflows_s3_artifact_store():

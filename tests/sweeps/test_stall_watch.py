@@ -57,8 +57,27 @@ def test_a_silent_trial_is_killed_after_the_timeout_and_a_reporting_one_is_not(c
         if second % 3 == 0:
             report(watch, healthy, 20 + second)
     assert killed == ["hung"]
-    watch.on_trial_restore(0, [], hung)  # Tune retries it: watched again from its report
+    watch.on_trial_recover(0, [], hung)  # Tune retries it: watched again from its report
     assert "hung" not in watch.killed
+
+
+def test_a_start_announced_after_the_first_report_keeps_the_worker_watched(clock):
+    watch, killed = watch_with_kills(timeout=15)
+    t = trial("late")
+    report(watch, t, 20)  # the new worker's first report ...
+    watch.on_trial_start(0, [], t)  # ... can come before Tune says the trial started
+    advance(watch, clock, [t], 20)
+    assert killed == ["late"]
+
+
+def test_a_restore_announced_after_the_first_report_keeps_the_worker_watched(clock):
+    watch, killed = watch_with_kills(timeout=15)
+    t = trial("restored")
+    watch.on_trial_start(0, [], t)
+    report(watch, t, 60)  # the restored worker's first report ...
+    watch.on_trial_restore(0, [], t)  # ... can come before Tune says it restored
+    advance(watch, clock, [t], 20)
+    assert killed == ["restored"]
 
 
 def test_the_default_limit_follows_the_trials_report_interval(clock):
@@ -85,14 +104,3 @@ def test_the_final_scoring_gets_the_floor_even_with_a_short_timeout(clock):
     assert killed == []
     advance(watch, clock, [scoring], STALL_FLOOR_S)
     assert killed == ["scoring"]
-
-
-def test_a_blocked_driver_loop_does_not_count_against_the_trials(clock):
-    watch, killed = watch_with_kills(timeout=15)
-    t = trial("t")
-    watch.on_trial_start(0, [], t)
-    report(watch, t, 10)
-    watch.on_step_end(0, [t])
-    clock.now += 60.0  # the driver itself was busy for a minute
-    watch.on_step_end(0, [t])
-    assert killed == []

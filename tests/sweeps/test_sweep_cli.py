@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from sweeps.command_line import parse_settings
-from sweeps.settings import PRESETS
+from sweeps.settings import PRESETS, UsageError
 
 
 def test_presets_fill_defaults_and_flags_override(monkeypatch):
@@ -198,3 +200,32 @@ def test_installed_commands_run_the_modules_mains(tmp_path):
     for name in ("betavae-train", "betavae-report"):
         bad = subprocess.run([bin_dir / name, "--bogus"], capture_output=True, text=True)
         assert bad.returncode == 2 and bad.stderr.startswith(f"{name}: error: "), bad.stderr
+
+
+def test_a_trial_that_fits_no_node_type_is_refused_in_one_line(tmp_path):
+    from sweeps.preflight import check_cluster_placement, node_shapes
+
+    config = tmp_path / "ray_bootstrap_config.yaml"
+    config.write_text(
+        "available_node_types:\n"
+        "  head: {resources: {CPU: 4}}\n"
+        "  gpu: {resources: {CPU: 4, GPU: 1}}\n"
+    )
+    shapes = node_shapes(config)
+    assert shapes == (
+        "the autoscaler's node types",
+        {"head": {"CPU": 4}, "gpu": {"CPU": 4, "GPU": 1}},
+    )
+    fits = parse_settings(["--gpus-per-trial", "0.25", "--cpus-per-trial", "2"])
+    check_cluster_placement(fits, "auto", shapes)
+    check_cluster_placement(parse_settings(["--gpus-per-trial", "2"]), "local", shapes)  # local
+    for flags, flag in (
+        (["--gpus-per-trial", "2"], "--gpus-per-trial"),
+        (["--cpus-per-trial", "8"], "--cpus-per-trial"),
+        (["--cpus-per-trial", "8", "--gpus-per-trial", "1"], "--cpus-per-trial"),
+    ):
+        with pytest.raises(UsageError) as refused:
+            check_cluster_placement(parse_settings(flags), "auto", shapes)
+        message = str(refused.value)
+        assert message.startswith(f"{flag}: a trial asks for") and "\n" not in message
+        assert "head: 4 CPU, 0 GPU; gpu: 4 CPU, 1 GPU" in message
