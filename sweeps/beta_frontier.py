@@ -353,6 +353,7 @@ def _run_held(
             )
     if interrupts.received:
         return interrupted(settings, client, parent, grid, interrupts, experiment)
+    close_errored_trials(settings, grid)
     missing = compare_with_mlflow(client, experiment, parent, grid)
     doc, report = summarise(settings, client, parent, grid, from_tune=bool(missing))
     write_text(settings, SUMMARY_FILE, json.dumps(doc, indent=2, default=str))
@@ -391,6 +392,23 @@ def compare_with_mlflow(client: Any, experiment: str, parent: str, grid: Any) ->
         return missing_in_mlflow(client, experiment, parent, ends)
     except Exception:
         return []
+
+
+def close_errored_trials(settings: SweepSettings, grid: Any) -> None:
+    """The sweep ended with trials in ERROR: their Optuna trials, left open for a --resume to
+    retry, are marked FAIL with the reason (``sweeps.search``)."""
+    from sweeps.search import fail_errored_trials
+
+    errored = {}
+    for result in grid:
+        if result.error is not None:
+            trial_id = (result.metrics or {}).get("trial_id") or (result.path or "").rsplit("-", 1)[
+                -1
+            ]
+            errored[trial_id] = (str(result.error).splitlines() or ["failed"])[-1]
+    if errored:
+        fail_errored_trials(str(study_path(settings)), settings.name, errored)
+        upload_study(settings)  # remote storage: the bucket's copy gets the FAILs too
 
 
 def database_backup(settings: SweepSettings):

@@ -168,6 +168,11 @@ class ConstrainedOptunaSearch(Searcher):
         trial = self._trial(trial_id)
         if trial is None:  # not this study's (or already told before a restore)
             return
+        if error and not (result or {}).get("error"):
+            # Tune gave up on the trial (its worker lost too often): --resume retries it, so
+            # its Optuna trial stays open; the driver marks it FAIL if the sweep ends without
+            # it (fail_errored_trials).
+            return
         result = result or {}
         reason = result.get("error") or ("the trial errored" if error else None)
         values = [result.get(key) for key in self._metrics]
@@ -190,6 +195,23 @@ class ConstrainedOptunaSearch(Searcher):
             self.study.tell(trial, values, state=state)
         except Exception as exc:  # already finished (e.g. told before a crash)
             logger.warning("could not tell Optuna trial %s: %s", trial.number, exc)
+
+
+def fail_errored_trials(journal: str, study_name: str, errored: dict[str, str]) -> None:
+    """Tell FAIL, with the reason, for the open Optuna trials of trials Tune ended in ERROR
+    (``errored``: Tune trial id → reason); called when a sweep ends without them."""
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = JournalStorage(JournalFileBackend(journal))
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    study_id = storage.get_study_id_from_name(study_name)
+    for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        reason = errored.get(frozen.user_attrs.get(TUNE_TRIAL_ATTR))
+        if reason is not None:
+            number = storage.get_trial_id_from_study_id_trial_number(study_id, frozen.number)
+            storage.set_trial_user_attr(number, "error", reason[:500])
+            study.tell(frozen.number, state=TrialState.FAIL)
 
 
 def _finite(value: Any) -> bool:

@@ -1,0 +1,52 @@
+"""Trials that ended in ERROR are retried by ``--resume``: here every trial's worker is killed
+by the hung-trial watch after each report (``--stall-timeout`` far below the report interval)
+until Tune gives up on it (ERROR after its retries); the sweep ends with no trial finished
+(exit 1). ``--resume`` with a sane timeout restores each ERROR trial from its last checkpoint
+and finishes it: the runs end FINISHED without their error tag, the Optuna trials COMPLETE."""
+
+from __future__ import annotations
+
+import pytest
+from sweep_support import run_sweep, smoke_argv, storage, tracking_uri
+
+pytestmark = pytest.mark.slow
+N = 2
+
+
+def argv(tmp, *flags):
+    return smoke_argv(tmp, "errored", "--num-samples", str(N), "--steps", "60", *flags)
+
+
+def test_resume_retries_trials_that_ended_in_error(tmp_path):
+    first = run_sweep(argv(tmp_path, "--stall-timeout", "0.01"), tmp_path)
+    assert first.returncode == 1, first.stderr[-4000:]
+    assert "no trial finished" in first.stderr and "killing its worker" in first.stderr
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri(tmp_path))
+    experiment = client.get_experiment_by_name("errored").experiment_id
+
+    def children():
+        runs = client.search_runs([experiment])
+        return [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+
+    assert [r.info.status for r in children()] == ["FAILED"] * N
+
+    second = run_sweep(argv(tmp_path, "--resume"), tmp_path)
+    assert second.returncode == 0, second.stderr[-4000:]
+    assert f"{N} trials: {N} finished, 0 failed" in second.stdout
+    runs = children()
+    assert len(runs) == N and {r.info.status for r in runs} == {"FINISHED"}
+    assert not any("error" in r.data.tags for r in runs)
+    for run in runs:
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
+        assert steps == list(range(10, 61, 10)), steps
+
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    journal = JournalFileBackend(str(storage(tmp_path) / "errored" / "optuna.journal"))
+    study = optuna.load_study(study_name="errored", storage=JournalStorage(journal))
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * N
