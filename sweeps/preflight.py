@@ -181,12 +181,31 @@ def node_shapes(config_path: Path = BOOTSTRAP_CONFIG) -> tuple[str, dict[str, di
         types = (yaml.safe_load(config_path.read_text()) or {}).get("available_node_types") or {}
         if types and all("resources" in t for t in types.values()):
             return "the autoscaler's node types", {k: t["resources"] for k, t in types.items()}
-    from ray.experimental.internal_kv import _internal_kv_get
-
-    if _internal_kv_get(AUTOSCALER_STATUS_KEY):
+    if autoscaler_has_node_types():
         return None
     live = [n for n in ray.nodes() if n.get("Alive")]
     return "the cluster's live nodes", {n["NodeID"][:8]: n.get("Resources", {}) for n in live}
+
+
+def autoscaler_has_node_types() -> bool:
+    """Whether an autoscaler with node types of its own runs (it may add nodes a trial fits).
+
+    Every head runs Ray's monitor; without an autoscaling config it maps each node to a type
+    named ``node_<id>`` (nothing to add). Read from the status the monitor publishes.
+    """
+    import json
+
+    from ray.experimental.internal_kv import _internal_kv_get
+
+    raw = _internal_kv_get(AUTOSCALER_STATUS_KEY)
+    if not raw:
+        return False
+    try:
+        report = json.loads(raw).get("autoscaler_report") or {}
+    except ValueError:
+        return False
+    types = (report.get("node_type_mapping") or {}).values()
+    return any(not str(name).startswith("node_") for name in types)
 
 
 def check_cluster_placement(settings: SweepSettings, address: str | None, shapes=None) -> None:
