@@ -395,20 +395,27 @@ def compare_with_mlflow(client: Any, experiment: str, parent: str, grid: Any) ->
 
 
 def close_errored_trials(settings: SweepSettings, grid: Any) -> None:
-    """The sweep ended with trials in ERROR: their Optuna trials, left open for a --resume to
-    retry, are marked FAIL with the reason (``sweeps.search``)."""
-    from sweeps.search import fail_errored_trials
+    """Optuna after Tune's end: the open trials of trials Tune finished get their results (a
+    retried ERROR trial's result does not reach the searcher), and those of trials in ERROR,
+    left open for a --resume to retry, get the reason (``sweeps.search``)."""
+    from sweeps.search import note_errored_trials, tell_unreported
 
-    errored = {}
+    errored, finished = {}, {}
     for result in grid:
+        metrics = result.metrics or {}
+        trial_id = metrics.get("trial_id") or (result.path or "").rsplit("-", 1)[-1]
         if result.error is not None:
-            trial_id = (result.metrics or {}).get("trial_id") or (result.path or "").rsplit("-", 1)[
-                -1
-            ]
             errored[trial_id] = (str(result.error).splitlines() or ["failed"])[-1]
+        elif metrics.get("final") or metrics.get("error"):
+            finished[trial_id] = metrics
+    journal = str(study_path(settings))
+    pareto = settings.objective == "pareto"
+    keys = [settings.metric_key, "recon_nll"] if pareto else [settings.metric_key]
+    told = tell_unreported(journal, settings.name, finished, keys, settings.recon_budget)
     if errored:
-        fail_errored_trials(str(study_path(settings)), settings.name, errored)
-        upload_study(settings)  # remote storage: the bucket's copy gets the FAILs too
+        note_errored_trials(journal, settings.name, errored)
+    if told or errored:
+        upload_study(settings)  # remote storage: the bucket's copy gets them too
 
 
 def database_backup(settings: SweepSettings):

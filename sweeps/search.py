@@ -170,36 +170,65 @@ class ConstrainedOptunaSearch(Searcher):
             return
         if error and not (result or {}).get("error"):
             # Tune gave up on the trial (its worker lost too often): --resume retries it, so
-            # its Optuna trial stays open; the driver marks it FAIL if the sweep ends without
-            # it (fail_errored_trials).
+            # its Optuna trial stays open (note_errored_trials records why).
             return
-        result = result or {}
-        reason = result.get("error") or ("the trial errored" if error else None)
-        values = [result.get(key) for key in self._metrics]
-        if reason is None and not all(_finite(v) for v in values):
-            reason = f"no finite {', '.join(self._metrics)} in the final result"
-        recon = result.get("recon_nll")
-        if _finite(recon):
-            trial.set_user_attr(RECON_ATTR, float(recon))
-            trial.set_constraint(CONSTRAINT, float(recon) - self._recon_budget)
-        if reason is not None:
-            trial.set_user_attr("error", str(reason)[:500])
-            self._tell(trial, None, TrialState.FAIL)
-        else:
-            self._tell(trial, [float(v) for v in values], TrialState.COMPLETE)
+        tell_result(self.study, trial, result or {}, self._metrics, self._recon_budget, error)
         self._done.add(trial_id)
         self._live.pop(trial_id, None)
 
-    def _tell(self, trial: optuna.Trial, values: list[float] | None, state: TrialState) -> None:
-        try:
-            self.study.tell(trial, values, state=state)
-        except Exception as exc:  # already finished (e.g. told before a crash)
-            logger.warning("could not tell Optuna trial %s: %s", trial.number, exc)
+
+def tell_result(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    result: dict,
+    metrics: list[str],
+    recon_budget: float,
+    error: bool = False,
+) -> None:
+    """Tell Optuna a trial's final result: its values and its constraint, or FAIL and why."""
+    reason = result.get("error") or ("the trial errored" if error else None)
+    values = [result.get(key) for key in metrics]
+    if reason is None and not all(_finite(v) for v in values):
+        reason = f"no finite {', '.join(metrics)} in the final result"
+    recon = result.get("recon_nll")
+    if _finite(recon):
+        trial.set_user_attr(RECON_ATTR, float(recon))
+        trial.set_constraint(CONSTRAINT, float(recon) - recon_budget)
+    state = TrialState.FAIL if reason is not None else TrialState.COMPLETE
+    if reason is not None:
+        trial.set_user_attr("error", str(reason)[:500])
+    try:
+        study.tell(trial, None if reason else [float(v) for v in values], state=state)
+    except Exception as exc:  # already finished (e.g. told before a crash)
+        logger.warning("could not tell Optuna trial %s: %s", trial.number, exc)
 
 
-def fail_errored_trials(journal: str, study_name: str, errored: dict[str, str]) -> None:
-    """Tell FAIL, with the reason, for the open Optuna trials of trials Tune ended in ERROR
-    (``errored``: Tune trial id → reason); called when a sweep ends without them."""
+def tell_unreported(
+    journal: str, study_name: str, finished: dict[str, dict], metrics: list[str], budget: float
+) -> int:
+    """Tell the results of trials Tune finished whose Optuna trials are still open (``finished``:
+    Tune trial id → final result): a trial retried by ``--resume`` after it ended in ERROR is
+    not reported to the searcher by Tune (its concurrency limiter forgot it). Returns how many."""
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = JournalStorage(JournalFileBackend(journal))
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    study_id = storage.get_study_id_from_name(study_name)
+    told = 0
+    for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        result = finished.get(frozen.user_attrs.get(TUNE_TRIAL_ATTR))
+        if result is not None:
+            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, frozen.number)
+            tell_result(study, optuna.Trial(study, trial_id), result, metrics, budget)
+            told += 1
+    return told
+
+
+def note_errored_trials(journal: str, study_name: str, errored: dict[str, str]) -> None:
+    """Write the reason into the Optuna trials of trials Tune ended in ERROR (``errored``: Tune
+    trial id → reason). They stay open (RUNNING): Optuna cannot reopen a finished trial, and
+    ``--resume`` retries them and tells their result; MLflow shows them FAILED meanwhile."""
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
@@ -210,8 +239,7 @@ def fail_errored_trials(journal: str, study_name: str, errored: dict[str, str]) 
         reason = errored.get(frozen.user_attrs.get(TUNE_TRIAL_ATTR))
         if reason is not None:
             number = storage.get_trial_id_from_study_id_trial_number(study_id, frozen.number)
-            storage.set_trial_user_attr(number, "error", reason[:500])
-            study.tell(frozen.number, state=TrialState.FAIL)
+            storage.set_trial_user_attr(number, "error", f"{reason[:400]} (--resume retries it)")
 
 
 def _finite(value: Any) -> bool:

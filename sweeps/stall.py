@@ -57,7 +57,7 @@ class StallWatch(Callback):
         self.last: dict[str, float] = {}  # trial id → when it last reported (or restarted)
         self.gap: dict[str, float] = {}  # trial id → the longest gap between its reports
         self.worker: dict[str, tuple[str, int]] = {}  # trial id → (node id, pid)
-        self.killed: set[str] = set()
+        self.dead: set[tuple[str, int]] = set()  # (node, pid) of workers this watch killed
         self.scoring: set[str] = set()  # trials past their last training step
         self.reported: set[str] = set()  # trials that reported since they (re)started
         self.pending_kills: list[Any] = []
@@ -78,7 +78,6 @@ class StallWatch(Callback):
         # reported stays known (each report names it), only the clock and the gaps restart.
         self.last[trial.trial_id] = time.monotonic()
         self.reported.discard(trial.trial_id)
-        self.killed.discard(trial.trial_id)
         self.scoring.discard(trial.trial_id)
 
     on_trial_recover = on_trial_start  # failed; Tune starts it again on a new worker
@@ -106,7 +105,9 @@ class StallWatch(Callback):
         now = time.monotonic()
         for trial in trials:
             trial_id = trial.trial_id
-            if trial.status != "RUNNING" or trial_id in self.killed or trial_id not in self.worker:
+            if trial.status != "RUNNING" or trial_id not in self.worker:
+                continue
+            if self.worker[trial_id] in self.dead:  # killed: wait for its new worker's report
                 continue
             silent = now - self.last.get(trial_id, now)
             if silent > self.limit(trial_id):
@@ -118,7 +119,7 @@ class StallWatch(Callback):
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         node, pid = self.worker[trial.trial_id]
-        self.killed.add(trial.trial_id)
+        self.dead.add((node, pid))
         print(
             f"{self.prog}: trial {trial} reported nothing for {silent:.0f} s (limit "
             f"{self.limit(trial.trial_id):.0f} s, --stall-timeout): killing its worker (pid "

@@ -1,8 +1,9 @@
 """Trials that ended in ERROR are retried by ``--resume``: here every trial's worker is killed
 by the hung-trial watch after each report (``--stall-timeout`` far below the report interval)
 until Tune gives up on it (ERROR after its retries); the sweep ends with no trial finished
-(exit 1). ``--resume`` with a sane timeout restores each ERROR trial from its last checkpoint
-and finishes it: the runs end FINISHED without their error tag, the Optuna trials COMPLETE."""
+(exit 1); their Optuna trials stay open with the reason. ``--resume`` with a sane timeout
+restores each ERROR trial from its last checkpoint and finishes it: the runs end FINISHED
+without their error tag, the Optuna trials COMPLETE."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ N = 2
 
 
 def argv(tmp, *flags):
-    return smoke_argv(tmp, "errored", "--num-samples", str(N), "--steps", "60", *flags)
+    # One checkpoint, at the end: a killed worker restarts its trial from step 0.
+    steps = ("--steps", "60", "--checkpoint-every", "60")
+    return smoke_argv(tmp, "errored", "--num-samples", str(N), *steps, *flags)
 
 
 def test_resume_retries_trials_that_ended_in_error(tmp_path):
@@ -32,6 +35,9 @@ def test_resume_retries_trials_that_ended_in_error(tmp_path):
         return [r for r in runs if "mlflow.parentRunId" in r.data.tags]
 
     assert [r.info.status for r in children()] == ["FAILED"] * N
+    study = load_study(tmp_path)  # open for the retry, with the reason
+    assert [t.state.name for t in study.trials] == ["RUNNING"] * N
+    assert all("--resume retries it" in t.user_attrs["error"] for t in study.trials)
 
     second = run_sweep(argv(tmp_path, "--resume"), tmp_path)
     assert second.returncode == 0, second.stderr[-4000:]
@@ -43,10 +49,13 @@ def test_resume_retries_trials_that_ended_in_error(tmp_path):
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
         assert steps == list(range(10, 61, 10)), steps
 
+    assert [t.state.name for t in load_study(tmp_path).trials] == ["COMPLETE"] * N
+
+
+def load_study(tmp):
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
-    journal = JournalFileBackend(str(storage(tmp_path) / "errored" / "optuna.journal"))
-    study = optuna.load_study(study_name="errored", storage=JournalStorage(journal))
-    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * N
+    journal = JournalFileBackend(str(storage(tmp) / "errored" / "optuna.journal"))
+    return optuna.load_study(study_name="errored", storage=JournalStorage(journal))

@@ -31,12 +31,15 @@ def trial(trial_id: str, steps: int = 100) -> SimpleNamespace:
 
 def watch_with_kills(timeout: float | None) -> tuple[StallWatch, list[str]]:
     watch, killed = StallWatch(timeout), []
-    watch._kill_worker = lambda t, silent: (killed.append(t.trial_id), watch.killed.add(t.trial_id))
+    watch._kill_worker = lambda t, silent: (
+        killed.append(t.trial_id),
+        watch.dead.add(watch.worker[t.trial_id]),
+    )
     return watch, killed
 
 
-def report(watch: StallWatch, t, step: int) -> None:
-    watch.on_trial_result(0, [t], t, {"step": step, "worker_node": "n", "pid": 42})
+def report(watch: StallWatch, t, step: int, pid: int = 42) -> None:
+    watch.on_trial_result(0, [t], t, {"step": step, "worker_node": "n", "pid": pid})
 
 
 def advance(watch: StallWatch, clock: Clock, trials: list, seconds: float) -> None:
@@ -49,16 +52,20 @@ def advance(watch: StallWatch, clock: Clock, trials: list, seconds: float) -> No
 def test_a_silent_trial_is_killed_after_the_timeout_and_a_reporting_one_is_not(clock):
     watch, killed = watch_with_kills(timeout=15)
     hung, healthy = trial("hung"), trial("healthy")
-    for t in (hung, healthy):
+    for t, pid in ((hung, 42), (healthy, 50)):
         watch.on_trial_start(0, [], t)
-        report(watch, t, 10)
+        report(watch, t, 10, pid)
     for second in range(20):
         advance(watch, clock, [hung, healthy], 1)
         if second % 3 == 0:
-            report(watch, healthy, 20 + second)
+            report(watch, healthy, 20 + second, pid=50)
     assert killed == ["hung"]
-    watch.on_trial_recover(0, [], hung)  # Tune retries it: watched again from its report
-    assert "hung" not in watch.killed
+    watch.on_trial_recover(0, [], hung)  # Tune retries it on a new worker
+    advance(watch, clock, [hung], 30)
+    assert killed == ["hung"]  # the killed worker is not killed again
+    report(watch, hung, 10, pid=43)  # the new worker reports, then hangs too
+    advance(watch, clock, [hung], 20)
+    assert killed == ["hung", "hung"]
 
 
 def test_a_start_announced_after_the_first_report_keeps_the_worker_watched(clock):
