@@ -223,15 +223,14 @@ def _run(settings: SweepSettings, interrupts: Interrupts, lease: Any) -> dict[st
         bind_to_loopback()  # before Ray is imported: Ray reads the switch then
     check_local_resources(settings, address)
     check_tracking_server(settings)
-    lease.acquire()  # after the checks: a refused sweep writes nothing
     try:
-        return _run_held(settings, interrupts, address)
+        return _run_held(settings, interrupts, address, lease)
     finally:
-        lease.release()
+        lease.release()  # a no-op if it was never taken
 
 
 def _run_held(
-    settings: SweepSettings, interrupts: Interrupts, address: str | None
+    settings: SweepSettings, interrupts: Interrupts, address: str | None, lease: Any
 ) -> dict[str, Any]:
     # Intermediate results carry curves; the searched metric exists only in the final one.
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
@@ -265,6 +264,7 @@ def _run_held(
     try:
         check_shared_storage(settings)
         check_cluster_placement(settings, address)
+        lease.acquire()  # after every check: a refused sweep writes nothing
         backup = database_backup(settings)
         client = MlflowClient(settings.tracking_uri)
         experiment = experiment_id(client, settings.name)

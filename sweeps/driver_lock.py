@@ -141,6 +141,9 @@ class DriverLease:
                 self._write()
 
     def release(self) -> None:
+        """Give the sweep up (nothing to do if this driver never took it)."""
+        if self._thread is None and self._flock is None:
+            return
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
