@@ -400,6 +400,9 @@ def test_ray_job_submit_runs_the_sweep_and_a_retried_submission_continues_it(tmp
     port, dashboard = free_port(), free_port()
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
     env.pop("RAY_ADDRESS", None)
+    # A job's entrypoint runs with the head's environment: the installed commands on its PATH,
+    # as in the cluster image.
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
     head_args = [
         "--head",
         f"--port={port}",
@@ -418,11 +421,16 @@ def test_ray_job_submit_runs_the_sweep_and_a_retried_submission_continues_it(tmp
     ]  # fmt: skip
 
     def submit() -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [RAY, "job", "submit", "--address", jobs, "--", *command],
-            cwd=tmp_path, env={**env, "PATH": f"{Path(sys.executable).parent}:{env['PATH']}"},
-            capture_output=True, text=True, timeout=600,
-        )  # fmt: skip
+        deadline = time.time() + 90
+        while True:  # the job server takes a few seconds to find its node's agent
+            done = subprocess.run(
+                [RAY, "job", "submit", "--address", jobs, "--", *command],
+                cwd=tmp_path, env=env,
+                capture_output=True, text=True, timeout=600,
+            )  # fmt: skip
+            if "No available agent" not in done.stdout + done.stderr or time.time() > deadline:
+                return done
+            time.sleep(2)
 
     try:
         wait_for(env, f"127.0.0.1:{port}", nodes=1)

@@ -11,12 +11,14 @@ import pytest
 from sweep_support import run_sweep, smoke_argv, storage, tracking_uri
 
 pytestmark = pytest.mark.slow
-N = 2
+N, STEPS = 2, 1000
 
 
 def argv(tmp, *flags):
-    # One checkpoint, at the end: a killed worker restarts its trial from step 0.
-    steps = ("--steps", "60", "--checkpoint-every", "60")
+    # One checkpoint, at the end: a killed worker restarts its trial from step 0. Long enough
+    # that no worker finishes before the kill lands (the kill's own Ray worker takes seconds
+    # to start on a loaded machine).
+    steps = ("--steps", str(STEPS), "--checkpoint-every", str(STEPS))
     return smoke_argv(tmp, "errored", "--num-samples", str(N), *steps, *flags)
 
 
@@ -47,7 +49,7 @@ def test_resume_retries_trials_that_ended_in_error(tmp_path):
     assert not any("error" in r.data.tags for r in runs)
     for run in runs:
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
-        assert steps == list(range(10, 61, 10)), steps
+        assert steps == list(range(10, STEPS + 1, 10)), steps
 
     assert [t.state.name for t in load_study(tmp_path).trials] == ["COMPLETE"] * N
 
