@@ -173,6 +173,31 @@ def parent_tags(settings: SweepSettings) -> dict[str, str]:
     }
 
 
+def open_parent_run(settings: SweepSettings) -> tuple[Any, str, str]:
+    """``(client, experiment id, parent run id)``: the sweep's parent run, found by its sweep
+    folder's tag or created (the driver and ``--rebuild-mlflow`` share it)."""
+    from mlflow.tracking import MlflowClient
+
+    from sweeps.mlflow_runs import experiment_id, parent_run
+
+    client = MlflowClient(settings.tracking_uri)
+    experiment = experiment_id(client, settings.name)
+    parent = parent_run(
+        client,
+        experiment,
+        settings.shown_experiment_path,
+        run_name=settings.name,
+        tags=parent_tags(settings),
+        params=settings.to_dict(),
+    )
+    return client, experiment, parent
+
+
+def result_trial_id(result: Any) -> str:
+    """A Tune ``Result``'s trial id: from its metrics, else its folder's name (``…-<id>``)."""
+    return (result.metrics or {}).get("trial_id") or Path(result.path or "").name.rsplit("-", 1)[-1]
+
+
 def sweep_record(settings: SweepSettings) -> dict[str, Any]:
     """``sweep.json``: what defines the search, every setting, the metric key, the scoring."""
     return {
@@ -245,11 +270,9 @@ def _run_held(
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import ray
-    from mlflow.tracking import MlflowClient
     from ray import tune
 
     from sweeps.mlflow_backup import configure as configure_backup
-    from sweeps.mlflow_runs import experiment_id, parent_run
     from sweeps.progress import Progress
     from sweeps.search import StudyLink
     from sweeps.stall import StallWatch
@@ -266,16 +289,7 @@ def _run_held(
         check_cluster_placement(settings, address)
         lease.acquire()  # after every check: a refused sweep writes nothing
         backup = database_backup(settings)
-        client = MlflowClient(settings.tracking_uri)
-        experiment = experiment_id(client, settings.name)
-        parent = parent_run(
-            client,
-            experiment,
-            settings.shown_experiment_path,
-            run_name=settings.name,
-            tags=parent_tags(settings),
-            params=settings.to_dict(),
-        )
+        client, experiment, parent = open_parent_run(settings)
     except BaseException:
         ray.shutdown()
         raise
@@ -382,7 +396,7 @@ def compare_with_mlflow(client: Any, experiment: str, parent: str, grid: Any) ->
 
     ends = tune_ends(
         (
-            (r.metrics or {}).get("trial_id") or Path(r.path or "").name.rsplit("-", 1)[-1],
+            result_trial_id(r),
             r.metrics,
             r.error is not None,
         )
@@ -403,7 +417,7 @@ def close_errored_trials(settings: SweepSettings, grid: Any) -> None:
     errored, finished = {}, {}
     for result in grid:
         metrics = result.metrics or {}
-        trial_id = metrics.get("trial_id") or (result.path or "").rsplit("-", 1)[-1]
+        trial_id = result_trial_id(result)
         if result.error is not None:
             errored[trial_id] = (str(result.error).splitlines() or ["failed"])[-1]
         elif metrics.get("final") or metrics.get("error"):
@@ -497,7 +511,7 @@ def tune_sweep(settings: SweepSettings, grid: Any):
     records = []
     for result in grid:
         metrics, config = result.metrics or {}, result.config or {}
-        trial_id = metrics.get("trial_id") or (result.path or "").rsplit("-", 1)[-1]
+        trial_id = result_trial_id(result)
         error = metrics.get("error")
         if error is None and result.error is not None:
             error = (str(result.error).splitlines() or ["failed"])[-1]

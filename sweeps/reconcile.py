@@ -81,11 +81,9 @@ def saved_settings(settings: SweepSettings) -> SweepSettings:
 
 def rebuild(settings: SweepSettings) -> dict[str, Any]:
     """Write the MLflow runs of the sweep ``settings`` names from Tune's state (idempotent)."""
-    from mlflow.tracking import MlflowClient
     from ray.tune import ExperimentAnalysis
 
-    from sweeps.beta_frontier import parent_tags, run_source_tags
-    from sweeps.mlflow_runs import experiment_id, parent_run
+    from sweeps.beta_frontier import open_parent_run, run_source_tags
     from sweeps.mlflow_writer import MLflowWriter
     from sweeps.storage import read_text, tune_storage
     from sweeps.tracking import MLflowTracking, _reason
@@ -93,16 +91,7 @@ def rebuild(settings: SweepSettings) -> dict[str, Any]:
     settings = saved_settings(settings)
     _, experiment_path = tune_storage(settings)
     analysis = ExperimentAnalysis(experiment_path)
-    client = MlflowClient(settings.tracking_uri)
-    experiment = experiment_id(client, settings.name)
-    parent = parent_run(
-        client,
-        experiment,
-        settings.shown_experiment_path,
-        run_name=settings.name,
-        tags=parent_tags(settings),
-        params=settings.to_dict(),
-    )
+    client, experiment, parent = open_parent_run(settings)
     writer = MLflowWriter(
         settings.tracking_uri, experiment, parent, run_tags=run_source_tags(), background=False
     )
