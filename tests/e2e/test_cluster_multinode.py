@@ -411,6 +411,9 @@ def test_ray_job_submit_runs_the_sweep_and_a_retried_submission_continues_it(tmp
         "--include-dashboard=true",
         "--dashboard-host=127.0.0.1",
         f"--dashboard-port={dashboard}",
+        # The job server hands a job to its node's agent over HTTP. The module's cluster (still
+        # up while this test runs) holds the agent's default port 52365 on this machine.
+        f"--dashboard-agent-listen-port={free_port()}",
     ]
     head = start_node(head_args, env, tmp_path / "head.log")
     jobs = f"http://127.0.0.1:{dashboard}"
