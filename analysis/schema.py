@@ -37,6 +37,7 @@ RECON_ATTR = "recon_nll"  # trial user_attr: the final reconstruction NLL
 PARENT_RUN_ATTR = "mlflow_parent_run_id"  # study user_attr: the sweep's parent run
 SETTINGS_ATTR = "sweep_settings"  # study user_attr: the settings the sweep started with
 SWEEP_DIR_ATTR = "sweep_dir"  # study user_attr: the sweep's storage folder
+SEARCH_PLAN_ATTR = "search_plan"  # study user_attr: how the sweep searches (sweeps.search_plan)
 
 # -- what a trial trained ---------------------------------------------------------------------
 #: The searched values that make a setting (the seed is not one of them).

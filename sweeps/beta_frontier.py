@@ -23,13 +23,10 @@ from analysis.redaction import redact
 from analysis.schema import (
     INTERRUPTED_TAG,
     OPTUNA_STUDY_TAG,
-    PARENT_RUN_ATTR,
     SCORING_TAG,
-    SETTINGS_ATTR,
     SETTINGS_FILE,
     SPOOL_FILE,
     SUMMARY_FILE,
-    SWEEP_DIR_ATTR,
     setting_id,
 )
 from sweeps.command_line import parse_settings
@@ -43,6 +40,7 @@ from sweeps.preflight import (
     ray_address,
     start_ray,
 )
+from sweeps.search_plan import build_searcher, initial_points, search_plan, search_space
 from sweeps.settings import PROG, SweepSettings, UsageError, exit_on_usage_error
 from sweeps.storage import (
     check_sweep_folder,
@@ -60,61 +58,7 @@ from sweeps.storage import (
 KEEP_CHECKPOINTS = 4
 
 
-# -- the search ----------------------------------------------------------------------------
-def search_space(settings: SweepSettings):
-    from sweeps.space import SearchSpace
-
-    return SearchSpace(
-        steps=settings.steps,
-        latent_dim_range=tuple(settings.latent_dim_range),
-        seed=settings.seed,
-        beta_range=tuple(settings.beta_range),
-        capacity_max_range=tuple(settings.capacity_max_range),
-        anneal_fraction_range=tuple(settings.anneal_fraction_range),
-        gamma_range=tuple(settings.gamma_range),
-        families=tuple(settings.families),
-    )
-
-
-def initial_points(settings: SweepSettings, space) -> list[dict[str, Any]]:
-    """The preset's starting points that lie in ``space`` (a narrowed range drops the rest)."""
-    return [dict(p) for p in settings.initial_points if space.contains(p)]
-
-
-def build_searcher(settings: SweepSettings, parent_run_id: str | None = None):
-    import optuna
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
-    from sweeps.search import ConstrainedOptunaSearch
-
-    path = study_path(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pareto = settings.objective == "pareto"
-    space = search_space(settings)
-    initial = initial_points(settings, space)
-    return ConstrainedOptunaSearch(
-        space=space,
-        metric=[settings.metric_key, "recon_nll"] if pareto else settings.metric_key,
-        mode=["max", "min"] if pareto else "max",
-        # TPE samples at random for its first trials: half the sweep, at most Optuna's 10.
-        sampler=optuna.samplers.TPESampler(
-            seed=settings.seed, n_startup_trials=max(1, min(10, settings.num_samples // 2))
-        ),
-        study_name=settings.name,
-        storage=JournalStorage(JournalFileBackend(str(path))),
-        points_to_evaluate=initial or None,
-        recon_budget=settings.recon_budget,
-        replicates=settings.replicates,
-        max_trials=settings.num_samples,
-        study_attrs={
-            SETTINGS_ATTR: settings.to_dict(),
-            PARENT_RUN_ATTR: parent_run_id,
-            SWEEP_DIR_ATTR: settings.shown_experiment_path,
-        },
-    )
-
-
+# -- the search: sweeps.search_plan ----------------------------------------------------------
 def trial_constants(settings: SweepSettings) -> dict[str, Any]:
     """The part of every trial's config the search does not choose."""
     return {
@@ -220,6 +164,7 @@ def dry_run(settings: SweepSettings) -> dict[str, Any]:
         "sweep": record,
         "search_space": space.describe(),
         "initial_points": initial_points(settings, space),
+        "search_plan": search_plan(settings).to_dict(),
         "trials": settings.num_samples,
         "settings_sampled": -(-settings.num_samples // settings.replicates),
         "seeds_per_setting": settings.replicates,
@@ -319,6 +264,9 @@ def _run_held(
                     search_alg=build_searcher(settings, parent),
                     num_samples=settings.num_samples,
                     max_concurrent_trials=settings.max_concurrent,
+                    # A trial's worker goes on to the next trial: no new process, no imports,
+                    # the dataset already built (sweeps.trainable.dataset_of).
+                    reuse_actors=True,
                     trial_name_creator=trial_name,
                     trial_dirname_creator=trial_name,
                 ),

@@ -11,6 +11,7 @@ retried: rerunning it from its checkpoint would diverge again.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import tempfile
@@ -65,6 +66,13 @@ def kl_history(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+@functools.lru_cache(maxsize=2)
+def dataset_of(spec: str):
+    """The dataset a spec names, built once per worker: Tune reuses a worker's actor for the
+    sweep's next trial (``reuse_actors``), which then skips building it again."""
+    return load_dataset(spec)
+
+
 def _restore(config: TrainConfig) -> tuple[Trainer, list[dict[str, Any]]]:
     """The trainer and curve rows to continue from: the newest checkpoint that loads.
 
@@ -72,7 +80,7 @@ def _restore(config: TrainConfig) -> tuple[Trainer, list[dict[str, Any]]]:
     ``trainer_state.pt``: a disk that filled, a copy cut short) is skipped with a warning
     naming the file, and the one before it is used; with none left the trial starts over.
     """
-    dataset = load_dataset(config.dataset)
+    dataset = dataset_of(config.dataset)
     checkpoint = tune.get_checkpoint()
     for candidate in _newest_first(checkpoint):
         try:

@@ -148,6 +148,7 @@ def evaluate(
     s = settings
     if set(metrics) & {"mig", "dci", "sap", "modularity", "unsupervised"}:
         train = timed("sample", lambda: sample_codes(dataset, cache, s.num_train, rng))
+    if set(metrics) & {"dci", "sap", "modularity"}:  # the scores with held-out points
         test = timed("sample_test", lambda: sample_codes(dataset, cache, s.num_test, rng))
     if "beta_vae" in metrics:
         r = timed("beta_vae", lambda: beta_vae_score(
