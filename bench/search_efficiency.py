@@ -1,0 +1,488 @@
+"""Replay searchers on the recorded landscape: how many trials each needs to find the best
+setting within the reconstruction budget.
+
+    .venv/bin/python bench/search_efficiency.py                 # 200 repetitions per searcher
+    .venv/bin/python bench/search_efficiency.py --reps 20       # a quick look
+
+The landscape (``bench/landscape/cpu.jsonl``, written by ``bench/landscape.py``) holds every
+grid point of the cpu preset's space trained at seeds 0 and 1. A replay asks a searcher for a
+setting, snaps it to the nearest recorded point (per family; β, γ and latent size on a log or
+linear scale as the space samples them, each axis scaled to its range) and answers with one of
+that point's recorded seeds, drawn at random without replacement (a point asked for more often
+than it has seeds cycles through them again), so seed noise is part of the game.
+
+A setting counts as found when the sweep's own pick (``analysis.frontier``: the setting of
+highest median score among those whose every seed so far is within budget) is a target: a
+point whose median over all its recorded seeds is within ``--tolerance`` (0.01) of the best
+within-budget point's median. The searchers:
+
+- ``grid``: every point in disentanglement_lib's order (family, then its values ascending),
+  each point's seeds one after the other;
+- ``random``: the sweep's searcher with Optuna's RandomSampler, one seed per setting;
+- ``sweep``: the sweep's own search (``sweeps.search_plan.build_searcher`` with the cpu
+  preset's plan at the replay's budget: sampler, start-up trials, starting points,
+  replicates, the reconstruction constraint), ``max_concurrent`` trials in flight;
+- alternatives: the same searcher with one choice of the plan changed.
+
+It prints, per searcher, the median and interquartile range of the trials needed (a replay
+that never finds it counts as budget + 1 and the table says how many did not), the ratio of
+the median to the grid's, and how often each finds it within the preset's own
+``num_samples``; it draws the regret curves (``--plot``) and writes every replay's outcome
+as JSON (``--json``), so a second replay of the same table can be compared number for
+number. Replays are seeded by their repetition index: the same command gives the same table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing
+import sys
+import time
+import warnings
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from analysis.frontier import group_settings  # noqa: E402
+from sweeps.command_line import parse_settings  # noqa: E402
+from sweeps.search_plan import SearchPlan, build_searcher, search_plan  # noqa: E402
+from sweeps.settings import SweepSettings  # noqa: E402
+
+LANDSCAPE = ROOT / "bench" / "landscape" / "cpu.jsonl"
+OUT_JSON = ROOT / "bench" / "landscape" / "search_efficiency.json"
+OUT_PLOT = ROOT / "bench" / "landscape" / "search_efficiency.png"
+POINT_KEYS = ("objective", "beta", "capacity_max", "anneal_fraction", "gamma", "latent_dim")
+FAMILY_AXES = {
+    "beta": ("beta", "latent_dim"),
+    "capacity": ("capacity_max", "anneal_fraction", "gamma", "latent_dim"),
+}
+LOG_AXES = ("beta", "gamma")  # sampled log-uniform by sweeps.space
+CURVE_LENGTH = 64  # trials drawn in the regret plot (the paper preset's num_samples)
+
+
+def point_of(row: dict[str, Any]) -> tuple:
+    return tuple(row.get(k) for k in POINT_KEYS)
+
+
+def params_of(point: tuple) -> dict[str, Any]:
+    return {k: v for k, v in zip(POINT_KEYS, point, strict=True) if v is not None}
+
+
+# -- the landscape ----------------------------------------------------------------------------
+@dataclass
+class Landscape:
+    """The recorded models, grouped by grid point, and the truth the replays are scored on."""
+
+    settings: SweepSettings
+    seeds: dict[tuple, list[dict[str, Any]]]  # point → its recorded models
+    median: dict[tuple, float]  # point → median metric over its recorded seeds
+    feasible: dict[tuple, bool]  # point → every recorded seed within budget
+    best: float  # the best within-budget point's median
+    targets: frozenset  # within-budget points within the tolerance of ``best``
+
+    @classmethod
+    def load(cls, rows: Sequence[dict[str, Any]], settings: SweepSettings, tolerance: float):
+        seeds: dict[tuple, list[dict[str, Any]]] = {}
+        for row in rows:
+            seeds.setdefault(point_of(row), []).append(row)
+        metric = settings.metric_key
+        table = [
+            {
+                **params_of(point_of(r)),
+                "setting": repr(point_of(r)),
+                "trial_id": f"{point_of(r)}|{r['seed']}",
+                "status": "FAILED" if r.get("error") else "FINISHED",
+                "seed": r["seed"],
+                "recon_nll": r.get("recon_nll"),
+                metric: r.get(metric),
+            }
+            for r in rows
+        ]
+        points = {repr(p): p for p in seeds}
+        by_point = {
+            points[s["setting"]]: s for s in group_settings(table, metric, budget(settings))
+        }
+        median = {p: (s["metric"] or {}).get("median", -math.inf) for p, s in by_point.items()}
+        feasible = {p: s["feasible"] for p, s in by_point.items()}
+        within = [median[p] for p in seeds if feasible[p]]
+        if not within:
+            raise SystemExit("the landscape has no point within the reconstruction budget")
+        best = max(within)
+        targets = frozenset(p for p in seeds if feasible[p] and median[p] >= best - tolerance)
+        return cls(settings, seeds, median, feasible, best, targets)
+
+    def snap(self, config: dict[str, Any]) -> tuple:
+        """The recorded point nearest a suggested setting, within its family."""
+        family = config["objective"]
+        axes = FAMILY_AXES[family]
+        candidates = [p for p in self.seeds if p[0] == family]
+        if not candidates:
+            raise SystemExit(f"the landscape has no {family} point to snap {config} to")
+        ranges = {
+            "beta": self.settings.beta_range,
+            "capacity_max": self.settings.capacity_max_range,
+            "anneal_fraction": self.settings.anneal_fraction_range,
+            "gamma": self.settings.gamma_range,
+            "latent_dim": self.settings.latent_dim_range,
+        }
+
+        def scaled(axis: str, value: float) -> float:
+            lo, hi = ranges[axis]
+            if axis in LOG_AXES:
+                value, lo, hi = math.log(value), math.log(lo), math.log(hi)
+            return 0.0 if hi == lo else (value - lo) / (hi - lo)
+
+        def distance(point: tuple) -> float:
+            params = params_of(point)
+            return sum(
+                (scaled(a, float(config[a])) - scaled(a, float(params[a]))) ** 2 for a in axes
+            )
+
+        return min(candidates, key=lambda p: (distance(p), str(p)))
+
+    def regret(self, point: tuple | None) -> float:
+        """How far a pick's true median falls short of the best (the best itself when the pick
+        is none or not within budget: nothing usable found)."""
+        if point is None or not self.feasible[point]:
+            return self.best
+        return max(0.0, self.best - self.median[point])
+
+
+def budget(settings: SweepSettings) -> float:
+    return float(settings.recon_budget)
+
+
+class Oracle:
+    """Answers a point with one of its recorded seeds: random order, without replacement."""
+
+    def __init__(self, landscape: Landscape, rng: np.random.Generator) -> None:
+        self._landscape = landscape
+        self._rng = rng
+        self._queue: dict[tuple, list[dict[str, Any]]] = {}
+
+    def draw(self, point: tuple) -> dict[str, Any]:
+        queue = self._queue.get(point)
+        if not queue:
+            rows = self._landscape.seeds[point]
+            queue = [rows[i] for i in self._rng.permutation(len(rows))]
+            self._queue[point] = queue
+        return queue.pop()
+
+
+class Pick:
+    """The sweep's pick as trials end: ``analysis.frontier``'s best within budget, kept
+    incrementally (the highest median metric among settings whose every seed is within
+    budget; ties: lower median recon_nll)."""
+
+    def __init__(self, metric: str, budget: float) -> None:
+        self._metric, self._budget = metric, budget
+        self._seen: dict[tuple, list[tuple[float, float]]] = {}
+        self._failed: set[tuple] = set()
+        self.best: tuple | None = None
+
+    def add(self, point: tuple, row: dict[str, Any]) -> None:
+        score, recon = row.get(self._metric), row.get("recon_nll")
+        if row.get("error") or not _finite(score) or not _finite(recon):
+            return  # a failed trial is counted, never scored
+        self._seen.setdefault(point, []).append((float(score), float(recon)))
+        ranked = [
+            (-float(np.median([s for s, _ in v])), float(np.median([r for _, r in v])), p)
+            for p, v in self._seen.items()
+            if all(r <= self._budget for _, r in v)
+        ]
+        self.best = min(ranked, key=lambda t: t[:2])[2] if ranked else None
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+# -- the searchers ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Searcher:
+    name: str
+    description: str
+    plan: SearchPlan | None  # None: the grid
+
+
+def searchers(settings: SweepSettings) -> list[Searcher]:
+    """The searchers replayed; ``settings`` carries the replay's budget as ``num_samples``."""
+    own = search_plan(settings)
+    random = own.but(sampler="random", replicates=1, initial_points=())
+    return [
+        Searcher("grid", "every point, disentanglement_lib's order, its seeds in a row", None),
+        Searcher("random", "RandomSampler, one seed per setting", random),
+        Searcher("sweep", f"the sweep's own plan: {describe(own)}", own),
+        Searcher(
+            "tpe-startup-4",
+            "the sweep's plan with 4 random start-up trials",
+            own.but(n_startup_trials=4),
+        ),
+        Searcher(
+            "tpe-group",
+            "the sweep's plan, multivariate TPE split by family (group=True)",
+            own.but(multivariate=True, group=True),
+        ),
+        Searcher(
+            "tpe-1-seed",
+            "the sweep's plan with one seed per setting",
+            own.but(replicates=1),
+        ),
+    ]
+
+
+def describe(plan: SearchPlan) -> str:
+    parts = [plan.sampler.upper()]
+    if plan.sampler != "random":
+        parts.append(f"{plan.n_startup_trials} random start-up trials")
+    if plan.group:
+        parts.append("grouped")
+    parts.append(f"{plan.replicates} seed(s) per setting")
+    if plan.initial_points:
+        parts.append(f"{len(plan.initial_points)} starting points")
+    return ", ".join(parts)
+
+
+def grid_order(landscape: Landscape) -> list[tuple]:
+    """disentanglement_lib's sweep order: family (β-VAE first, then the annealed-capacity
+    family), then its values ascending, the latent size outermost; every seed of a point in
+    a row (its ``h.product`` puts the seed last)."""
+    family_rank = {"beta": 0, "capacity": 1}
+    points = sorted(
+        landscape.seeds,
+        key=lambda p: (family_rank[p[0]], p[5], *(v if v is not None else -1 for v in p[1:5])),
+    )
+    return [p for p in points for _ in landscape.seeds[p]]
+
+
+def replay(
+    landscape: Landscape, searcher: Searcher, rep: int, horizon: int, curve_length: int
+) -> dict[str, Any]:
+    """One replay: the trials it needed (None: not within ``horizon``) and its regret over
+    the first ``curve_length`` trials. It stops once both are known."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    settings = landscape.settings
+    oracle = Oracle(landscape, np.random.default_rng(10_000 + rep))
+    pick = Pick(settings.metric_key, budget(settings))
+    curve: list[float] = []
+    found: int | None = None
+
+    def record(point: tuple, row: dict[str, Any]) -> None:
+        nonlocal found
+        pick.add(point, row)
+        curve.append(landscape.regret(pick.best))
+        if found is None and pick.best in landscape.targets:
+            found = len(curve)
+
+    def done() -> bool:
+        return len(curve) >= horizon or (found is not None and len(curve) >= curve_length)
+
+    if searcher.plan is None:
+        for point in grid_order(landscape)[:horizon]:
+            record(point, oracle.draw(point))
+            if done():
+                break
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # GPSampler / group: experimental-feature notices
+            tune_searcher = build_searcher(
+                settings,
+                storage=optuna.storages.InMemoryStorage(),
+                plan=searcher.plan.but(seed=rep),
+            )
+            pending: deque[tuple[str, dict[str, Any]]] = deque()
+            asked = 0
+            while not done():
+                while len(pending) < settings.max_concurrent and asked < horizon:
+                    trial_id = f"t{asked:04d}"
+                    pending.append((trial_id, tune_searcher.suggest(trial_id)))
+                    asked += 1
+                trial_id, config = pending.popleft()
+                point = landscape.snap(config)
+                row = oracle.draw(point)
+                result = {"error": row["error"]} if row.get("error") else row
+                tune_searcher.on_trial_complete(trial_id, result=result)
+                record(point, row)
+    return {"searcher": searcher.name, "rep": rep, "found": found, "regret": curve}
+
+
+# -- the summary --------------------------------------------------------------------------------
+def quartiles(values: Iterable[float]) -> tuple[float, float, float]:
+    q1, q2, q3 = np.percentile(list(values), [25, 50, 75])
+    return float(q1), float(q2), float(q3)
+
+
+def summarise(
+    outcomes: Sequence[dict[str, Any]], names: Sequence[str], horizon: int, within: int
+) -> list[dict[str, Any]]:
+    table = []
+    for name in names:
+        runs = [o for o in outcomes if o["searcher"] == name]
+        needed = [o["found"] if o["found"] is not None else horizon + 1 for o in runs]
+        q1, q2, q3 = quartiles(needed)
+        table.append(
+            {
+                "searcher": name,
+                "reps": len(runs),
+                "median": q2,
+                "q1": q1,
+                "q3": q3,
+                "not_found": sum(o["found"] is None for o in runs),
+                "found_within_preset": sum(n <= within for n in needed) / len(runs),
+            }
+        )
+    grid = next(t for t in table if t["searcher"] == "grid")
+    for row in table:
+        row["ratio_to_grid"] = row["median"] / grid["median"]
+    return table
+
+
+def print_table(table: Sequence[dict[str, Any]], horizon: int, within: int, out=sys.stdout):
+    print(
+        f"{'searcher':<15} {'trials to best: median [IQR]':>29} {'ratio':>6} "
+        f"{'not found':>9} {f'found ≤ {within}':>11}",
+        file=out,
+    )
+    for t in table:
+        spread = f"{t['median']:.0f} [{t['q1']:.0f}–{t['q3']:.0f}]"
+        print(
+            f"{t['searcher']:<15} {spread:>29} {t['ratio_to_grid']:>6.2f} "
+            f"{t['not_found']:>4}/{t['reps']:<4} {t['found_within_preset']:>10.0%}",
+            file=out,
+        )
+    print(f"(not found within {horizon} trials counts as {horizon + 1})", file=out)
+
+
+def plot(outcomes: Sequence[dict[str, Any]], names: Sequence[str], path: Path, best: float):
+    """Left: the mean regret of each searcher's pick; right: the share of replays whose pick
+    is a target by each trial."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    length = min(len(o["regret"]) for o in outcomes)
+    x = np.arange(1, length + 1)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name in names:
+        runs = [o for o in outcomes if o["searcher"] == name]
+        regret = np.array([o["regret"][:length] for o in runs]).mean(axis=0)
+        found = np.array([[o["found"] is not None and o["found"] <= t for t in x] for o in runs])
+        width = 2.0 if name in ("sweep", "grid") else 1.0
+        (line,) = left.plot(x, regret, label=name, lw=width)
+        right.plot(x, found.mean(axis=0), color=line.get_color(), lw=width)
+    left.set(xlabel="trials", ylabel="mean regret (best median − pick's median)")
+    left.set_ylim(0, best * 1.05)
+    left.set_title("Regret of the sweep's pick")
+    left.legend(fontsize=8)
+    right.set(xlabel="trials", ylabel="share of replays", ylim=(0, 1.02))
+    right.set_title("Pick within tolerance of the best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# -- the command ---------------------------------------------------------------------------------
+def _replay_job(args: tuple) -> dict[str, Any]:
+    return replay(*args)
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        raise SystemExit(f"{path}: no landscape recorded yet (run bench/landscape.py)")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def run(
+    rows: Sequence[dict[str, Any]],
+    *,
+    reps: int,
+    tolerance: float,
+    workers: int,
+    only: Sequence[str] = (),
+    progress: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    preset = parse_settings(["--preset", "cpu"])
+    landscape = Landscape.load(rows, preset, tolerance)
+    horizon = sum(len(v) for v in landscape.seeds.values())  # the grid's whole length
+    # The replayed sweep is the cpu preset given the grid's budget.
+    settings = parse_settings(["--preset", "cpu", "--num-samples", str(horizon)])
+    landscape.settings = settings
+    chosen = [s for s in searchers(settings) if not only or s.name in only]
+    curve_length = min(horizon, CURVE_LENGTH)
+    jobs = [(landscape, s, rep, horizon, curve_length) for s in chosen for rep in range(reps)]
+    start = time.time()
+    outcomes: list[dict[str, Any]] = []
+    context = multiprocessing.get_context("fork")
+    with context.Pool(workers) as pool:
+        for n, outcome in enumerate(pool.imap(_replay_job, jobs, chunksize=1), 1):
+            outcomes.append(outcome)
+            if n % max(1, len(jobs) // 20) == 0:
+                progress(f"  {n}/{len(jobs)} replays, {time.time() - start:.0f} s")
+    names = [s.name for s in chosen]
+    return {
+        "landscape": {
+            "points": len(landscape.seeds),
+            "models": horizon,
+            "seeds_per_point": sorted({len(v) for v in landscape.seeds.values()}),
+            "metric": preset.metric_key,
+            "recon_budget": preset.recon_budget,
+            "best_median": landscape.best,
+            "targets": [params_of(p) for p in sorted(landscape.targets, key=str)],
+            "tolerance": tolerance,
+        },
+        "horizon": horizon,
+        "preset_trials": preset.num_samples,
+        "searchers": {s.name: s.description for s in chosen},
+        "plans": {s.name: s.plan.to_dict() if s.plan else None for s in chosen},
+        "table": summarise(outcomes, names, horizon, preset.num_samples),
+        "outcomes": [{k: o[k] for k in ("searcher", "rep", "found")} for o in outcomes],
+        "_curves": outcomes,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--landscape", type=Path, default=LANDSCAPE)
+    parser.add_argument("--reps", type=int, default=200)
+    parser.add_argument("--tolerance", type=float, default=0.01)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--only", nargs="*", default=[], help="replay only these searchers")
+    parser.add_argument("--json", type=Path, default=OUT_JSON)
+    parser.add_argument("--plot", type=Path, default=OUT_PLOT)
+    args = parser.parse_args(argv)
+
+    rows = read_rows(args.landscape)
+    result = run(
+        rows, reps=args.reps, tolerance=args.tolerance, workers=args.workers, only=args.only
+    )
+    land = result["landscape"]
+    print(
+        f"landscape {args.landscape.name}: {land['models']} models at {land['points']} points "
+        f"(seeds per point: {land['seeds_per_point']}); {land['metric']} within recon_nll ≤ "
+        f"{land['recon_budget']:g}: best median {land['best_median']:.3f}, "
+        f"{len(land['targets'])} point(s) within {args.tolerance}"
+    )
+    for name, text in result["searchers"].items():
+        print(f"  {name:<15} {text}")
+    print_table(result["table"], result["horizon"], result["preset_trials"])
+    curves = result.pop("_curves")
+    plot(curves, list(result["searchers"]), args.plot, land["best_median"])
+    args.json.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"regret curves: {args.plot}; every replay: {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""The search-efficiency replay (bench/search_efficiency.py): it scores a searcher by the
+sweep's own pick, snaps suggestions on the space's own scales, runs the grid in
+disentanglement_lib's order, repeats itself exactly, and replays the sweep's searcher as the
+sweep builds it (the plan a sweep's Optuna study records)."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+from analysis.frontier import frontier_document
+from sweeps.command_line import parse_settings
+from sweeps.search_plan import build_searcher, search_plan
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def bench():
+    if "search_efficiency" not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            "search_efficiency", ROOT / "bench" / "search_efficiency.py"
+        )
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["search_efficiency"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["search_efficiency"]
+
+
+def landscape_rows(best=(4.0, 10), unreachable=16.0):
+    """A small landscape over the cpu preset's space: one β setting clearly best within the
+    budget (130 nats); a better-scoring β beyond the budget; everything else mediocre."""
+    rows = []
+    for seed, z in itertools.product((0, 1), (5, 10)):
+        for beta in (1.0, 4.0, unreachable):
+            mig, recon = 0.1 + 0.01 * seed, 110.0
+            if (beta, z) == best:
+                mig = 0.5 + 0.01 * seed
+            if beta == unreachable:
+                mig, recon = 0.9, 200.0
+            rows.append({"objective": "beta", "beta": beta, "latent_dim": z, "seed": seed,
+                         "recon_nll": recon, "metric.mig": mig})  # fmt: skip
+        for c, a, g in itertools.product((5.0, 50.0), (0.25, 1.0), (20.0, 200.0)):
+            rows.append({"objective": "capacity", "capacity_max": c, "anneal_fraction": a,
+                         "gamma": g, "latent_dim": z, "seed": seed, "recon_nll": 120.0,
+                         "metric.mig": 0.05 + 0.001 * c})  # fmt: skip
+    return rows
+
+
+def cpu():
+    return parse_settings(["--preset", "cpu"])
+
+
+def test_the_target_is_the_best_setting_within_budget_not_the_best_score():
+    land = bench().Landscape.load(landscape_rows(), cpu(), tolerance=0.01)
+    assert land.best == pytest.approx(0.505)  # the median of β = 4, z = 10's two seeds
+    assert [bench().params_of(p) for p in land.targets] == [
+        {"objective": "beta", "beta": 4.0, "latent_dim": 10}
+    ]
+    unreachable = next(p for p in land.seeds if p[1] == 16.0)
+    assert land.regret(unreachable) == land.best  # over budget: nothing usable found
+
+
+def test_suggestions_snap_on_the_scales_the_space_samples():
+    land = bench().Landscape.load(landscape_rows(), cpu(), tolerance=0.01)
+
+    def snapped(**config):
+        return bench().params_of(land.snap(config))
+
+    # β and γ are log-uniform: β = 2.1 is nearer 4 than 1 on a log scale (on a linear one,
+    # nearer 1); γ = 70 is nearer 200 than 20 (linear: nearer 20). C_max, the anneal fraction
+    # and the latent size are linear: C_max 30 is nearer 50 than 5, z = 7 nearer 5 than 10.
+    assert snapped(objective="beta", beta=2.1, latent_dim=7) == {
+        "objective": "beta", "beta": 4.0, "latent_dim": 5,
+    }  # fmt: skip
+    assert snapped(objective="beta", beta=1.9, latent_dim=8)["beta"] == 1.0
+    assert snapped(
+        objective="capacity", capacity_max=30.0, anneal_fraction=0.9, gamma=70.0, latent_dim=8
+    ) == {
+        "objective": "capacity", "capacity_max": 50.0, "anneal_fraction": 1.0,
+        "gamma": 200.0, "latent_dim": 10,
+    }  # fmt: skip
+    assert (
+        snapped(
+            objective="capacity", capacity_max=30.0, anneal_fraction=0.9, gamma=60.0, latent_dim=8
+        )["gamma"]
+        == 20.0
+    )
+
+
+def test_the_pick_is_the_reports_best_within_budget():
+    """Seed by seed, the replay's pick is the setting ``analysis.frontier`` calls best within
+    budget (every seed within budget; highest median metric)."""
+    mod = bench()
+    generator = random.Random(3)
+    points = [("beta", b, None, None, None, z) for b in (1.0, 2.0, 4.0) for z in (5, 10)]
+    pick = mod.Pick("metric.mig", 130.0)
+    rows = []
+    for n in range(40):
+        point = generator.choice(points)
+        row = {"metric.mig": generator.random(), "recon_nll": generator.uniform(100, 150)}
+        if n % 13 == 5:
+            row = {"error": "diverged: loss is nan"}
+        pick.add(point, row)
+        status = "FAILED" if "error" in row else "FINISHED"
+        rows.append(
+            {**mod.params_of(point), **row, "setting": repr(point), "trial_id": str(n),
+             "status": status}
+        )  # fmt: skip
+        doc = frontier_document(rows, metric="metric.mig", budget=130.0, sweep={}, source="t")
+        best = doc["best_feasible"]
+        assert (repr(pick.best) if pick.best else None) == (best["setting"] if best else None)
+
+
+def test_the_grid_runs_in_disentanglement_libs_order():
+    land = bench().Landscape.load(landscape_rows(), cpu(), tolerance=0.01)
+    order = bench().grid_order(land)
+    assert len(order) == 44 and order[0] == order[1]  # a point's seeds one after the other
+    betas = [p for p in order if p[0] == "beta"]
+    assert order[: len(betas)] == betas  # the β family first, ascending in β per latent size
+    assert [p[1] for p in betas[::2]] == [1.0, 4.0, 16.0] * 2
+    assert [p[5] for p in betas[::2]] == [5, 5, 5, 10, 10, 10]
+
+
+def test_replays_repeat_exactly_and_find_an_obvious_best():
+    rows = landscape_rows()
+    runs = [
+        bench().run(
+            rows,
+            reps=3,
+            tolerance=0.01,
+            workers=1,
+            only=("grid", "random", "sweep"),
+            progress=lambda _: None,
+        )
+        for _ in range(2)
+    ]
+    assert runs[0]["outcomes"] == runs[1]["outcomes"]
+    table = {row["searcher"]: row for row in runs[0]["table"]}
+    assert table["grid"]["median"] == 9  # β = 4, z = 10 is the 5th point: its first seed
+    assert all(o["found"] is not None for o in runs[0]["outcomes"])
+    assert (
+        runs[0]["plans"]["sweep"]
+        == search_plan(parse_settings(["--preset", "cpu", "--num-samples", "44"])).to_dict()
+    )
+
+
+def test_the_sweeps_study_records_how_it_searches(tmp_path):
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    settings = parse_settings(["--preset", "cpu", "--storage-path", str(tmp_path)])
+    searcher = build_searcher(settings)
+    searcher.suggest("first")
+    journal = JournalFileBackend(str(tmp_path / settings.name / "optuna.journal"))
+    study = optuna.load_study(study_name=settings.name, storage=JournalStorage(journal))
+    plan = study.user_attrs["search_plan"]
+    assert plan == search_plan(settings).to_dict()
+    assert plan["sampler"] == "tpe" and plan["replicates"] == settings.replicates
+    assert plan["n_startup_trials"] == 6  # half of the preset's 12 trials
+    assert [p["objective"] for p in plan["initial_points"]] == ["beta", "beta", "capacity"]
