@@ -233,6 +233,11 @@ def searchers(settings: SweepSettings) -> list[Searcher]:
             own.but(multivariate=True, group=True),
         ),
         Searcher(
+            "tpe-reseed-best",
+            "the sweep's plan, a setting's second seed only near the best (margin 0.02)",
+            own.but(reseed="near-best", reseed_margin=0.02),
+        ),
+        Searcher(
             "tpe-1-seed",
             "the sweep's plan with one seed per setting",
             own.but(replicates=1),
@@ -246,7 +251,10 @@ def describe(plan: SearchPlan) -> str:
         parts.append(f"{plan.n_startup_trials} random start-up trials")
     if plan.group:
         parts.append("grouped")
-    parts.append(f"{plan.replicates} seed(s) per setting")
+    seeds = f"{plan.replicates} seed(s) per setting"
+    if plan.reseed == "near-best" and plan.replicates > 1:
+        seeds += f" (the others only within {plan.reseed_margin:g} of the best)"
+    parts.append(seeds)
     if plan.initial_points:
         parts.append(f"{len(plan.initial_points)} starting points")
     return ", ".join(parts)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import pickle
+import statistics
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,6 +35,7 @@ from analysis.schema import (
 
 logger = logging.getLogger(__name__)
 CONSTRAINT = "recon_nll_over_budget"
+RESEED = ("always", "near-best")  # when a setting's other seeds run (ConstrainedOptunaSearch)
 
 
 class ConstrainedOptunaSearch(Searcher):
@@ -49,6 +51,10 @@ class ConstrainedOptunaSearch(Searcher):
         points_to_evaluate: settings run first (each with its replicates), in this order.
         recon_budget: feasible when the final ``recon_nll`` is at most this (nats).
         replicates: each newly sampled setting also runs with ``replicates − 1`` more seeds.
+        reseed: when: ``"always"`` (queued right behind the setting's first seed) or
+            ``"near-best"`` (queued only once the first seed has ended within the budget and
+            within ``reseed_margin`` of the best setting's median so far: seeds are spent on
+            settings that could be the answer; single-objective only).
         max_trials: the sweep's ``num_samples``; no replicate is queued beyond it (a queued
             trial that never runs would stay WAITING in the study).
         study_attrs: set on the study (``study.user_attrs``): the sweep's settings, the MLflow
@@ -67,6 +73,8 @@ class ConstrainedOptunaSearch(Searcher):
         points_to_evaluate: Sequence[dict[str, Any]] | None = None,
         recon_budget: float,
         replicates: int = 1,
+        reseed: str = "always",
+        reseed_margin: float = 0.0,
         max_trials: int | None = None,
         study_attrs: dict[str, Any] | None = None,
     ) -> None:
@@ -77,6 +85,11 @@ class ConstrainedOptunaSearch(Searcher):
         self._directions = ["maximize" if m == "max" else "minimize" for m in modes]
         self._recon_budget = float(recon_budget)
         self._replicates = int(replicates)
+        if reseed not in RESEED or (reseed != "always" and len(self._metrics) > 1):
+            raise ValueError(f"reseed: got {reseed!r}; allowed: {', '.join(RESEED)} "
+                             "(near-best with one metric only)")  # fmt: skip
+        self._reseed = reseed
+        self._reseed_margin = float(reseed_margin)
         self._max_trials = max_trials
         self._sampler = sampler
         self._storage = storage if storage is not None else optuna.storages.InMemoryStorage()
@@ -145,13 +158,9 @@ class ConstrainedOptunaSearch(Searcher):
         constants = self._space(trial)
         trial.set_user_attr(TUNE_TRIAL_ATTR, trial_id)
         if REPLICATE_ATTR not in trial.user_attrs:
-            # A freshly sampled setting: queue its other seeds right behind it.
             trial.set_user_attr(REPLICATE_ATTR, 0)
-            room = math.inf
-            if self._max_trials is not None:
-                room = self._max_trials - len(study.get_trials(deepcopy=False))
-            for replicate in range(1, min(self._replicates, 1 + room)):
-                study.enqueue_trial(trial.params, user_attrs={REPLICATE_ATTR: replicate})
+            if self._reseed == "always":  # a fresh setting: its other seeds right behind it
+                self._queue_replicates(trial.params)
         self._live[trial_id] = trial
         return {**trial.params, **constants, OPTUNA_TRIAL_KEY: trial.number}
 
@@ -175,6 +184,35 @@ class ConstrainedOptunaSearch(Searcher):
         tell_result(self.study, trial, result or {}, self._metrics, self._recon_budget, error)
         self._done.add(trial_id)
         self._live.pop(trial_id, None)
+        if self._reseed == "near-best" and self._worth_reseeding(trial.number):
+            self._queue_replicates(trial.params)
+
+    # -- seeds per setting ---------------------------------------------------------------------
+    def _queue_replicates(self, params: dict[str, Any]) -> None:
+        """Queue a setting's other seeds (``replicates − 1``), none beyond ``max_trials``."""
+        study = self.study
+        room = math.inf
+        if self._max_trials is not None:
+            room = self._max_trials - len(study.get_trials(deepcopy=False))
+        for replicate in range(1, min(self._replicates, 1 + room)):
+            study.enqueue_trial(params, user_attrs={REPLICATE_ATTR: replicate})
+
+    def _worth_reseeding(self, number: int) -> bool:
+        """A setting's first seed ended within budget and within the margin of the best
+        setting's median so far (a setting is within budget when all its seeds are)."""
+        trials = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        this = next((t for t in trials if t.number == number), None)
+        if this is None or this.user_attrs.get(REPLICATE_ATTR, 0) != 0 or not _feasible(this):
+            return False
+        settings: dict[tuple, list[optuna.trial.FrozenTrial]] = {}
+        for t in trials:
+            settings.setdefault(tuple(sorted(t.params.items())), []).append(t)
+        medians = [
+            statistics.median(t.values[0] for t in seeds)
+            for seeds in settings.values()
+            if all(_feasible(t) for t in seeds)
+        ]
+        return this.values[0] >= max(medians) - self._reseed_margin
 
 
 def tell_result(
@@ -240,6 +278,12 @@ def note_errored_trials(journal: str, study_name: str, errored: dict[str, str]) 
         if reason is not None:
             number = storage.get_trial_id_from_study_id_trial_number(study_id, frozen.number)
             storage.set_trial_user_attr(number, "error", f"{reason[:400]} (--resume retries it)")
+
+
+def _feasible(trial: optuna.trial.FrozenTrial) -> bool:
+    """Every constraint of the trial holds (Optuna: a value ≤ 0); none recorded: unknown."""
+    constraints = trial.constraints
+    return bool(constraints) and all(v <= 0 for v in constraints.values())
 
 
 def _finite(value: Any) -> bool:

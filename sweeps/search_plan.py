@@ -31,6 +31,9 @@ class SearchPlan:
         define-by-run space asks for.
     seed: the sampler's seed.
     replicates: seeds per sampled setting (each setting is queued again for the others).
+    reseed, reseed_margin: when a setting's other seeds run: ``always``, right behind its
+        first; ``near-best``, only when the first ended within budget and within the margin
+        of the best setting's median so far (``sweeps.search.ConstrainedOptunaSearch``).
     initial_points: settings run first, each with its replicates.
     """
 
@@ -40,6 +43,8 @@ class SearchPlan:
     group: bool = False
     seed: int = 0
     replicates: int = 1
+    reseed: str = "always"
+    reseed_margin: float = 0.0
     initial_points: tuple[dict[str, Any], ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:
@@ -134,6 +139,8 @@ def build_searcher(
         points_to_evaluate=list(plan.initial_points) or None,
         recon_budget=settings.recon_budget,
         replicates=plan.replicates,
+        reseed=plan.reseed,
+        reseed_margin=plan.reseed_margin,
         max_trials=settings.num_samples,
         study_attrs={
             SETTINGS_ATTR: settings.to_dict(),

@@ -73,6 +73,31 @@ def test_no_replicate_is_queued_beyond_the_sweeps_trials():
     assert states == [optuna.trial.TrialState.RUNNING] * 5
 
 
+def test_near_best_reseeding_spends_seeds_only_on_settings_that_could_win():
+    """``reseed="near-best"``: a setting's second seed runs only once its first ended within
+    budget and within the margin of the best setting's median so far."""
+    s = searcher(replicates=2, budget=100.0, reseed="near-best", reseed_margin=0.05)
+
+    def run(trial_id, mig, recon):
+        config = s.suggest(trial_id)
+        s.on_trial_complete(trial_id, {"metric.mig": mig, "recon_nll": recon})
+        return config
+
+    first = run("a", 0.30, 90.0)  # the first within budget: the best so far, reseeded
+    again = s.suggest("a2")
+    assert again["replicate"] == 1 and again["seed"] == 8
+    key = ("objective", "beta", "capacity_max", "gamma", "anneal_fraction", "latent_dim")
+    assert [again.get(k) for k in key] == [first.get(k) for k in key]
+    s.on_trial_complete("a2", {"metric.mig": 0.20, "recon_nll": 95.0})  # median 0.25
+    assert run("b", 0.90, 150.0)["replicate"] == 0  # over budget: not reseeded
+    assert run("c", 0.10, 80.0)["replicate"] == 0  # far below the best median: not reseeded
+    assert s.suggest("d")["replicate"] == 0  # (so the next setting is a new one)
+    s.on_trial_complete("d", {"metric.mig": 0.21, "recon_nll": 80.0})  # within 0.05 of 0.25
+    assert s.suggest("d2")["replicate"] == 1
+    with pytest.raises(ValueError, match="reseed"):
+        searcher(pareto=True, reseed="near-best")
+
+
 def test_constraint_marks_over_budget_trials_infeasible_and_never_best():
     s = searcher(budget=100.0)
     s.suggest("good")
