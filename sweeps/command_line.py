@@ -158,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NATS",
         help="largest feasible reconstruction NLL, nats per image",
     )
-    p.add_argument("--metric-mode", choices=["reference", "fast"], default=S)
+    p.add_argument("--metric-mode", choices=["reference", "fast", "smoke"], default=S)
     p.add_argument(
         "--eval-images",
         type=_integer,

@@ -113,9 +113,9 @@ def test_mlflow_holds_one_parent_and_a_child_per_trial(swept):
     assert parent.data.tags["metric"] == "metric.mig"
     assert parent.data.metrics["trials_finished"] == NUM_SAMPLES
     scoring = json.loads(parent.data.tags["betavae.scoring"])
-    assert scoring["mode"] == parent.data.tags["metric_mode"] == "fast"
+    assert scoring["mode"] == parent.data.tags["metric_mode"] == "smoke"
     assert scoring["predictor"] == parent.data.tags["dci_predictor"] == "gbt-fast"
-    assert scoring["num_train"] == 10_000 and scoring["logistic"] in ("lbfgs", "liblinear")
+    assert scoring["num_train"] == 2_000 and scoring["logistic"] in ("lbfgs", "liblinear")
     for run in children:
         assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert run.info.status == "FINISHED"
@@ -298,7 +298,7 @@ def test_the_sweep_ends_with_its_frontier_report_logged_to_the_parent(swept):
     doc = json.loads((folder / "frontier.json").read_text())
     assert doc["schema"] == "betavae.frontier/2" and doc["counts"]["trials"] == NUM_SAMPLES
     assert doc["sweep"]["name"] == "smoke-test" and doc["sweep"]["recon_budget"] == 1200.0
-    assert doc["scoring"]["mode"] == "fast" and doc["counts"]["settings"] == 2
+    assert doc["scoring"]["mode"] == "smoke" and doc["counts"]["settings"] == 2
     assert {t["run_id"] for t in doc["trials"]} == {r.info.run_id for r in _runs(tmp)[2]}
     assert all(len(s["trial_ids"]) == 2 for s in doc["settings"])
     assert f"report: {folder / 'report.html'}" in done.stdout
