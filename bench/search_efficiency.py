@@ -52,7 +52,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from analysis.frontier import group_settings  # noqa: E402
+from analysis.frontier import group_settings, is_finite, within_budget  # noqa: E402
 from sweeps.command_line import parse_settings  # noqa: E402
 from sweeps.search_plan import SearchPlan, build_searcher, search_plan  # noqa: E402
 from sweeps.settings import SweepSettings  # noqa: E402
@@ -109,7 +109,7 @@ class Landscape:
         ]
         points = {repr(p): p for p in seeds}
         by_point = {
-            points[s["setting"]]: s for s in group_settings(table, metric, budget(settings))
+            points[s["setting"]]: s for s in group_settings(table, metric, settings.recon_budget)
         }
         median = {p: (s["metric"] or {}).get("median", -math.inf) for p, s in by_point.items()}
         feasible = {p: s["feasible"] for p, s in by_point.items()}
@@ -157,10 +157,6 @@ class Landscape:
         return max(0.0, self.best - self.median[point])
 
 
-def budget(settings: SweepSettings) -> float:
-    return float(settings.recon_budget)
-
-
 class Oracle:
     """Answers a point with one of its recorded seeds: random order, without replacement."""
 
@@ -179,31 +175,27 @@ class Oracle:
 
 
 class Pick:
-    """The sweep's pick as trials end: ``analysis.frontier``'s best within budget, kept
-    incrementally (the highest median metric among settings whose every seed is within
-    budget; ties: lower median recon_nll)."""
+    """The sweep's pick as trials end: ``analysis.frontier``'s best within budget (the highest
+    median metric among settings whose every seed is within budget; ties: lower median
+    recon_nll), recomputed from the scores kept per setting rather than from trial rows, which
+    ``frontier_document`` would regroup after every trial."""
 
     def __init__(self, metric: str, budget: float) -> None:
         self._metric, self._budget = metric, budget
         self._seen: dict[tuple, list[tuple[float, float]]] = {}
-        self._failed: set[tuple] = set()
         self.best: tuple | None = None
 
     def add(self, point: tuple, row: dict[str, Any]) -> None:
         score, recon = row.get(self._metric), row.get("recon_nll")
-        if row.get("error") or not _finite(score) or not _finite(recon):
+        if row.get("error") or not is_finite(score) or not is_finite(recon):
             return  # a failed trial is counted, never scored
         self._seen.setdefault(point, []).append((float(score), float(recon)))
         ranked = [
             (-float(np.median([s for s, _ in v])), float(np.median([r for _, r in v])), p)
             for p, v in self._seen.items()
-            if all(r <= self._budget for _, r in v)
+            if all(within_budget(r, self._budget) for _, r in v)
         ]
         self.best = min(ranked, key=lambda t: t[:2])[2] if ranked else None
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and math.isfinite(value)
 
 
 # -- the searchers ------------------------------------------------------------------------------
@@ -282,7 +274,7 @@ def replay(
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     settings = landscape.settings
     oracle = Oracle(landscape, np.random.default_rng(10_000 + rep))
-    pick = Pick(settings.metric_key, budget(settings))
+    pick = Pick(settings.metric_key, settings.recon_budget)
     curve: list[float] = []
     found: int | None = None
 
@@ -422,11 +414,10 @@ def run(
     progress: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     preset = parse_settings(["--preset", "cpu"])
-    landscape = Landscape.load(rows, preset, tolerance)
-    horizon = sum(len(v) for v in landscape.seeds.values())  # the grid's whole length
+    horizon = len(rows)  # the grid's whole length: one row per model
     # The replayed sweep is the cpu preset given the grid's budget.
     settings = parse_settings(["--preset", "cpu", "--num-samples", str(horizon)])
-    landscape.settings = settings
+    landscape = Landscape.load(rows, settings, tolerance)
     chosen = [s for s in searchers(settings) if not only or s.name in only]
     curve_length = min(horizon, CURVE_LENGTH)
     jobs = [(landscape, s, rep, horizon, curve_length) for s in chosen for rep in range(reps)]

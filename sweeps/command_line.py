@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from betavae.data import DATASET_SPECS, DatasetFileError, check_dataset_file, check_dataset_spec
+from betavae.metrics.evaluate import MODES
 from sweeps.settings import (
     ENV_DEFAULTS,
     FAMILIES,
@@ -158,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NATS",
         help="largest feasible reconstruction NLL, nats per image",
     )
-    p.add_argument("--metric-mode", choices=["reference", "fast", "smoke"], default=S)
+    p.add_argument("--metric-mode", choices=list(MODES), default=S)
     p.add_argument(
         "--eval-images",
         type=_integer,

@@ -102,12 +102,18 @@ SMOKE = dataclasses.replace(
 MODES = {"reference": REFERENCE, "fast": FAST, "smoke": SMOKE}
 
 
-def describe_mode(mode: str | MetricSettings) -> dict[str, object]:
-    """How scores are measured in ``mode``: its name and every setting, JSON-ready (what a
-    sweep records with its scores)."""
+def settings_of(mode: str | MetricSettings) -> MetricSettings:
+    """The sample sizes and options a mode name (``MODES``) or explicit settings stand for."""
     settings = MODES.get(mode, mode) if isinstance(mode, str) else mode
     if not isinstance(settings, MetricSettings):
         raise ValueError(f"mode must be one of {', '.join(MODES)} or MetricSettings, got {mode!r}")
+    return settings
+
+
+def describe_mode(mode: str | MetricSettings) -> dict[str, object]:
+    """How scores are measured in ``mode``: its name and every setting, JSON-ready (what a
+    sweep records with its scores)."""
+    settings = settings_of(mode)
     name = next((k for k, v in MODES.items() if v == settings), "custom")
     return {"mode": name, **dataclasses.asdict(settings)}
 
@@ -143,9 +149,7 @@ def evaluate(
     unknown = sorted(set(metrics) - set(METRICS))
     if unknown:
         raise ValueError(f"unknown metric {unknown[0]!r}; choose from {', '.join(METRICS)}")
-    settings = MODES.get(mode, mode) if isinstance(mode, str) else mode
-    if not isinstance(settings, MetricSettings):
-        raise ValueError(f"mode must be one of {', '.join(MODES)} or MetricSettings, got {mode!r}")
+    settings = settings_of(mode)
     rng = np.random.default_rng(seed)
     cache = as_cache(dataset, encode)
     encoded_before = cache.encoded
