@@ -3,6 +3,7 @@ setting within the reconstruction budget.
 
     .venv/bin/python bench/search_efficiency.py                 # 200 repetitions per searcher
     .venv/bin/python bench/search_efficiency.py --reps 20       # a quick look
+    .venv/bin/python bench/search_efficiency.py --metric dci    # searching another score
 
 The landscape (``bench/landscape/cpu.jsonl``, written by ``bench/landscape.py``) holds every
 grid point of the cpu preset's space trained at seeds 0 and 1. A replay asks a searcher for a
@@ -24,10 +25,13 @@ within-budget point's median. The searchers:
   replicates, the reconstruction constraint), ``max_concurrent`` trials in flight;
 - alternatives: the same searcher with one choice of the plan changed.
 
-It prints, per searcher, the median and interquartile range of the trials needed (a replay
-that never finds it counts as budget + 1 and the table says how many did not), the ratio of
-the median to the grid's, and how often each finds it within the preset's own
-``num_samples``; it draws the regret curves (``--plot``) and writes every replay's outcome
+It first prints how noisy the score is: over the points recorded at two seeds, the standard
+deviation between a point's seeds, that between the points' true means, and the share of the
+variance that is the setting's. A search can only beat the grid on a score the setting
+explains. Then it prints, per searcher, the median and interquartile range of the trials
+needed (a replay that never finds it counts as budget + 1 and the table says how many did
+not), the ratio of the median to the grid's, and how often each finds it within the preset's
+own ``num_samples``; it draws the regret curves (``--plot``) and writes every replay's outcome
 as JSON (``--json``), so a second replay of the same table can be compared number for
 number. Replays are seeded by their repetition index: the same command gives the same table.
 """
@@ -55,7 +59,7 @@ sys.path.insert(0, str(ROOT))
 from analysis.frontier import group_settings, is_finite, within_budget  # noqa: E402
 from sweeps.command_line import parse_settings  # noqa: E402
 from sweeps.search_plan import SearchPlan, build_searcher, search_plan  # noqa: E402
-from sweeps.settings import SweepSettings  # noqa: E402
+from sweeps.settings import SEARCH_METRICS, SweepSettings  # noqa: E402
 
 LANDSCAPE = ROOT / "bench" / "landscape" / "cpu.jsonl"
 OUT_JSON = ROOT / "bench" / "landscape" / "search_efficiency.json"
@@ -155,6 +159,42 @@ class Landscape:
         if point is None or not self.feasible[point]:
             return self.best
         return max(0.0, self.best - self.median[point])
+
+
+def seed_spread(landscape: Landscape, metric: str) -> dict[str, Any] | None:
+    """How much of the metric's spread is the setting's and how much the seed's: a one-way
+    random-effects split over the points recorded at two seeds or more (None without any).
+
+    ``seed_sd``: the pooled standard deviation between seeds of one point; ``setting_sd``: the
+    standard deviation of the points' true means once the seed noise is taken out;
+    ``setting_share``: the share of the variance that is the setting's (the intraclass
+    correlation). Reported over every point and over the points within budget."""
+
+    def split(points: list[tuple]) -> dict[str, Any] | None:
+        scores = [
+            [float(r[metric]) for r in landscape.seeds[p] if is_finite(r.get(metric))]
+            for p in points
+        ]
+        scores = [s for s in scores if len(s) >= 2]
+        if len(scores) < 2:
+            return None
+        k = float(np.mean([len(s) for s in scores]))  # seeds per point (equal in the grid)
+        within = float(np.mean([np.var(s, ddof=1) for s in scores]))
+        means_var = float(np.var([np.mean(s) for s in scores], ddof=1))
+        between = max(0.0, means_var - within / k)
+        total = between + within
+        return {
+            "points": len(scores),
+            "seed_sd": math.sqrt(within),
+            "setting_sd": math.sqrt(between),
+            "setting_share": between / total if total > 0 else float("nan"),
+        }
+
+    everywhere = split(list(landscape.seeds))
+    if everywhere is None:
+        return None
+    feasible = split([p for p in landscape.seeds if landscape.feasible[p]])
+    return {"all": everywhere, "within_budget": feasible}
 
 
 class Oracle:
@@ -410,13 +450,17 @@ def run(
     reps: int,
     tolerance: float,
     workers: int,
+    metric: str | None = None,
     only: Sequence[str] = (),
     progress: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    preset = parse_settings(["--preset", "cpu"])
+    chosen_metric = ["--metric", metric] if metric else []
+    preset = parse_settings(["--preset", "cpu", *chosen_metric])
     horizon = len(rows)  # the grid's whole length: one row per model
     # The replayed sweep is the cpu preset given the grid's budget.
-    settings = parse_settings(["--preset", "cpu", "--num-samples", str(horizon)])
+    settings = parse_settings(["--preset", "cpu", *chosen_metric, "--num-samples", str(horizon)])
+    if not any(is_finite(r.get(preset.metric_key)) for r in rows):
+        raise SystemExit(f"--metric: the landscape has no {preset.metric_key!r} score")
     landscape = Landscape.load(rows, settings, tolerance)
     chosen = [s for s in searchers(settings) if not only or s.name in only]
     curve_length = min(horizon, CURVE_LENGTH)
@@ -438,6 +482,11 @@ def run(
             "metric": preset.metric_key,
             "recon_budget": preset.recon_budget,
             "best_median": landscape.best,
+            "best_seeds": {
+                repr(p): [r.get(preset.metric_key) for r in landscape.seeds[p]]
+                for p in sorted(landscape.targets, key=str)
+            },
+            "seed_spread": seed_spread(landscape, preset.metric_key),
             "targets": [params_of(p) for p in sorted(landscape.targets, key=str)],
             "tolerance": tolerance,
         },
@@ -457,14 +506,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=200)
     parser.add_argument("--tolerance", type=float, default=0.01)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--metric", choices=SEARCH_METRICS, default=None,
+        help="the score searched (default: the cpu preset's)",
+    )  # fmt: skip
     parser.add_argument("--only", nargs="*", default=[], help="replay only these searchers")
-    parser.add_argument("--json", type=Path, default=OUT_JSON)
-    parser.add_argument("--plot", type=Path, default=OUT_PLOT)
+    parser.add_argument("--json", type=Path, help=f"default: {OUT_JSON.relative_to(ROOT)}")
+    parser.add_argument("--plot", type=Path, help=f"default: {OUT_PLOT.relative_to(ROOT)}")
     args = parser.parse_args(argv)
+    own_metric = parse_settings(["--preset", "cpu"]).metric
+    # Another score than the preset's: files of its own.
+    suffix = f".{args.metric}" if args.metric not in (None, own_metric) else ""
+    args.json = args.json or OUT_JSON.with_suffix(f"{suffix}.json")
+    args.plot = args.plot or OUT_PLOT.with_suffix(f"{suffix}.png")
 
     rows = read_rows(args.landscape)
     result = run(
-        rows, reps=args.reps, tolerance=args.tolerance, workers=args.workers, only=args.only
+        rows,
+        reps=args.reps,
+        tolerance=args.tolerance,
+        workers=args.workers,
+        metric=args.metric,
+        only=args.only,
     )
     land = result["landscape"]
     print(
@@ -473,6 +536,14 @@ def main(argv: list[str] | None = None) -> int:
         f"{land['recon_budget']:g}: best median {land['best_median']:.3f}, "
         f"{len(land['targets'])} point(s) within {args.tolerance}"
     )
+    spread = land["seed_spread"]
+    for where, split in (spread or {}).items():
+        if split:
+            print(
+                f"  seed noise ({where.replace('_', ' ')}, {split['points']} points): between "
+                f"seeds sd {split['seed_sd']:.3f}, between settings sd {split['setting_sd']:.3f}"
+                f"; the setting explains {split['setting_share']:.0%} of the variance"
+            )
     for name, text in result["searchers"].items():
         print(f"  {name:<15} {text}")
     print_table(result["table"], result["horizon"], result["preset_trials"])

@@ -164,3 +164,31 @@ def test_the_sweeps_study_records_how_it_searches(tmp_path):
     assert plan["sampler"] == "tpe" and plan["replicates"] == settings.replicates
     assert plan["n_startup_trials"] == 6  # half of the preset's 12 trials
     assert [p["objective"] for p in plan["initial_points"]] == ["beta", "beta", "capacity"]
+
+
+def test_seed_noise_is_split_from_the_settings_effect():
+    """Two landscapes with the same settings: in one the score is the setting's (seeds agree),
+    in the other the seed's (each point's two seeds straddle one common mean)."""
+    settings = cpu()
+
+    def rows(score):
+        return [
+            {"objective": "beta", "beta": beta, "latent_dim": 5, "seed": seed,
+             "recon_nll": 100.0, "metric.mig": score(beta, seed)}
+            for beta in (1.0, 2.0, 4.0, 8.0) for seed in (0, 1)
+        ]  # fmt: skip
+
+    by_setting = bench().Landscape.load(rows(lambda b, s: 0.1 * b), settings, tolerance=0.01)
+    spread = bench().seed_spread(by_setting, "metric.mig")["all"]
+    assert spread["points"] == 4 and spread["seed_sd"] == 0.0
+    assert spread["setting_share"] == 1.0 and spread["setting_sd"] > 0.25
+
+    by_seed = bench().Landscape.load(
+        rows(lambda b, s: 0.3 + (0.1 if s else -0.1) * (1 if b < 3 else -1)), settings, 0.01
+    )
+    spread = bench().seed_spread(by_seed, "metric.mig")["all"]
+    assert spread["setting_sd"] == 0.0 and spread["setting_share"] == 0.0
+    assert spread["seed_sd"] == pytest.approx(0.1 * 2**0.5)
+    one_seed = [r for r in rows(lambda b, s: b) if r["seed"] == 0]
+    landscape = bench().Landscape.load(one_seed, settings, 0.01)
+    assert bench().seed_spread(landscape, "metric.mig") is None  # nothing to split
