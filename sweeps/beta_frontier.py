@@ -21,13 +21,11 @@ from typing import Any
 
 from analysis.redaction import redact
 from analysis.schema import (
-    INTERRUPTED_TAG,
     OPTUNA_STUDY_TAG,
     SCORING_TAG,
     SETTINGS_FILE,
     SPOOL_FILE,
     SUMMARY_FILE,
-    setting_id,
 )
 from sweeps.command_line import parse_settings
 from sweeps.interrupts import Interrupts
@@ -40,18 +38,35 @@ from sweeps.preflight import (
     ray_address,
     start_ray,
 )
-from sweeps.search_plan import build_searcher, initial_points, search_plan, search_space
-from sweeps.settings import PROG, SweepSettings, UsageError, exit_on_usage_error
+from sweeps.search_plan import (
+    SAMPLER_CLASSES,
+    build_searcher,
+    initial_points,
+    search_plan,
+    search_space,
+)
+from sweeps.settings import (
+    PROG,
+    SweepSettings,
+    UsageError,
+    exit_on_usage_error,
+    scoring,
+    sweep_record,
+)
 from sweeps.storage import (
     check_sweep_folder,
-    copy_report,
     download_study,
-    report_dir,
     storage_credentials,
     study_path,
     tune_storage,
     upload_study,
     write_text,
+)
+from sweeps.sweep_end import (
+    close_errored_trials,
+    compare_with_mlflow,
+    interrupted,
+    summarise,
 )
 
 #: Checkpoints kept per trial (see the snapshot note in ``run``).
@@ -83,13 +98,6 @@ def trial_name(trial: Any) -> str:
     return TrialConfig.from_tune(trial.config).dirname(trial.trial_id)
 
 
-def scoring(settings: SweepSettings) -> dict[str, Any]:
-    """How every trial's scores are measured: the metric mode and its protocol settings."""
-    from betavae.metrics import describe_mode
-
-    return describe_mode(settings.metric_mode)
-
-
 def run_source_tags() -> dict[str, str]:
     """MLflow's source tags of this sweep's runs: the command and the checkout's commit."""
     from sweeps.mlflow_runs import git_commit, source_tags
@@ -108,7 +116,7 @@ def parent_tags(settings: SweepSettings) -> dict[str, str]:
         "metric": settings.metric_key,
         "recon_budget": str(settings.recon_budget),
         "search": json.dumps(settings.search_settings(), sort_keys=True),
-        "sampler": "optuna.TPESampler",
+        "sampler": f"optuna.{SAMPLER_CLASSES[search_plan(settings).sampler]}",
         OPTUNA_STUDY_TAG: settings.name,
         "git_commit": git_commit(),
         "metric_mode": str(protocol["mode"]),
@@ -135,21 +143,6 @@ def open_parent_run(settings: SweepSettings) -> tuple[Any, str, str]:
         params=settings.to_dict(),
     )
     return client, experiment, parent
-
-
-def result_trial_id(result: Any) -> str:
-    """A Tune ``Result``'s trial id: from its metrics, else its folder's name (``…-<id>``)."""
-    return (result.metrics or {}).get("trial_id") or Path(result.path or "").name.rsplit("-", 1)[-1]
-
-
-def sweep_record(settings: SweepSettings) -> dict[str, Any]:
-    """``sweep.json``: what defines the search, every setting, the metric key, the scoring."""
-    return {
-        "search": settings.search_settings(),
-        "settings": settings.to_dict(),
-        "metric_key": settings.metric_key,
-        "scoring": scoring(settings),
-    }
 
 
 def dry_run(settings: SweepSettings) -> dict[str, Any]:
@@ -337,49 +330,6 @@ def _run_held(
     }
 
 
-def compare_with_mlflow(client: Any, experiment: str, parent: str, grid: Any) -> list:
-    """The trials Tune ended that MLflow does not show ended the same way (see
-    ``sweeps.reconcile``); [] when MLflow cannot be read (the summary says so itself)."""
-    from sweeps.reconcile import missing_in_mlflow, tune_ends
-
-    ends = tune_ends(
-        (
-            result_trial_id(r),
-            r.metrics,
-            r.error is not None,
-        )
-        for r in grid
-    )
-    try:
-        return missing_in_mlflow(client, experiment, parent, ends)
-    except Exception:
-        return []
-
-
-def close_errored_trials(settings: SweepSettings, grid: Any) -> None:
-    """Optuna after Tune's end: the open trials of trials Tune finished get their results (a
-    retried ERROR trial's result does not reach the searcher), and those of trials in ERROR,
-    left open for a --resume to retry, get the reason (``sweeps.search``)."""
-    from sweeps.search import note_errored_trials, tell_unreported
-
-    errored, finished = {}, {}
-    for result in grid:
-        metrics = result.metrics or {}
-        trial_id = result_trial_id(result)
-        if result.error is not None:
-            errored[trial_id] = (str(result.error).splitlines() or ["failed"])[-1]
-        elif metrics.get("final") or metrics.get("error"):
-            finished[trial_id] = metrics
-    journal = str(study_path(settings))
-    pareto = settings.objective == "pareto"
-    keys = [settings.metric_key, "recon_nll"] if pareto else [settings.metric_key]
-    told = tell_unreported(journal, settings.name, finished, keys, settings.recon_budget)
-    if errored:
-        note_errored_trials(journal, settings.name, errored)
-    if told or errored:
-        upload_study(settings)  # remote storage: the bucket's copy gets them too
-
-
 def database_backup(settings: SweepSettings):
     """The sqlite store's backup in the sweep's storage (``sweeps.mlflow_backup``), restored
     first when this machine lacks the database (a new head); None when not configured."""
@@ -393,94 +343,6 @@ def database_backup(settings: SweepSettings):
     if settings.tracking_uri.startswith("sqlite:///") and restore(root, database):
         print(f"{PROG}: restored the MLflow database {database} from its backup", file=sys.stderr)
     return DatabaseBackup(database, root)
-
-
-def interrupted(
-    settings: SweepSettings, client: Any, parent: str, grid: Any, interrupts: Interrupts,
-    experiment: str,
-) -> dict[str, Any]:  # fmt: skip
-    """A signal stopped the sweep: the parent run ends KILLED, and no report is written (a
-    report claims to be the sweep's result; ``--resume`` writes it when the sweep ends)."""
-    finished = sum(1 for result in grid if (result.metrics or {}).get("final"))
-    client.set_tag(parent, INTERRUPTED_TAG, interrupts.name)
-    client.log_metric(parent, "trials_finished", finished)
-    client.set_terminated(parent, status="KILLED")
-    return {
-        "interrupted": interrupts,
-        "finished": finished,
-        "parent_run_id": parent,
-        "experiment_id": experiment,
-    }
-
-
-def summarise(
-    settings: SweepSettings, client: Any, parent: str, grid: Any, *, from_tune: bool = False
-) -> tuple[dict[str, Any], str | None]:
-    """The frontier document, built once, and the report written from it.
-
-    The trials are read from MLflow; from Tune's results when MLflow cannot be read or lacks
-    trials Tune ended (``from_tune``). A report that fails is a warning: the document (and
-    ``summary.json``) still stands.
-    """
-    from analysis.report import build_document, write_report
-    from analysis.runs import load_mlflow
-
-    try:
-        if from_tune:
-            raise RuntimeError("it lacks trials that Tune ended")
-        sweep = load_mlflow(settings.tracking_uri, settings.name, parent)
-        doc = build_document(sweep)
-    except Exception as err:  # MLflow unreachable, or its runs lost
-        print(
-            f"{PROG}: warning: MLflow could not be read ({redact(str(err))}); summarising "
-            "Tune's results",
-            file=sys.stderr,
-        )
-        sweep = tune_sweep(settings, grid)
-        doc = build_document(sweep)
-    out = report_dir(settings)
-    try:
-        write_report(sweep, out, doc)
-        if not settings.storage_is_local:
-            copy_report(settings, out)
-        client.log_artifacts(parent, str(out), "report")
-    except Exception as err:
-        print(f"{PROG}: warning: the frontier report failed: {redact(str(err))}", file=sys.stderr)
-        client.set_tag(parent, "report_error", f"{type(err).__name__}: {err}"[:5000])
-        return doc, None
-    return doc, str(out / "report.html")
-
-
-def tune_sweep(settings: SweepSettings, grid: Any):
-    """The sweep as Tune's results hold it (``analysis.runs.Sweep``), without MLflow."""
-    from analysis.runs import Sweep, build_table
-    from sweeps.mlflow_runs import trial_params
-
-    records = []
-    for result in grid:
-        metrics, config = result.metrics or {}, result.config or {}
-        trial_id = result_trial_id(result)
-        error = metrics.get("error")
-        if error is None and result.error is not None:
-            error = (str(result.error).splitlines() or ["failed"])[-1]
-        status = "FAILED" if error else ("FINISHED" if metrics.get("final") else "RUNNING")
-        params = trial_params(config) if "objective" in config else {}
-        records.append(
-            {
-                **params,
-                **{k: v for k, v in metrics.items() if k.startswith("metric.")},
-                **{k: metrics.get(k) for k in ("recon_nll", "kl", "active_latents")},
-                "trial_id": trial_id,
-                "run_id": None,
-                "run_name": Path(result.path or trial_id).name,
-                "status": status,
-                "error": error,
-                "setting": setting_id(config),
-            }
-        )
-    record = sweep_record(settings)
-    info = {**record["settings"], "metric_key": record["metric_key"], "scoring": record["scoring"]}
-    return Sweep(build_table(records), info, f"tune:{settings.shown_experiment_path}")
 
 
 def main(argv: list[str] | None = None) -> int:

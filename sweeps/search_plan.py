@@ -16,7 +16,9 @@ from typing import Any
 from analysis.schema import PARENT_RUN_ATTR, SEARCH_PLAN_ATTR, SETTINGS_ATTR, SWEEP_DIR_ATTR
 from sweeps.settings import SweepSettings
 
-SAMPLERS = ("tpe", "random", "gp")
+#: ``SearchPlan.sampler`` → the Optuna sampler it builds.
+SAMPLER_CLASSES = {"tpe": "TPESampler", "random": "RandomSampler", "gp": "GPSampler"}
+SAMPLERS = tuple(SAMPLER_CLASSES)
 
 
 @dataclass(frozen=True)

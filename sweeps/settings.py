@@ -297,3 +297,20 @@ def exit_on_usage_error(error: UsageError) -> NoReturn:
 
     print(f"{PROG}: error: {redact(str(error))}", file=sys.stderr)
     raise SystemExit(2)
+
+
+def scoring(settings: SweepSettings) -> dict[str, Any]:
+    """How every trial's scores are measured: the metric mode and its protocol settings."""
+    from betavae.metrics import describe_mode
+
+    return describe_mode(settings.metric_mode)
+
+
+def sweep_record(settings: SweepSettings) -> dict[str, Any]:
+    """``sweep.json``: what defines the search, every setting, the metric key, the scoring."""
+    return {
+        "search": settings.search_settings(),
+        "settings": settings.to_dict(),
+        "metric_key": settings.metric_key,
+        "scoring": scoring(settings),
+    }
