@@ -147,6 +147,12 @@ def test_replays_repeat_exactly_and_find_an_obvious_best():
         runs[0]["plans"]["sweep"]
         == search_plan(parse_settings(["--preset", "cpu", "--num-samples", "44"])).to_dict()
     )
+    # The preset's own 12-trial sweep, replayed separately with the plan it builds.
+    assert runs[0]["preset_plans"]["sweep"] == search_plan(cpu()).to_dict()
+    short = runs[0]["preset_outcomes"]
+    assert len(short) == 9 and all(o["found"] is None or o["found"] <= 12 for o in short)
+    assert {o["found"] for o in short if o["searcher"] == "grid"} == {9}
+    assert table["grid"]["found_within_preset"] == 1.0
 
 
 def test_the_sweeps_study_records_how_it_searches(tmp_path):
