@@ -276,6 +276,11 @@ def searchers(settings: SweepSettings) -> list[Searcher]:
             "the sweep's plan with one seed per setting",
             own.but(replicates=1),
         ),
+        Searcher(
+            "random-reseed-best",
+            "RandomSampler, a setting's second seed only near the best (margin 0.02)",
+            random.but(replicates=own.replicates, reseed="near-best", reseed_margin=0.02),
+        ),
     ]
 
 
@@ -398,14 +403,14 @@ def summarise(
 
 def print_table(table: Sequence[dict[str, Any]], horizon: int, within: int, out=sys.stdout):
     print(
-        f"{'searcher':<15} {'trials to best: median [IQR]':>29} {'ratio':>6} "
+        f"{'searcher':<19} {'trials to best: median [IQR]':>29} {'ratio':>6} "
         f"{'not found':>9} {f'found ≤ {within}':>11}",
         file=out,
     )
     for t in table:
         spread = f"{t['median']:.0f} [{t['q1']:.0f}–{t['q3']:.0f}]"
         print(
-            f"{t['searcher']:<15} {spread:>29} {t['ratio_to_grid']:>6.2f} "
+            f"{t['searcher']:<19} {spread:>29} {t['ratio_to_grid']:>6.2f} "
             f"{t['not_found']:>4}/{t['reps']:<4} {t['found_within_preset']:>10.0%}",
             file=out,
         )
@@ -564,7 +569,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"; the setting explains {split['setting_share']:.0%} of the variance"
             )
     for name, text in result["searchers"].items():
-        print(f"  {name:<15} {text}")
+        print(f"  {name:<19} {text}")
     print_table(result["table"], result["horizon"], result["preset_trials"])
     curves = result.pop("_curves")
     plot(curves, list(result["searchers"]), args.plot, land["best_median"])
