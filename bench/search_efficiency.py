@@ -475,7 +475,8 @@ def run(
     if not any(is_finite(r.get(preset.metric_key)) for r in rows):
         raise SystemExit(f"--metric: the landscape has no {preset.metric_key!r} score")
     landscape = Landscape.load(rows, settings, tolerance)
-    chosen = [s for s in searchers(settings) if not only or s.name in only]
+    # The grid always runs: the ratios are to it.
+    chosen = [s for s in searchers(settings) if not only or s.name in (*only, "grid")]
     names = [s.name for s in chosen]
     curve_length = min(horizon, CURVE_LENGTH)
     jobs = [(landscape, s, rep, horizon, curve_length) for s in chosen for rep in range(reps)]
@@ -534,7 +535,9 @@ def main(argv: list[str] | None = None) -> int:
         "--metric", choices=SEARCH_METRICS, default=None,
         help="the score searched (default: the cpu preset's)",
     )  # fmt: skip
-    parser.add_argument("--only", nargs="*", default=[], help="replay only these searchers")
+    parser.add_argument(
+        "--only", nargs="*", default=[], help="replay only these searchers (and the grid)"
+    )
     parser.add_argument("--json", type=Path, help=f"default: {OUT_JSON.relative_to(ROOT)}")
     parser.add_argument("--plot", type=Path, help=f"default: {OUT_PLOT.relative_to(ROOT)}")
     args = parser.parse_args(argv)
