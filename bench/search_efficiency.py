@@ -393,6 +393,7 @@ def summarise(
                 "q3": q3,
                 "not_found": sum(o["found"] is None for o in runs),
                 "found_within_preset": sum(o["found"] is not None for o in short) / len(short),
+                f"found_within_{CURVE_LENGTH}": sum(n <= CURVE_LENGTH for n in needed) / len(runs),
             }
         )
     grid = next(t for t in table if t["searcher"] == "grid")
@@ -415,6 +416,27 @@ def print_table(table: Sequence[dict[str, Any]], horizon: int, within: int, out=
             file=out,
         )
     print(f"(not found within {horizon} trials counts as {horizon + 1})", file=out)
+
+
+def markdown_table(result: dict[str, Any]) -> str:
+    """The table as Markdown, for the README and docs/SWEEPS.md."""
+    horizon, within = result["horizon"], result["preset_trials"]
+    lines = [
+        f"| searcher | trials to best: median [IQR] | ratio to grid | found within {within} "
+        f"trials | within {CURVE_LENGTH} |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for t in result["table"]:
+
+        def count(x: float) -> str:
+            return f">{horizon}" if x > horizon else f"{x:.0f}"
+
+        lines.append(
+            f"| {t['searcher']}: {result['searchers'][t['searcher']]} | {count(t['median'])} "
+            f"[{count(t['q1'])}–{count(t['q3'])}] | {t['ratio_to_grid']:.2f} | "
+            f"{t['found_within_preset']:.0%} | {t[f'found_within_{CURVE_LENGTH}']:.0%} |"
+        )
+    return "\n".join(lines)
 
 
 def plot(outcomes: Sequence[dict[str, Any]], names: Sequence[str], path: Path, best: float):
@@ -538,6 +560,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only", nargs="*", default=[], help="replay only these searchers (and the grid)"
     )
+    parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
     parser.add_argument("--json", type=Path, help=f"default: {OUT_JSON.relative_to(ROOT)}")
     parser.add_argument("--plot", type=Path, help=f"default: {OUT_PLOT.relative_to(ROOT)}")
     args = parser.parse_args(argv)
@@ -574,6 +597,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, text in result["searchers"].items():
         print(f"  {name:<19} {text}")
     print_table(result["table"], result["horizon"], result["preset_trials"])
+    if args.markdown:
+        print(markdown_table(result))
     curves = result.pop("_curves")
     plot(curves, list(result["searchers"]), args.plot, land["best_median"])
     args.json.write_text(json.dumps(result, indent=1) + "\n")

@@ -153,6 +153,9 @@ def test_replays_repeat_exactly_and_find_an_obvious_best():
     assert len(short) == 9 and all(o["found"] is None or o["found"] <= 12 for o in short)
     assert {o["found"] for o in short if o["searcher"] == "grid"} == {9}
     assert table["grid"]["found_within_preset"] == 1.0
+    markdown = bench().markdown_table(runs[0]).splitlines()
+    assert len(markdown) == 2 + 3 and markdown[2].startswith("| grid: ")
+    assert markdown[2].endswith("| 9 [9–9] | 1.00 | 100% | 100% |")
 
 
 def test_the_sweeps_study_records_how_it_searches(tmp_path):
