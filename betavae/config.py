@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from betavae.data import DATASET_SPECS, check_dataset_spec
+from betavae.catalogue import DATASET_SPECS, check_dataset_spec
 from betavae.models import MODEL_NAMES
 
 

@@ -15,8 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
-from betavae.data import DATASET_SPECS
-from betavae.metrics.evaluate import MODES
+from betavae.catalogue import DATASET_SPECS, METRIC_MODES
 from sweeps.settings import (
     ENV_DEFAULTS,
     FAMILIES,
@@ -156,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NATS",
         help="largest feasible reconstruction NLL, nats per image",
     )
-    p.add_argument("--metric-mode", choices=list(MODES), default=S)
+    p.add_argument("--metric-mode", choices=METRIC_MODES, default=S)
     p.add_argument(
         "--eval-images",
         type=_integer,

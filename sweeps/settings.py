@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
+from betavae.catalogue import METRICS, PRIMARY_KEY
 from betavae.command import program_name
-from betavae.metrics import METRICS, PRIMARY_KEY
 
 PROG = program_name("sweeps/beta_frontier.py")
 #: Metrics the search may maximise (``--metric``); each has one primary score.

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any, NoReturn
 
-from betavae.data import DATASET_SPECS, DatasetFileError, check_dataset_file, check_dataset_spec
+from betavae.catalogue import DATASET_SPECS, check_dataset_spec
 from sweeps.settings import SweepSettings, UsageError
 
 
@@ -164,11 +164,15 @@ def validate(s: SweepSettings) -> None:
         "a number >= 0",
     )
 
-    # Last: the only check that reads a file (headers and labels, no images).
-    try:
-        check_dataset_file(s.dataset)
-    except DatasetFileError as err:
-        fail(f"--dataset: {err}")
+    # Last: the only check that reads a file (headers and labels, no images). Only a spec
+    # naming a file needs the dataset code (and its torch import).
+    if path:
+        from betavae.data import DatasetFileError, check_dataset_file
+
+        try:
+            check_dataset_file(s.dataset)
+        except DatasetFileError as err:
+            fail(f"--dataset: {err}")
 
 
 def _first_existing(path: Path) -> Path:

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
+from betavae.catalogue import DATASET_SPECS, check_dataset_spec
 from betavae.data.base import GroundTruthDataset, mixed_radix_bases
 from betavae.data.dsprites import ColorDSprites, DSprites, NoisyDSprites
 from betavae.data.dsprites_npz import DatasetFileError, check_npz, load_npz, write_npz
 from betavae.data.shapes3d import Shapes3D, check_h5, load_h5
 
-#: Dataset specs a user can name (``--dataset``); ``NAME:PATH`` forms read a file.
-DATASET_SPECS = (
-    "dsprites",
-    "dsprites-noisy",
-    "dsprites-color",
-    "dsprites-npz:PATH",
-    "shapes3d:PATH",
-)
 _PROCEDURAL = {
     "dsprites": DSprites,
     "dsprites-noisy": NoisyDSprites,
@@ -22,14 +15,6 @@ _PROCEDURAL = {
 }
 _FILES = {"dsprites-npz": load_npz, "shapes3d": load_h5}
 _FILE_CHECKS = {"dsprites-npz": check_npz, "shapes3d": check_h5}
-
-
-def check_dataset_spec(spec: str) -> None:
-    """Raise ``ValueError`` unless ``spec`` names a dataset (files are not opened)."""
-    name, sep, path = spec.partition(":")
-    if (not sep and name in _PROCEDURAL) or (sep and name in _FILES and path):
-        return
-    raise ValueError(f"dataset must be one of {', '.join(DATASET_SPECS)}; got {spec!r}")
 
 
 def check_dataset_file(spec: str) -> None:

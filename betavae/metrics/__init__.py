@@ -6,11 +6,10 @@ Array-level functions take codes ``[N, d]`` (posterior means) and integer factor
 Definitions and defaults follow disentanglement_lib (Locatello et al. 2019).
 """
 
+from betavae.catalogue import METRICS, PRIMARY_KEY
 from betavae.metrics.dci import dci, dci_from_importance
 from betavae.metrics.evaluate import (
     FAST,
-    METRICS,
-    PRIMARY_KEY,
     REFERENCE,
     Evaluation,
     MetricSettings,

@@ -16,6 +16,7 @@ from typing import Literal
 
 import numpy as np
 
+from betavae.catalogue import METRICS
 from betavae.data import GroundTruthDataset
 from betavae.metrics._checks import DEFAULT_LOGISTIC, Logistic
 from betavae.metrics.dci import Predictor, dci
@@ -31,16 +32,6 @@ from betavae.metrics.sampling import (
 from betavae.metrics.sap import sap
 from betavae.versions import library_versions
 
-METRICS = ("beta_vae", "factor_vae", "mig", "dci", "sap", "modularity", "unsupervised")
-#: The key of each metric's headline score (what a sweep maximises).
-PRIMARY_KEY = {
-    "beta_vae": "metric.beta_vae",
-    "factor_vae": "metric.factor_vae",
-    "mig": "metric.mig",
-    "dci": "metric.dci.disentanglement",
-    "sap": "metric.sap",
-    "modularity": "metric.modularity",
-}
 #: A latent is active when its mean KL exceeds this many nats.
 ACTIVE_KL_NATS = 0.01
 
