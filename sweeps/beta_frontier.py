@@ -280,7 +280,7 @@ def _run_held(
                         ),
                     ],
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
-                    failure_config=tune.FailureConfig(max_failures=2),
+                    failure_config=tune.FailureConfig(max_failures=settings.max_failures),
                     verbose=1,
                 ),
             )

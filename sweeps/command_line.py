@@ -132,6 +132,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint-every", type=_integer, default=S, help="steps between trial checkpoints"
     )
     p.add_argument(
+        "--max-failures",
+        type=_integer,
+        default=S,
+        metavar="N",
+        help="retries of a trial whose worker was lost or killed as hung, each from its last "
+        "checkpoint; -1: no limit (default 2)",
+    )
+    p.add_argument(
         "--stall-timeout",
         type=_number,
         default=S,

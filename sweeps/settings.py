@@ -64,6 +64,9 @@ class SweepSettings:
     stall_timeout: float | None = None
     """Seconds a trial may report nothing before its worker is killed and it is retried;
     None: derived from the trial's report interval (``sweeps.stall``)."""
+    max_failures: int = 2
+    """Retries of a trial whose worker was lost or killed as hung, each from its last
+    checkpoint (Tune's ``FailureConfig``); -1: no limit. Fixed when the sweep starts."""
     objective: str = "constrained"
     metric: str = "mig"
     recon_budget: float = 150.0
@@ -137,7 +140,8 @@ class SweepSettings:
         return f"{base}/{self.name}{mark}{options}"
 
     def search_settings(self) -> dict[str, Any]:
-        """What defines the search; a ``--resume`` must not change any of it."""
+        """What defines the search (and the retry limit Tune keeps with it); a ``--resume``
+        must not change any of it."""
         keys = (
             "objective",
             "metric",
@@ -160,6 +164,7 @@ class SweepSettings:
             "seed",
             "num_samples",
             "initial_points",
+            "max_failures",  # in Tune's pickled run config: a resume cannot change it
         )
         return {k: _jsonable(getattr(self, k)) for k in keys}
 

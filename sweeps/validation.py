@@ -56,6 +56,12 @@ def validate(s: SweepSettings) -> None:
     need(s.batch_size >= 1, "--batch-size", s.batch_size, "an integer >= 1")
     need(s.report_every >= 1, "--report-every", s.report_every, "an integer >= 1")
     need(
+        s.max_failures >= -1,
+        "--max-failures",
+        s.max_failures,
+        "an integer >= 0, or -1 for no limit",
+    )
+    need(
         s.stall_timeout is None or (math.isfinite(s.stall_timeout) and s.stall_timeout > 0),
         "--stall-timeout",
         s.stall_timeout,

@@ -19,13 +19,18 @@ def argv(tmp, *flags):
     # that no worker finishes before the kill lands (the kill's own Ray worker takes seconds
     # to start on a loaded machine).
     steps = ("--steps", str(STEPS), "--checkpoint-every", str(STEPS))
-    return smoke_argv(tmp, "errored", "--num-samples", str(N), *steps, *flags)
+    # One retry (not the default two) before Tune gives up: the same path, one kill fewer.
+    return smoke_argv(
+        tmp, "errored", "--num-samples", str(N), "--max-failures", "1", *steps, *flags
+    )
 
 
 def test_resume_retries_trials_that_ended_in_error(tmp_path):
     first = run_sweep(argv(tmp_path, "--stall-timeout", "0.01"), tmp_path)
     assert first.returncode == 1, first.stderr[-4000:]
     assert "no trial finished" in first.stderr and "killing its worker" in first.stderr
+    # --max-failures 1: each trial's worker killed twice (its run and its one retry).
+    assert first.stderr.count("killing its worker") == 2 * N, first.stderr[-4000:]
 
     from mlflow.tracking import MlflowClient
 

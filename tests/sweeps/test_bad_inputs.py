@@ -164,6 +164,7 @@ CASES = [
     ),
     Case("too few evaluation images", ("--eval-images", "500"), "--eval-images: got 500"),
     Case("negative seed", ("--seed", "-3"), "--seed: got -3"),
+    Case("retries below -1", ("--max-failures", "-2"), "--max-failures: got -2"),
     Case("misspelt flag", ("--num-sample", "4"), "unrecognized arguments: --num-sample"),
     # -- names ------------------------------------------------------------------------------
     Case("space in the name", ("--name", "my sweep"), "--name: got 'my sweep'"),
@@ -332,6 +333,12 @@ CASES = [
         "resume with a changed search space",
         ("--preset", "smoke", S, "{dir}/rr", "--resume", "--beta-range", "1,8"),
         "--beta-range: the sweep was started with [1.0, 32.0], got [1.0, 8.0]",
+        existing_sweep("--preset", "smoke"),
+    ),
+    Case(
+        "resume with another retry limit",
+        ("--preset", "smoke", S, "{dir}/rr", "--resume", "--max-failures", "5"),
+        "--max-failures: the sweep was started with 2, got 5",
         existing_sweep("--preset", "smoke"),
     ),
     Case(
