@@ -164,19 +164,27 @@ class Landscape:
 
 
 def seed_spread(landscape: Landscape, metric: str) -> dict[str, Any] | None:
-    """How much of the metric's spread is the setting's and how much the seed's: a one-way
-    random-effects split over the points recorded at two seeds or more (None without any).
+    """How much of the metric's spread is the setting's and how much the seed's, over the
+    points recorded at two seeds or more (None without any); over every point and over the
+    points within budget.
 
-    ``seed_sd``: the pooled standard deviation between seeds of one point; ``setting_sd``: the
-    standard deviation of the points' true means once the seed noise is taken out;
-    ``setting_share``: the share of the variance that is the setting's (the intraclass
-    correlation). Reported over every point and over the points within budget."""
+    One-way (``seed_sd``, ``setting_sd``, ``setting_share``): a seed's luck is all noise, as
+    the replay's random draws make it. ``seed_sd`` is the pooled standard deviation between a
+    point's seeds, ``setting_sd`` that of the points' true means, ``setting_share`` the
+    setting's share of the variance (the intraclass correlation).
+
+    ``paired``: the seed numbers are shared by every setting (a sweep's replicate r trains
+    with seed + r), so part of a seed's luck can be common to all settings. A two-way split
+    (setting + seed, over the points recorded at every seed) takes that out: ``seed_offset_sd``
+    is the spread of the seeds' common offsets, ``residual_sd`` the noise left when settings
+    are compared at equal seeds, and ``setting_share`` the setting's share against it."""
+
+    def scores_of(point: tuple) -> dict[int, float]:
+        rows = landscape.seeds[point]
+        return {int(r["seed"]): float(r[metric]) for r in rows if is_finite(r.get(metric))}
 
     def split(points: list[tuple]) -> dict[str, Any] | None:
-        scores = [
-            [float(r[metric]) for r in landscape.seeds[p] if is_finite(r.get(metric))]
-            for p in points
-        ]
+        scores = [list(scores_of(p).values()) for p in points]
         scores = [s for s in scores if len(s) >= 2]
         if len(scores) < 2:
             return None
@@ -190,6 +198,34 @@ def seed_spread(landscape: Landscape, metric: str) -> dict[str, Any] | None:
             "seed_sd": math.sqrt(within),
             "setting_sd": math.sqrt(between),
             "setting_share": between / total if total > 0 else float("nan"),
+            "paired": paired(points),
+        }
+
+    def paired(points: list[tuple]) -> dict[str, Any] | None:
+        seeds = sorted({seed for p in points for seed in scores_of(p)})
+        table = [
+            [scores_of(p)[s] for s in seeds] for p in points if set(scores_of(p)) >= set(seeds)
+        ]
+        if len(seeds) < 2 or len(table) < 2:
+            return None
+        x = np.array(table)  # points × seeds
+        n, k = x.shape
+        grand = x.mean()
+        setting = x.mean(axis=1) - grand
+        seed = x.mean(axis=0) - grand
+        residual = x - grand - setting[:, None] - seed[None, :]
+        ms_residual = float((residual**2).sum() / ((n - 1) * (k - 1)))
+        setting_var = max(0.0, (k * float((setting**2).sum()) / (n - 1) - ms_residual) / k)
+        offset_var = max(0.0, (n * float((seed**2).sum()) / (k - 1) - ms_residual) / n)
+        total = setting_var + ms_residual
+        return {
+            "points": n,
+            "seeds": seeds,
+            "seed_offsets": [float(v) for v in seed],
+            "seed_offset_sd": math.sqrt(offset_var),
+            "residual_sd": math.sqrt(ms_residual),
+            "setting_sd": math.sqrt(setting_var),
+            "setting_share": setting_var / total if total > 0 else float("nan"),
         }
 
     everywhere = split(list(landscape.seeds))
@@ -594,6 +630,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"seeds sd {split['seed_sd']:.3f}, between settings sd {split['setting_sd']:.3f}"
                 f"; the setting explains {split['setting_share']:.0%} of the variance"
             )
+            pair = split["paired"]
+            if pair:
+                offsets = ", ".join(f"{v:+.3f}" for v in pair["seed_offsets"])
+                print(
+                    f"    at equal seeds: seed offsets {offsets} (shared by every setting); "
+                    f"noise left sd {pair['residual_sd']:.3f}; the setting explains "
+                    f"{pair['setting_share']:.0%}"
+                )
     for name, text in result["searchers"].items():
         print(f"  {name:<19} {text}")
     print_table(result["table"], result["horizon"], result["preset_trials"])

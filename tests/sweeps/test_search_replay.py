@@ -198,6 +198,18 @@ def test_seed_noise_is_split_from_the_settings_effect():
     spread = bench().seed_spread(by_seed, "metric.mig")["all"]
     assert spread["setting_sd"] == 0.0 and spread["setting_share"] == 0.0
     assert spread["seed_sd"] == pytest.approx(0.1 * 2**0.5)
+    assert spread["paired"]["setting_share"] == 0.0  # the seeds' luck differs by setting
+
+    # Seed 1 better than seed 0 by 0.2 at every setting: luck shared by all settings. Seen
+    # as noise it hides the settings' order; compared at equal seeds, the order is all there.
+    offset = bench().Landscape.load(rows(lambda b, s: 0.01 * b + 0.2 * s), settings, tolerance=0.01)
+    spread = bench().seed_spread(offset, "metric.mig")["all"]
+    assert spread["setting_share"] < 0.1 and spread["seed_sd"] == pytest.approx(0.2 / 2**0.5)
+    paired = spread["paired"]
+    assert paired["seeds"] == [0, 1] and paired["seed_offsets"] == pytest.approx([-0.1, 0.1])
+    assert paired["residual_sd"] == pytest.approx(0.0, abs=1e-9)
+    assert paired["setting_share"] == pytest.approx(1.0)
+
     one_seed = [r for r in rows(lambda b, s: b) if r["seed"] == 0]
     landscape = bench().Landscape.load(one_seed, settings, 0.01)
     assert bench().seed_spread(landscape, "metric.mig") is None  # nothing to split
