@@ -412,8 +412,9 @@ def summarise(
     horizon: int,
     preset_outcomes: Sequence[dict[str, Any]],
 ) -> list[dict[str, Any]]:
-    """Per searcher: the trials needed over the whole table, and the share found by the
-    replays of the preset's own sweep (``preset_outcomes``)."""
+    """Per searcher: the trials needed over the whole table; the share found by the replays
+    of the preset's own sweep (``preset_outcomes``) and their pick's mean regret at its end;
+    the share found and the mean regret at trial ``CURVE_LENGTH`` of the long replays."""
     table = []
     for name in names:
         runs = [o for o in outcomes if o["searcher"] == name]
@@ -430,6 +431,10 @@ def summarise(
                 "not_found": sum(o["found"] is None for o in runs),
                 "found_within_preset": sum(o["found"] is not None for o in short) / len(short),
                 f"found_within_{CURVE_LENGTH}": sum(n <= CURVE_LENGTH for n in needed) / len(runs),
+                "regret_preset": float(np.mean([o["regret"][-1] for o in short])),
+                f"regret_{CURVE_LENGTH}": float(
+                    np.mean([o["regret"][min(CURVE_LENGTH, len(o["regret"])) - 1] for o in runs])
+                ),
             }
         )
     grid = next(t for t in table if t["searcher"] == "grid")
@@ -441,14 +446,15 @@ def summarise(
 def print_table(table: Sequence[dict[str, Any]], horizon: int, within: int, out=sys.stdout):
     print(
         f"{'searcher':<19} {'trials to best: median [IQR]':>29} {'ratio':>6} "
-        f"{'not found':>9} {f'found ≤ {within}':>11}",
+        f"{'not found':>9} {f'found ≤ {within}':>11} {f'regret @{within}':>10}",
         file=out,
     )
     for t in table:
         spread = f"{t['median']:.0f} [{t['q1']:.0f}–{t['q3']:.0f}]"
         print(
             f"{t['searcher']:<19} {spread:>29} {t['ratio_to_grid']:>6.2f} "
-            f"{t['not_found']:>4}/{t['reps']:<4} {t['found_within_preset']:>10.0%}",
+            f"{t['not_found']:>4}/{t['reps']:<4} {t['found_within_preset']:>10.0%} "
+            f"{t['regret_preset']:>10.3f}",
             file=out,
         )
     print(f"(not found within {horizon} trials counts as {horizon + 1})", file=out)
@@ -459,8 +465,8 @@ def markdown_table(result: dict[str, Any]) -> str:
     horizon, within = result["horizon"], result["preset_trials"]
     lines = [
         f"| searcher | trials to best: median [IQR] | ratio to grid | found within {within} "
-        f"trials | within {CURVE_LENGTH} |",
-        "|---|---|---:|---:|---:|",
+        f"trials | within {CURVE_LENGTH} | mean regret at {within} | at {CURVE_LENGTH} |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     for t in result["table"]:
 
@@ -470,7 +476,8 @@ def markdown_table(result: dict[str, Any]) -> str:
         lines.append(
             f"| {t['searcher']}: {result['searchers'][t['searcher']]} | {count(t['median'])} "
             f"[{count(t['q1'])}–{count(t['q3'])}] | {t['ratio_to_grid']:.2f} | "
-            f"{t['found_within_preset']:.0%} | {t[f'found_within_{CURVE_LENGTH}']:.0%} |"
+            f"{t['found_within_preset']:.0%} | {t[f'found_within_{CURVE_LENGTH}']:.0%} | "
+            f"{t['regret_preset']:.3f} | {t[f'regret_{CURVE_LENGTH}']:.3f} |"
         )
     return "\n".join(lines)
 

@@ -155,7 +155,8 @@ def test_replays_repeat_exactly_and_find_an_obvious_best():
     assert table["grid"]["found_within_preset"] == 1.0
     markdown = bench().markdown_table(runs[0]).splitlines()
     assert len(markdown) == 2 + 3 and markdown[2].startswith("| grid: ")
-    assert markdown[2].endswith("| 9 [9–9] | 1.00 | 100% | 100% |")
+    assert markdown[2].endswith("| 9 [9–9] | 1.00 | 100% | 100% | 0.000 | 0.000 |")
+    assert table["grid"]["regret_preset"] == 0.0  # found at trial 9 of 12
 
 
 def test_the_sweeps_study_records_how_it_searches(tmp_path):
