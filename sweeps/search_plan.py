@@ -97,9 +97,9 @@ def initial_points(settings: SweepSettings, space) -> list[dict[str, Any]]:
     return [dict(p) for p in settings.initial_points if space.contains(p)]
 
 
-def search_plan(settings: SweepSettings) -> SearchPlan:
-    """The sweep's own plan: TPE, random for its first trials (half the sweep, at most Optuna's
-    10), the preset's starting points, ``--replicates`` seeds per setting."""
+def tpe_plan(settings: SweepSettings) -> SearchPlan:
+    """TPE, random for its first trials (half the sweep, at most Optuna's 10), the preset's
+    starting points, ``--replicates`` seeds per setting, each right behind the first."""
     return SearchPlan(
         sampler="tpe",
         n_startup_trials=max(1, min(10, settings.num_samples // 2)),
@@ -107,6 +107,11 @@ def search_plan(settings: SweepSettings) -> SearchPlan:
         replicates=settings.replicates,
         initial_points=tuple(initial_points(settings, search_space(settings))),
     )
+
+
+def search_plan(settings: SweepSettings) -> SearchPlan:
+    """The sweep's own plan."""
+    return tpe_plan(settings)
 
 
 def build_searcher(
