@@ -6,8 +6,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from search_replay.table import Landscape
-from sweeps.search_plan import SearchPlan, search_plan, tpe_plan
+from sweeps.search_plan import SearchPlan, search_plan
 from sweeps.settings import SweepSettings
+
+#: The cpu preset's plan before the replay chose random sampling: TPE (random for half the
+#: sweep's trials, at most 10), these starting points, two seeds per setting. The
+#: alternatives change one choice of it, or of random sampling.
+FIRST_STARTS = (
+    {"objective": "beta", "beta": 2.0, "latent_dim": 10},
+    {"objective": "beta", "beta": 8.0, "latent_dim": 10},
+    {
+        "objective": "capacity",
+        "capacity_max": 30.0,
+        "anneal_fraction": 0.5,
+        "gamma": 100.0,
+        "latent_dim": 10,
+    },
+)
+FIRST_REPLICATES = 2
 
 
 @dataclass(frozen=True)
@@ -23,14 +39,20 @@ def searchers(settings: SweepSettings) -> list[Searcher]:
     is the sweep's own at the replay's budget is the same searcher: ``run`` replays it once,
     as ``sweep``."""
     own = search_plan(settings)
-    tpe = tpe_plan(settings)
     random = SearchPlan(sampler="random", seed=settings.seed, replicates=1)
-    starts = random.but(initial_points=tpe.initial_points)
+    starts = random.but(initial_points=FIRST_STARTS)
+    tpe = SearchPlan(
+        sampler="tpe",
+        n_startup_trials=max(1, min(10, settings.num_samples // 2)),
+        seed=settings.seed,
+        replicates=FIRST_REPLICATES,
+        initial_points=FIRST_STARTS,
+    )
     near_best = dict(reseed="near-best", reseed_margin=0.02)
-    seeds = settings.replicates
+    seeds = FIRST_REPLICATES
     alternatives = [
         ("random", "RandomSampler, one seed per setting", random),
-        ("random-starts", "RandomSampler after the preset's starting points, one seed", starts),
+        ("random-starts", "RandomSampler after the first plan's starting points, one seed", starts),
         (
             "random-2-seeds",
             f"RandomSampler after the starting points, {seeds} seeds per setting",
@@ -42,7 +64,7 @@ def searchers(settings: SweepSettings) -> list[Searcher]:
             "best (margin 0.02)",
             starts.but(replicates=seeds, **near_best),
         ),
-        ("tpe", describe(tpe), tpe),
+        ("tpe", f"the plan measured first: {describe(tpe)}", tpe),
         ("tpe-startup-4", "TPE with 4 random start-up trials", tpe.but(n_startup_trials=4)),
         (
             "tpe-startup-half",

@@ -134,12 +134,14 @@ def test_replays_repeat_exactly_and_find_an_obvious_best():
             reps=3,
             tolerance=0.01,
             workers=1,
-            only=("grid", "random", "sweep"),
+            only=("grid", "random", "sweep", "tpe"),
             progress=lambda _: None,
         )
         for _ in range(2)
     ]
     assert runs[0]["outcomes"] == runs[1]["outcomes"]
+    # Random sampling with one seed is the sweep's own plan: replayed once, as the sweep.
+    assert list(runs[0]["searchers"]) == ["grid", "sweep", "tpe"]
     table = {row["searcher"]: row for row in runs[0]["table"]}
     assert table["grid"]["median"] == 9  # β = 4, z = 10 is the 5th point: its first seed
     assert all(o["found"] is not None for o in runs[0]["outcomes"])
@@ -171,8 +173,14 @@ def test_the_sweeps_study_records_how_it_searches(tmp_path):
     study = optuna.load_study(study_name=settings.name, storage=JournalStorage(journal))
     plan = study.user_attrs["search_plan"]
     assert plan == search_plan(settings).to_dict()
-    assert plan["sampler"] == "tpe" and plan["replicates"] == settings.replicates
-    assert plan["n_startup_trials"] == 6  # half of the preset's 12 trials
+    # The replay's best: random sampling, one seed per setting, no starting points.
+    assert plan["sampler"] == "random" and plan["replicates"] == settings.replicates == 1
+    assert plan["initial_points"] == [] and plan["reseed"] == "always"
+    assert isinstance(searcher.study.sampler, optuna.samplers.RandomSampler)
+    # The paper preset keeps the papers' own settings as starting points, three seeds each.
+    paper = parse_settings(["--preset", "paper", "--storage-path", str(tmp_path / "paper")])
+    plan = search_plan(paper).to_dict()
+    assert plan["sampler"] == "random" and plan["replicates"] == 3
     assert [p["objective"] for p in plan["initial_points"]] == ["beta", "beta", "capacity"]
 
 

@@ -75,19 +75,31 @@ def test_narrowed_space_is_searched_and_starting_points_outside_it_dropped(tmp_p
 
     from sweeps.beta_frontier import build_searcher, initial_points, search_space
 
-    # The cpu preset starts from β = 2 and 8 and C_max = 30 (γ = 100) at z = 10: only β = 2
-    # fits β ∈ [1, 4], γ ≤ 50.
+    # The paper preset starts from β = 4 and 16 and C_max = 25 (γ = 1000) at z = 10: only
+    # β = 4 fits β ∈ [1, 4], γ ≤ 50.
+    paper = ("--preset", "paper")
     s = parse_settings(
-        ["--beta-range", "1,4", "--gamma-range", "20,50", "--storage-path", str(tmp_path)]
+        [*paper, "--beta-range", "1,4", "--gamma-range", "20,50", "--storage-path", str(tmp_path)]
     )
-    assert [p.get("beta") for p in initial_points(s, search_space(s))] == [2.0]
-    assert build_searcher(s).suggest("first")["beta"] == 2.0  # the searcher starts there
+    assert [p.get("beta") for p in initial_points(s, search_space(s))] == [4.0]
+    assert build_searcher(s).suggest("first")["beta"] == 4.0  # the searcher starts there
     s = parse_settings(
-        ["--beta-range", "1,4", "--latent-dims", "5,6", "--storage-path", str(tmp_path / "b")]
+        [
+            *paper,
+            "--beta-range",
+            "1,4",
+            "--latent-dims",
+            "5,6",
+            "--storage-path",
+            str(tmp_path / "b"),
+        ]
     )
     assert initial_points(s, search_space(s)) == []
-    s = parse_settings(["--families", "capacity", "--storage-path", str(tmp_path / "c")])
+    s = parse_settings([*paper, "--families", "capacity", "--storage-path", str(tmp_path / "c")])
     assert [p["objective"] for p in initial_points(s, search_space(s))] == ["capacity"]
+    # The cpu preset has none: random sampling from the first trial, as measured best.
+    default = parse_settings([])
+    assert initial_points(default, search_space(default)) == []
     s = parse_settings(
         [
             "--beta-range", "1,4", "--latent-dims", "5,6", "--gamma-range", "50,50",
