@@ -4,11 +4,12 @@
     python sweeps/beta_frontier.py --preset smoke       # a 1-minute end-to-end check
     ray submit cluster/gpu.yaml sweeps/beta_frontier.py -- --preset paper
 
-Ray Tune runs the trials (``--cpus-per-trial``, fractional ``--gpus-per-trial``), Optuna's TPE
-samples β-objective and capacity-objective settings and maximises ``--metric`` subject to
-``recon_nll ≤ --recon-budget`` (or searches the whole Pareto front with ``--objective
-pareto``), MLflow records one parent run and one child run per trial. Every value is
-validated before Ray starts; ``--resume`` continues an interrupted sweep.
+Ray Tune runs the trials (``--cpus-per-trial``, fractional ``--gpus-per-trial``), Optuna
+samples β-objective and capacity-objective settings (at random: the plan measured best,
+``sweeps.search_plan``) to maximise ``--metric`` subject to ``recon_nll ≤ --recon-budget`` (or
+to search the whole Pareto front with ``--objective pareto``), MLflow records one parent run
+and one child run per trial. Every value is validated before Ray starts; ``--resume``
+continues an interrupted sweep.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 A ``ray.tune.search.Searcher`` that drives an Optuna study with ``study.ask()`` and
 ``study.tell()``. Optuna 5 reads constraints from the trial (``Trial.set_constraint``;
-feasible when every value is ≤ 0): TPE samples around feasible trials, and
+feasible when every value is ≤ 0): TPE or GP, when a plan asks for them, sample around
+feasible trials, and
 ``study.best_trial(s)`` never returns an infeasible one. Every finished trial gets the
 constraint ``recon_nll − budget``; the ``pareto`` objective records it too, so
 optuna-dashboard and ``study.best_trials`` see feasibility there as well.
