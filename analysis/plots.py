@@ -162,7 +162,7 @@ def seed_spread(doc: Mapping[str, Any], path: Path) -> Path:
         ax.scatter(s["metric"]["median"], row, color="black", marker="|", s=160, zorder=3)
     ax.set_yticks(
         range(len(settings)),
-        [f"{s['label']} ({s['seeds']} seeds)" for s in settings],
+        [f"{s['label']} ({s['seeds']} seed{'s' if s['seeds'] != 1 else ''})" for s in settings],
         fontsize=7,
     )
     ax.invert_yaxis()
