@@ -19,11 +19,12 @@ within-budget point's median. The searchers:
 
 - ``grid``: every point in disentanglement_lib's order (family, then its values ascending),
   each point's seeds one after the other;
-- ``random``: the sweep's searcher with Optuna's RandomSampler, one seed per setting;
 - ``sweep``: the sweep's own search (``sweeps.search_plan.build_searcher`` with the cpu
   preset's plan at the replay's budget: sampler, start-up trials, starting points,
   replicates, the reconstruction constraint), ``max_concurrent`` trials in flight;
-- alternatives: the same searcher with one choice of the plan changed.
+- alternatives (``search_replay.searchers``): the same searcher with one choice of a base
+  plan changed, random sampling (``random``: one seed per setting) or the TPE plan measured
+  first; one whose plan is the sweep's own is replayed once, as ``sweep``.
 
 It first prints how noisy the score is: over the points recorded at two seeds, the standard
 deviation between a point's seeds, that between the points' true means, and the share of the

@@ -3,10 +3,9 @@
 A ``ray.tune.search.Searcher`` that drives an Optuna study with ``study.ask()`` and
 ``study.tell()``. Optuna 5 reads constraints from the trial (``Trial.set_constraint``;
 feasible when every value is ≤ 0): TPE or GP, when a plan asks for them, sample around
-feasible trials, and
-``study.best_trial(s)`` never returns an infeasible one. Every finished trial gets the
-constraint ``recon_nll − budget``; the ``pareto`` objective records it too, so
-optuna-dashboard and ``study.best_trials`` see feasibility there as well.
+feasible trials, and ``study.best_trial(s)`` never returns an infeasible one. Every finished
+trial gets the constraint ``recon_nll − budget``; the ``pareto`` objective records it too,
+so optuna-dashboard and ``study.best_trials`` see feasibility there as well.
 
 The study is the searcher's state: each Optuna trial holds its Tune trial id in its
 ``user_attrs`` (and the MLflow run id, see ``sweeps.tracking``), so a restored searcher rebuilds

@@ -49,20 +49,19 @@ def searchers(settings: SweepSettings) -> list[Searcher]:
         initial_points=FIRST_STARTS,
     )
     near_best = dict(reseed="near-best", reseed_margin=0.02)
-    seeds = FIRST_REPLICATES
     alternatives = [
         ("random", "RandomSampler, one seed per setting", random),
         ("random-starts", "RandomSampler after the first plan's starting points, one seed", starts),
         (
             "random-2-seeds",
-            f"RandomSampler after the starting points, {seeds} seeds per setting",
-            starts.but(replicates=seeds),
+            f"RandomSampler after the starting points, {FIRST_REPLICATES} seeds per setting",
+            starts.but(replicates=FIRST_REPLICATES),
         ),
         (
             "random-reseed-best",
             "RandomSampler after the starting points, a setting's second seed only near the "
             "best (margin 0.02)",
-            starts.but(replicates=seeds, **near_best),
+            starts.but(replicates=FIRST_REPLICATES, **near_best),
         ),
         ("tpe", f"the plan measured first: {describe(tpe)}", tpe),
         ("tpe-startup-4", "TPE with 4 random start-up trials", tpe.but(n_startup_trials=4)),
