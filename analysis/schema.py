@@ -37,7 +37,7 @@ RECON_ATTR = "recon_nll"  # trial user_attr: the final reconstruction NLL
 PARENT_RUN_ATTR = "mlflow_parent_run_id"  # study user_attr: the sweep's parent run
 SETTINGS_ATTR = "sweep_settings"  # study user_attr: the settings the sweep started with
 SWEEP_DIR_ATTR = "sweep_dir"  # study user_attr: the sweep's storage folder
-SEARCH_PLAN_ATTR = "search_plan"  # study user_attr: how the sweep searches (sweeps.search_plan)
+SEARCH_PLAN_ATTR = "search_plan"  # study user_attr: how the sweep searches (sweeps.search.plan)
 
 # -- what a trial trained ---------------------------------------------------------------------
 #: The searched values that make a setting (the seed is not one of them).
@@ -66,7 +66,7 @@ SETTING_PARAMS = tuple(p for p in PARAMS if p not in ("seed", "replicate"))
 SETTINGS_FILE = "sweep.json"  # the settings a sweep started with
 SUMMARY_FILE = "summary.json"  # the frontier document when the sweep ended
 STUDY_FILE = "optuna.journal"
-DRIVER_FILE = "driver.json"  # the live driver's lease: host, pid, since (sweeps.driver_lock)
+DRIVER_FILE = "driver.json"  # the live driver's lease: host, pid, since (sweeps.store.lease)
 SPOOL_FILE = "mlflow.spool.jsonl"  # MLflow records a driver has queued but not yet sent
 REPORT_DIR = "report"
 FRONTIER_FILE = "frontier.json"

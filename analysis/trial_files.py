@@ -1,4 +1,4 @@
-"""The files of a trial's checkpoint, written by ``sweeps.trainable`` and read by the tracking
+"""The files of a trial's checkpoint, written by ``sweeps.trial.trainable`` and read by the tracking
 writer and ``analysis``: one layout, one reader. A leaf module (no torch, Ray or MLflow).
 
     CHECKPOINT/

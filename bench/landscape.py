@@ -1,8 +1,8 @@
 """Record the cpu preset's landscape: a grid over its search space, every model scored.
 
 Each grid point is trained and scored exactly as a sweep trial would be (the preset's steps,
-batch, learning rate, metric suite and mode; ``sweeps.trial_config.TrialConfig`` builds the
-training config and ``sweeps.trainable.score`` scores it), at seeds 0 and 1 (the seeds a
+batch, learning rate, metric suite and mode; ``sweeps.trial.config.TrialConfig`` builds the
+training config and ``sweeps.trial.trainable.score`` scores it), at seeds 0 and 1 (the seeds a
 sweep's replicates 0 and 1 get). One JSON line per model goes to ``bench/landscape/cpu.jsonl``
 as soon as it is scored, so the run can be stopped at any time and started again: recorded
 models are skipped. Seed 0 of every point comes before seed 1, so a partial record covers
@@ -33,7 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sweeps.command_line import parse_settings  # noqa: E402
+from sweeps.config import parse_settings  # noqa: E402
 
 OUT = ROOT / "bench" / "landscape" / "cpu.jsonl"
 SEEDS = (0, 1)
@@ -98,8 +98,8 @@ def train_and_score(job: tuple[dict[str, Any], dict[str, Any]]) -> dict[str, Any
 
     from betavae.data import load_dataset
     from betavae.training import Trainer
-    from sweeps.trainable import curve_row, score
-    from sweeps.trial_config import TrialConfig
+    from sweeps.trial.config import TrialConfig
+    from sweeps.trial.trainable import curve_row, score
 
     point, constants = job
     torch.set_num_threads(1)
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="print the grid and what is done")
     args = parser.parse_args(argv)
 
-    from sweeps.beta_frontier import trial_constants
+    from sweeps.driver.tuner import trial_constants
 
     settings = parse_settings(["--preset", "cpu"])
     constants = trial_constants(settings)

@@ -19,7 +19,7 @@ within-budget point's median. The searchers:
 
 - ``grid``: every point in disentanglement_lib's order (family, then its values ascending),
   each point's seeds one after the other;
-- ``sweep``: the sweep's own search (``sweeps.search_plan.build_searcher`` with the cpu
+- ``sweep``: the sweep's own search (``sweeps.search.plan.build_searcher`` with the cpu
   preset's plan at the replay's budget: sampler, start-up trials, starting points,
   replicates, the reconstruction constraint), ``max_concurrent`` trials in flight;
 - alternatives (``search_replay.searchers``): the same searcher with one choice of a base
@@ -66,8 +66,7 @@ from search_replay.summary import (  # noqa: E402
 from search_replay.table import Landscape, params_of, read_rows, seed_spread  # noqa: E402
 
 from analysis.frontier import is_finite  # noqa: E402
-from sweeps.command_line import parse_settings  # noqa: E402
-from sweeps.settings import SEARCH_METRICS  # noqa: E402
+from sweeps.config import SEARCH_METRICS, parse_settings  # noqa: E402
 
 __all__ = [
     "Landscape", "Pick", "grid_order", "main", "markdown_table", "params_of", "run",

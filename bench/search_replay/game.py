@@ -12,7 +12,7 @@ import numpy as np
 from analysis.frontier import is_finite, within_budget
 from search_replay.searchers import Searcher, grid_order
 from search_replay.table import Landscape
-from sweeps.search_plan import build_searcher
+from sweeps.search.plan import build_searcher
 
 
 class Oracle:
@@ -90,7 +90,7 @@ def replay(
             warnings.simplefilter("ignore")  # GPSampler / group: experimental-feature notices
             tune_searcher = build_searcher(
                 settings,
-                storage=optuna.storages.InMemoryStorage(),
+                optuna.storages.InMemoryStorage(),
                 plan=searcher.plan.but(seed=rep),
             )
             pending: deque[tuple[str, dict[str, Any]]] = deque()

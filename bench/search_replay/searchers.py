@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from search_replay.table import Landscape
-from sweeps.search_plan import SearchPlan, search_plan
-from sweeps.settings import SweepSettings
+from sweeps.config import SweepSettings
+from sweeps.search.plan import SearchPlan, search_plan
 
 #: The cpu preset's plan before the replay chose random sampling: TPE (random for half the
 #: sweep's trials, at most 10), these starting points, two seeds per setting. The

@@ -14,14 +14,14 @@ from typing import Any
 import numpy as np
 
 from analysis.frontier import group_settings, is_finite
-from sweeps.settings import SweepSettings
+from sweeps.config import SweepSettings
 
 POINT_KEYS = ("objective", "beta", "capacity_max", "anneal_fraction", "gamma", "latent_dim")
 FAMILY_AXES = {
     "beta": ("beta", "latent_dim"),
     "capacity": ("capacity_max", "anneal_fraction", "gamma", "latent_dim"),
 }
-LOG_AXES = ("beta", "gamma")  # sampled log-uniform by sweeps.space
+LOG_AXES = ("beta", "gamma")  # sampled log-uniform by sweeps.search.space
 
 
 def point_of(row: dict[str, Any]) -> tuple:

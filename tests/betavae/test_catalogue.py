@@ -22,7 +22,7 @@ def test_the_catalogue_names_what_the_packages_build():
 def test_checking_a_sweeps_flags_imports_no_torch():
     code = (
         "import sys\n"
-        "from sweeps.command_line import parse_settings\n"
+        "from sweeps.config import parse_settings\n"
         "parse_settings(['--preset', 'cpu', '--metric', 'dci', '--dataset', 'dsprites-noisy'])\n"
         "print(sorted(m for m in ('torch', 'sklearn', 'ray', 'mlflow') if m in sys.modules))\n"
     )

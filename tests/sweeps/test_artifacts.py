@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from sweeps.artifacts import save_grid
+from sweeps.trial.pictures import save_grid
 
 
 @pytest.mark.parametrize("channels, count, nrow", [(1, 10, 4), (3, 6, 9), (1, 18, 9)])
@@ -26,6 +26,6 @@ def test_the_grid_is_torchvisions_pixel_for_pixel(tmp_path, channels, count, nro
 
 
 def test_a_trials_worker_does_not_import_torchvision():
-    code = "import sys, sweeps.trainable; print('torchvision' in sys.modules)"
+    code = "import sys, sweeps.trial.trainable; print('torchvision' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -95,7 +95,7 @@ def existing_sweep(*argv: str) -> Callable[[Path], None]:
     """The ``sweep.json`` a sweep started with ``argv`` leaves in ``{dir}/rr/NAME``."""
 
     def write(folder: Path) -> None:
-        from sweeps.command_line import parse_settings
+        from sweeps.config import parse_settings
 
         settings = parse_settings([*argv, "--storage-path", str(folder / "rr")])
         sweep = folder / "rr" / settings.name

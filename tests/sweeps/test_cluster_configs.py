@@ -160,7 +160,9 @@ def test_every_cluster_config_keeps_the_mlflow_store_beyond_the_head():
         text = (CLUSTER / name).read_text()
         cfg = load(name)
         setup = " ".join(str(c) for c in cfg["head_setup_commands"])
-        restore = setup.index("sweeps.mlflow_backup restore s3://REPLACE_ME-bucket/betavae/sweeps")
+        restore = setup.index(
+            "sweeps.tracking.backup restore s3://REPLACE_ME-bucket/betavae/sweeps"
+        )
         assert restore < setup.index("mlflow server"), name  # restored before the server opens it
         assert "BETAVAE_MLFLOW_BACKUP=" in text and "mlflow/mlflow.db" in text, name
     docs = list(yaml.safe_load_all((CLUSTER / "kuberay-rayjob.yaml").read_text()))

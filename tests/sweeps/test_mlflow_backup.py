@@ -1,10 +1,10 @@
-"""The sqlite MLflow store's copy in the sweep's storage (``sweeps.mlflow_backup``)."""
+"""The sqlite MLflow store's copy in the sweep's storage (``sweeps.tracking.backup``)."""
 
 from __future__ import annotations
 
 import sqlite3
 
-from sweeps.mlflow_backup import DatabaseBackup, backup_uri, restore
+from sweeps.tracking.backup import DatabaseBackup, backup_uri, restore
 
 
 def test_a_backup_is_restored_where_the_database_is_missing_and_never_over_one(tmp_path):

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from analysis.frontier import frontier_document
-from sweeps.command_line import parse_settings
-from sweeps.search_plan import build_searcher, search_plan
+from sweeps.config import parse_settings
+from sweeps.search.plan import build_searcher, search_plan
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -167,9 +167,10 @@ def test_the_sweeps_study_records_how_it_searches(tmp_path):
     from optuna.storages.journal import JournalFileBackend
 
     settings = parse_settings(["--preset", "cpu", "--storage-path", str(tmp_path)])
-    searcher = build_searcher(settings)
+    journal_path = tmp_path / settings.name / "optuna.journal"
+    searcher = build_searcher(settings, journal_path)
     searcher.suggest("first")
-    journal = JournalFileBackend(str(tmp_path / settings.name / "optuna.journal"))
+    journal = JournalFileBackend(str(journal_path))
     study = optuna.load_study(study_name=settings.name, storage=JournalStorage(journal))
     plan = study.user_attrs["search_plan"]
     assert plan == search_plan(settings).to_dict()

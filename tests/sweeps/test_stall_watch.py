@@ -1,4 +1,4 @@
-"""The hung-trial watch (``sweeps.stall.StallWatch``): whom it kills, and when."""
+"""The hung-trial watch (``sweeps.driver.stall.StallWatch``): whom it kills, and when."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from sweeps import stall
-from sweeps.stall import STALL_FACTOR, STALL_FLOOR_S, StallWatch
+from sweeps.driver import stall
+from sweeps.driver.stall import STALL_FACTOR, STALL_FLOOR_S, StallWatch
 
 
 class Clock:

@@ -7,8 +7,7 @@ import os
 
 import pytest
 
-from sweeps.command_line import parse_settings
-from sweeps.settings import PRESETS, UsageError
+from sweeps.config import PRESETS, UsageError, parse_settings
 
 
 def test_presets_fill_defaults_and_flags_override(monkeypatch):
@@ -38,16 +37,21 @@ def test_cluster_defaults_come_from_the_environment(monkeypatch):
 
 
 def test_relative_storage_path_becomes_absolute_for_tune(tmp_path, monkeypatch):
+    from sweeps.store import SweepFolder
+
     monkeypatch.chdir(tmp_path)
-    s = parse_settings(["--name", "x"])
-    assert s.storage_root == str(tmp_path.resolve() / "ray_results")
-    assert s.experiment_path == f"{tmp_path.resolve()}/ray_results/x"
-    remote = parse_settings(["--storage-path", "s3://bucket/sweeps/", "--name", "x"])
-    assert remote.experiment_path == "s3://bucket/sweeps/x" and not remote.storage_is_local
+    s = SweepFolder("./ray_results", "x")
+    assert s.root == str(tmp_path.resolve() / "ray_results") and s.is_local
+    assert s.path == f"{tmp_path.resolve()}/ray_results/x"
+    remote = SweepFolder("s3://bucket/sweeps/", "x")
+    assert remote.path == "s3://bucket/sweeps/x" and not remote.is_local
     options = "?endpoint_override=127.0.0.1:9000&scheme=http"  # pyarrow's, kept at the end
-    minio = parse_settings(["--storage-path", f"s3://bucket/sweeps/{options}", "--name", "x"])
-    assert minio.storage_root == f"s3://bucket/sweeps{options}"
-    assert minio.experiment_path == f"s3://bucket/sweeps/x{options}"
+    minio = SweepFolder(f"s3://bucket/sweeps/{options}", "x")
+    assert minio.root == f"s3://bucket/sweeps{options}"
+    assert minio.path == f"s3://bucket/sweeps/x{options}"
+    keyed = SweepFolder(f"s3://KEY:SECRET@bucket/sweeps{options}", "x")
+    assert keyed.credentials() == {"AWS_ACCESS_KEY_ID": "KEY", "AWS_SECRET_ACCESS_KEY": "SECRET"}
+    assert "SECRET" not in keyed.shown and "SECRET" not in "".join(keyed.tune_paths())
 
 
 def test_a_config_file_gives_defaults_and_flags_win(tmp_path, monkeypatch):
@@ -73,7 +77,7 @@ def test_a_config_file_gives_defaults_and_flags_win(tmp_path, monkeypatch):
 def test_narrowed_space_is_searched_and_starting_points_outside_it_dropped(tmp_path):
     import optuna
 
-    from sweeps.beta_frontier import build_searcher, initial_points, search_space
+    from sweeps.search.plan import build_searcher, initial_points, search_space
 
     # The paper preset starts from β = 4 and 16 and C_max = 25 (γ = 1000) at z = 10: only
     # β = 4 fits β ∈ [1, 4], γ ≤ 50.
@@ -82,7 +86,8 @@ def test_narrowed_space_is_searched_and_starting_points_outside_it_dropped(tmp_p
         [*paper, "--beta-range", "1,4", "--gamma-range", "20,50", "--storage-path", str(tmp_path)]
     )
     assert [p.get("beta") for p in initial_points(s, search_space(s))] == [4.0]
-    assert build_searcher(s).suggest("first")["beta"] == 4.0  # the searcher starts there
+    journal = tmp_path / "a" / "optuna.journal"
+    assert build_searcher(s, journal).suggest("first")["beta"] == 4.0  # it starts there
     s = parse_settings(
         [
             *paper,
@@ -127,7 +132,7 @@ def test_narrowed_space_is_searched_and_starting_points_outside_it_dropped(tmp_p
 
 def test_a_new_local_ray_binds_to_loopback_unless_the_user_chose(monkeypatch):
     # What Ray then does with the switch: test_sweep_smoke's loopback test.
-    from sweeps.preflight import SINGLE_MACHINE_ENV, bind_to_loopback
+    from sweeps.driver.preflight import SINGLE_MACHINE_ENV, bind_to_loopback
 
     monkeypatch.delenv(SINGLE_MACHINE_ENV, raising=False)
     bind_to_loopback()
@@ -175,17 +180,19 @@ def test_a_sweep_started_before_a_setting_existed_resumes_with_its_default(tmp_p
 
     import pytest
 
-    from sweeps.settings import UsageError
-    from sweeps.storage import check_sweep_folder
+    from sweeps.config import UsageError
+    from sweeps.driver.resume import decide_resume
+    from sweeps.store import SweepFolder
 
     argv = ["--storage-path", str(tmp_path), "--name", "old", "--resume"]
     search = parse_settings(argv).search_settings()
     del search["eval_images"]
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / "sweep.json").write_text(json.dumps({"search": search}))
-    check_sweep_folder(parse_settings(argv))
+    folder = SweepFolder(str(tmp_path), "old")
+    decide_resume(parse_settings(argv), folder)
     with pytest.raises(UsageError, match="--eval-images: the sweep was started with 10000"):
-        check_sweep_folder(parse_settings([*argv, "--eval-images", "5000"]))
+        decide_resume(parse_settings([*argv, "--eval-images", "5000"]), folder)
 
 
 def test_installed_commands_run_the_modules_mains(tmp_path):
@@ -215,7 +222,7 @@ def test_installed_commands_run_the_modules_mains(tmp_path):
 
 
 def test_a_trial_that_fits_no_node_type_is_refused_in_one_line(tmp_path):
-    from sweeps.preflight import check_cluster_placement, node_shapes
+    from sweeps.driver.preflight import check_cluster_placement, node_shapes
 
     config = tmp_path / "ray_bootstrap_config.yaml"
     config.write_text(
@@ -228,16 +235,22 @@ def test_a_trial_that_fits_no_node_type_is_refused_in_one_line(tmp_path):
         "the autoscaler's node types",
         {"head": {"CPU": 4}, "gpu": {"CPU": 4, "GPU": 1}},
     )
-    fits = parse_settings(["--gpus-per-trial", "0.25", "--cpus-per-trial", "2"])
-    check_cluster_placement(fits, "auto", shapes)
-    check_cluster_placement(parse_settings(["--gpus-per-trial", "2"]), "local", shapes)  # local
+
+    def check(address: str, flags: list[str]) -> None:
+        s = parse_settings(flags)
+        check_cluster_placement(
+            address, cpus_per_trial=s.cpus_per_trial, gpus_per_trial=s.gpus_per_trial, shapes=shapes
+        )
+
+    check("auto", ["--gpus-per-trial", "0.25", "--cpus-per-trial", "2"])
+    check("local", ["--gpus-per-trial", "2"])  # a new local Ray: checked by its own rule
     for flags, flag in (
         (["--gpus-per-trial", "2"], "--gpus-per-trial"),
         (["--cpus-per-trial", "8"], "--cpus-per-trial"),
         (["--cpus-per-trial", "8", "--gpus-per-trial", "1"], "--cpus-per-trial"),
     ):
         with pytest.raises(UsageError) as refused:
-            check_cluster_placement(parse_settings(flags), "auto", shapes)
+            check("auto", flags)
         message = str(refused.value)
         assert message.startswith(f"{flag}: a trial asks for") and "\n" not in message
         assert "head: 4 CPU, 0 GPU; gpu: 4 CPU, 1 GPU" in message

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass, field
 
-from sweeps.progress import Progress
+from sweeps.driver.progress import Progress
 
 BETA = {"objective": "beta", "latent_dim": 10, "seed": 0, "steps": 100}
 

@@ -7,15 +7,15 @@ import math
 import optuna
 import pytest
 
-from sweeps.search import CONSTRAINT, ConstrainedOptunaSearch
-from sweeps.space import (
+from sweeps.search.searcher import CONSTRAINT, ConstrainedOptunaSearch
+from sweeps.search.space import (
     ANNEAL_FRACTION_RANGE,
     BETA_RANGE,
     CAPACITY_MAX_RANGE,
     GAMMA_RANGE,
     SearchSpace,
 )
-from sweeps.trial_config import TrialConfig
+from sweeps.trial.config import TrialConfig
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -180,7 +180,7 @@ def test_initial_points_run_first_each_with_its_replicates():
 
 
 def test_curves_carry_the_capacity_only_for_the_capacity_objective():
-    from sweeps.trainable import curve_row
+    from sweeps.trial.trainable import curve_row
 
     metrics = {
         "step": 20,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 
-from sweeps.spool import Spool
+from sweeps.tracking.spool import Spool
 
 
 def test_records_come_out_in_order_and_overflow_to_the_file(tmp_path):
@@ -50,8 +50,8 @@ def test_a_hung_tracking_server_does_not_block_the_callback(tmp_path):
 
     from mlflow.tracking import MlflowClient
 
-    from sweeps.mlflow_runs import experiment_id, parent_run
-    from sweeps.tracking import MLflowTracking
+    from sweeps.tracking.callback import MLflowTracking
+    from sweeps.tracking.runs import experiment_id, parent_run
 
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     client = MlflowClient(uri)

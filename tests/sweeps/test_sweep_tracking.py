@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 import pytest
 from mlflow.tracking import MlflowClient
 
-from sweeps.mlflow_runs import experiment_id, last_line, parent_run, trial_params
-from sweeps.tracking import MLflowTracking
+from sweeps.tracking.callback import MLflowTracking
+from sweeps.tracking.runs import experiment_id, last_line, parent_run, trial_params
 
 CONFIG = {
     "objective": "beta",
@@ -231,7 +231,7 @@ def test_a_local_stores_artifacts_live_beside_its_database(tmp_path, monkeypatch
 
 
 def test_child_runs_carry_mlflows_source_tags(store):
-    from sweeps.mlflow_runs import source_tags
+    from sweeps.tracking.runs import source_tags
 
     client, exp, parent, uri = store
     tags = source_tags("0123abcd+dirty", "betavae-sweep")
@@ -256,7 +256,7 @@ def test_a_trained_model_is_an_mlflow_model_that_encodes_images(store, tmp_path)
 
     from betavae.config import TrainConfig
     from betavae.models import build_model
-    from sweeps.mlflow_runs import log_trained_model
+    from sweeps.tracking.runs import log_trained_model
 
     client, exp, _, uri = store
     model = build_model("burgess", 6, 1).eval()

@@ -7,9 +7,9 @@ import math
 
 import pytest
 
-from sweeps.beta_frontier import trial_constants
-from sweeps.command_line import parse_settings
-from sweeps.trial_config import TrialConfig
+from sweeps.config import parse_settings
+from sweeps.driver.tuner import trial_constants
+from sweeps.trial.config import TrialConfig
 
 CAPACITY = {
     "objective": "capacity",

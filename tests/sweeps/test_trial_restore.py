@@ -1,5 +1,6 @@
 """A trial restored by Tune continues from the newest of its kept checkpoints that loads: a
-damaged newest one is skipped with a warning naming the file (``sweeps.trainable._restore``)."""
+damaged newest one is skipped with a warning naming the file
+(``sweeps.trial.trainable._restore``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from ray import tune
 from betavae.config import TrainConfig
 from betavae.data import load_dataset
 from betavae.training import Trainer
-from sweeps import trainable
+from sweeps.trial import trainable
 
 CONFIG = TrainConfig(steps=30, batch_size=16, latent_dim=3, device="cpu", dataset="dsprites")
 

@@ -1,9 +1,10 @@
 """Writes a sweep's trial records into MLflow, in order, on a thread of its own.
 
-The Tune callback (``sweeps.tracking``) turns each event into a JSON record and hands it to
-:class:`MLflowWriter`, which queues it in a :class:`~sweeps.spool.Spool` (bounded in memory,
-overflowing to a file) and returns at once: a slow, hung or absent tracking server never stalls
-Tune's loop, so the trials keep training. The writer's thread drains the records in order:
+The Tune callback (``sweeps.tracking.callback``) turns each event into a JSON record and hands
+it to :class:`MLflowWriter`, which queues it in a :class:`~sweeps.tracking.spool.Spool` (bounded
+in memory, overflowing to a file) and returns at once: a slow, hung or absent tracking server
+never stalls Tune's loop, so the trials keep training. The writer's thread drains the records
+in order:
 
 - ``start``: find or create the trial's child run (by tag, so never twice) and mark it RUNNING;
 - ``result``: log a curve point (each step once) or the final scores; if MLflow fails, the
@@ -52,14 +53,15 @@ from analysis.trial_files import (
     WEIGHTS_FILE,
     read_history,
 )
-from sweeps.mlflow_runs import (
+from sweeps.config import live
+from sweeps.tracking.runs import (
     dataset_input,
     find_runs,
     last_line,
     log_trained_model,
     trial_params,
 )
-from sweeps.spool import Spool
+from sweeps.tracking.spool import Spool
 
 logger = logging.getLogger(__name__)
 #: Final-result keys logged as metrics besides every ``metric.*`` score.
@@ -102,7 +104,7 @@ class MLflowWriter:
         self.spool_path = Path(spool_path or default_spool_path(parent_run_id))
         self.memory_limit = memory_limit
         self.background = background
-        self.backup = backup  # sweeps.mlflow_backup.DatabaseBackup: copied as trials end
+        self.backup = backup  # sweeps.tracking.backup.DatabaseBackup: copied as trials end
         self.runs: dict[str, str] = {}  # trial id → run id
         self.last_step: dict[str, int] = {}
         self.ended: set[str] = set()  # trials whose end MLflow has recorded
@@ -235,10 +237,8 @@ class MLflowWriter:
             self.back_up()
 
     def back_up(self) -> None:
-        """Copy the sqlite store to the sweep's storage (``sweeps.mlflow_backup``), if set."""
-        from sweeps.mlflow_backup import current
-
-        backup = current(self.backup)
+        """Copy the sqlite store to the sweep's storage (``sweeps.tracking.backup``), if set."""
+        backup = live.backup(self.backup)
         if backup is None:
             return
         try:

@@ -6,7 +6,7 @@ there after every trial that ends and when the sweep ends, with sqlite's online 
 consistent copy while the MLflow server keeps writing), to ``STORAGE/_mlflow/mlflow.db``.
 A new head restores it before its MLflow server starts:
 
-    python -m sweeps.mlflow_backup restore s3://bucket/betavae/sweeps /home/ray/mlflow/mlflow.db
+    python -m sweeps.tracking.backup restore s3://bucket/betavae/sweeps /home/ray/mlflow/mlflow.db
 
 (``cluster/gpu.yaml`` does). Which file is backed up: ``--mlflow-backup PATH``
 (``BETAVAE_MLFLOW_BACKUP``); by default the database of a ``sqlite:///`` tracking URI when the
@@ -22,18 +22,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-_LIVE: dict[str, DatabaseBackup | None] = {}
-
-
-def configure(backup: DatabaseBackup | None) -> None:
-    """This driver's backup, for the MLflow writers it runs (a restored sweep's are unpickled
-    from the first driver's state and would otherwise use that driver's setting)."""
-    _LIVE["backup"] = backup
-
-
-def current(default: DatabaseBackup | None) -> DatabaseBackup | None:
-    return _LIVE.get("backup", default)
-
+from sweeps.store.folder import open_uri
 
 BACKUP_DIR = "_mlflow"
 BACKUP_NAME = "mlflow.db"
@@ -42,14 +31,6 @@ BACKUP_NAME = "mlflow.db"
 def backup_uri(storage_root: str) -> str:
     base, mark, options = storage_root.partition("?")
     return f"{base.rstrip('/')}/{BACKUP_DIR}/{BACKUP_NAME}{mark}{options}"
-
-
-def _filesystem(uri: str):
-    import pyarrow.fs
-
-    if "://" not in uri:
-        return pyarrow.fs.LocalFileSystem(), str(Path(uri).resolve())
-    return pyarrow.fs.FileSystem.from_uri(uri)
 
 
 class DatabaseBackup:
@@ -80,7 +61,7 @@ class DatabaseBackup:
                     source.backup(copy)
             finally:
                 source.close()
-            fs, path = _filesystem(self.target)
+            fs, path = open_uri(self.target)
             fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
             pyarrow.fs.copy_files(
                 str(snapshot), path,
@@ -95,7 +76,7 @@ def restore(storage_root: str, database: str | Path) -> bool:
     database = Path(database)
     if database.is_file() and database.stat().st_size > 0:
         return False
-    fs, path = _filesystem(backup_uri(storage_root))
+    fs, path = open_uri(backup_uri(storage_root))
     if fs.get_file_info(path).type != pyarrow.fs.FileType.File:
         return False
     database.parent.mkdir(parents=True, exist_ok=True)
@@ -107,7 +88,7 @@ def restore(storage_root: str, database: str | Path) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sweeps.mlflow_backup", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m sweeps.tracking.backup", description=__doc__)
     parser.add_argument("action", choices=["restore"])
     parser.add_argument("storage", help="the sweeps' storage root (what --storage-path gets)")
     parser.add_argument("database", help="where the sqlite file goes (kept if it exists)")

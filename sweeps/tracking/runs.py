@@ -23,7 +23,7 @@ from mlflow.tracking import MlflowClient
 
 from analysis.schema import INTERRUPTED_TAG, ROLE_TAG, SWEEP_DIR_TAG
 from analysis.trial_files import CONFIG_FILE, WEIGHTS_FILE
-from sweeps.trial_config import TrialConfig
+from sweeps.trial.config import TrialConfig
 
 
 @functools.cache
@@ -144,7 +144,7 @@ def dataset_input(dataset: dict[str, Any]) -> DatasetInput:
 def log_trained_model(
     tracking_uri: str, run_id: str, model_dir: Path, input_shape: list[int], latent_dim: int
 ) -> str:
-    """Log a trial's weights as an MLflow model of the run (``sweeps/mlflow_model.py``).
+    """Log a trial's weights as an MLflow model of the run (``sweeps/tracking/model.py``).
 
     The model is defined in code; its artifacts are ``model.safetensors`` and ``config.json``,
     and it carries the ``betavae`` package (``code_paths``), so loading it needs no install.
@@ -181,7 +181,7 @@ def log_trained_model(
         restore.callback(quiet.setLevel, level)
         info = mlflow.pyfunc.log_model(
             name="model",
-            python_model=str(Path(__file__).with_name("mlflow_model.py")),
+            python_model=str(Path(__file__).with_name("model.py")),
             artifacts={
                 "weights": str(model_dir / WEIGHTS_FILE),
                 "config": str(model_dir / CONFIG_FILE),

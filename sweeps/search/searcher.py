@@ -8,8 +8,9 @@ trial gets the constraint ``recon_nll − budget``; the ``pareto`` objective rec
 so optuna-dashboard and ``study.best_trials`` see feasibility there as well.
 
 The study is the searcher's state: each Optuna trial holds its Tune trial id in its
-``user_attrs`` (and the MLflow run id, see ``sweeps.tracking``), so a restored searcher rebuilds
-its trial map from the study itself.
+``user_attrs`` (and the MLflow run id, see ``sweeps.search.study.StudyLink``), so a restored
+searcher rebuilds its trial map from the study itself. ``sweeps.search.study`` reaches the
+study from outside the searcher (after Tune returns, and from the MLflow writer).
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from analysis.schema import (
-    MLFLOW_RUN_ATTR,
     OPTUNA_TRIAL_KEY,
     RECON_ATTR,
     REPLICATE_ATTR,
@@ -43,7 +43,7 @@ class ConstrainedOptunaSearch(Searcher):
 
     Args:
         space: called on each asked ``optuna.Trial``; suggests the searched values and returns
-            the constants that complete the trial's config (see ``sweeps.space.SearchSpace``).
+            the constants that complete the trial's config (``sweeps.search.space.SearchSpace``).
         metric, mode: the searched metric(s) and direction(s) (lists for the Pareto search).
         sampler: the Optuna sampler.
         study_name, storage: the study (created, or loaded when it exists); in memory when
@@ -241,45 +241,6 @@ def tell_result(
         logger.warning("could not tell Optuna trial %s: %s", trial.number, exc)
 
 
-def tell_unreported(
-    journal: str, study_name: str, finished: dict[str, dict], metrics: list[str], budget: float
-) -> int:
-    """Tell the results of trials Tune finished whose Optuna trials are still open (``finished``:
-    Tune trial id → final result): a trial retried by ``--resume`` after it ended in ERROR is
-    not reported to the searcher by Tune (its concurrency limiter forgot it). Returns how many."""
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
-    storage = JournalStorage(JournalFileBackend(journal))
-    study = optuna.load_study(study_name=study_name, storage=storage)
-    study_id = storage.get_study_id_from_name(study_name)
-    told = 0
-    for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        result = finished.get(frozen.user_attrs.get(TUNE_TRIAL_ATTR))
-        if result is not None:
-            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, frozen.number)
-            tell_result(study, optuna.Trial(study, trial_id), result, metrics, budget)
-            told += 1
-    return told
-
-
-def note_errored_trials(journal: str, study_name: str, errored: dict[str, str]) -> None:
-    """Write the reason into the Optuna trials of trials Tune ended in ERROR (``errored``: Tune
-    trial id → reason). They stay open (RUNNING): Optuna cannot reopen a finished trial, and
-    ``--resume`` retries them and tells their result; MLflow shows them FAILED meanwhile."""
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
-    storage = JournalStorage(JournalFileBackend(journal))
-    study = optuna.load_study(study_name=study_name, storage=storage)
-    study_id = storage.get_study_id_from_name(study_name)
-    for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        reason = errored.get(frozen.user_attrs.get(TUNE_TRIAL_ATTR))
-        if reason is not None:
-            number = storage.get_trial_id_from_study_id_trial_number(study_id, frozen.number)
-            storage.set_trial_user_attr(number, "error", f"{reason[:400]} (--resume retries it)")
-
-
 def _feasible(trial: optuna.trial.FrozenTrial) -> bool:
     """Every constraint of the trial holds (Optuna: a value ≤ 0); none recorded: unknown."""
     constraints = trial.constraints
@@ -288,29 +249,3 @@ def _feasible(trial: optuna.trial.FrozenTrial) -> bool:
 
 def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)
-
-
-class StudyLink:
-    """Writes a trial's MLflow run id into its Optuna trial (``user_attrs``), from the driver.
-
-    Picklable (it travels with the tracking callback in Tune's experiment state): the study is
-    opened on first use.
-    """
-
-    def __init__(self, journal: str, study_name: str) -> None:
-        self.journal = journal
-        self.study_name = study_name
-        self._storage: Any = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_storage": None}
-
-    def __call__(self, trial_number: int, run_id: str) -> None:
-        from optuna.storages import JournalStorage
-        from optuna.storages.journal import JournalFileBackend
-
-        if self._storage is None:
-            self._storage = JournalStorage(JournalFileBackend(self.journal))
-        study_id = self._storage.get_study_id_from_name(self.study_name)
-        trial_id = self._storage.get_trial_id_from_study_id_trial_number(study_id, trial_number)
-        self._storage.set_trial_user_attr(trial_id, MLFLOW_RUN_ATTR, run_id)

@@ -1,7 +1,7 @@
 """A trial's config, typed: built once from Tune's dict, every derived value computed here.
 
 Tune hands each trial a flat dict: the values the searcher chose (``sweeps.search``) merged
-with the sweep's constants (``trial_constants`` in ``sweeps.beta_frontier``). ``TrialConfig``
+with the sweep's constants (``trial_constants`` in ``sweeps.driver.tuner``). ``TrialConfig``
 reads it once, rejects a key it does not know (a typo in a caller would otherwise be trained
 silently with a default), and owns what is derived from it: the capacity anneal in steps, the
 ``TrainConfig``, feasibility, the MLflow parameters and the labels.

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from analysis.schema import DRIVER_FILE
-from sweeps.settings import SweepSettings, UsageError
-from sweeps.storage import filesystem, read_text, write_text
+from sweeps.config.settings import UsageError
+from sweeps.store.folder import SweepFolder
 
 HEARTBEAT_S = 30.0
 STALE_S = 120.0
@@ -74,8 +74,8 @@ class DriverLease:
     """``check()`` early (reads only), then held for the run: ``acquire()`` (or refuse),
     heartbeat, ``release()``."""
 
-    def __init__(self, settings: SweepSettings):
-        self.settings = settings
+    def __init__(self, folder: SweepFolder):
+        self.folder = folder
         self.token = uuid.uuid4().hex
         self._flock: Any = None
         self._stop = threading.Event()
@@ -91,7 +91,7 @@ class DriverLease:
 
     # -- reading -----------------------------------------------------------------------
     def current(self) -> dict[str, Any] | None:
-        text = read_text(self.settings, DRIVER_FILE)
+        text = self.folder.read_text(DRIVER_FILE)
         if not text:
             return None
         try:
@@ -101,15 +101,15 @@ class DriverLease:
 
     def _refuse(self, lease: dict[str, Any]) -> SweepBusy:
         return SweepBusy(
-            f"--name: sweep {self.settings.name!r} is being run by another driver ("
+            f"--name: sweep {self.folder.name!r} is being run by another driver ("
             f"{describe(lease)}); wait for it to end, or stop it, then pass --resume"
         )
 
     # -- taking and keeping ------------------------------------------------------------
     def check(self) -> None:
         """Refuse now if a live driver holds the sweep; writes nothing (``acquire`` takes it)."""
-        lock_file = Path(f"{self.settings.experiment_path}/{DRIVER_FILE}.lock")
-        if self.settings.storage_is_local and lock_file.is_file():  # else: never held here
+        lock_file = Path(f"{self.folder.path}/{DRIVER_FILE}.lock")
+        if self.folder.is_local and lock_file.is_file():  # else: never held here
             self._lock_local()
             self._unlock_local()
         held = self.current()
@@ -117,14 +117,14 @@ class DriverLease:
             raise self._refuse(held)
 
     def acquire(self) -> None:
-        if self.settings.storage_is_local:
+        if self.folder.is_local:
             self._lock_local()
         held = self.current()
         if held is not None and held.get("token") != self.token and holder_alive(held):
             self._unlock_local()
             raise self._refuse(held)
         self._write()
-        if not self.settings.storage_is_local:
+        if not self.folder.is_local:
             time.sleep(SETTLE_S)  # another driver's write in the same instant wins or loses here
             held = self.current()
             if held is not None and held.get("token") != self.token:
@@ -133,7 +133,7 @@ class DriverLease:
         self._thread.start()
 
     def _write(self) -> None:
-        write_text(self.settings, DRIVER_FILE, json.dumps({**self.lease, "heartbeat": time.time()}))
+        self.folder.write_text(DRIVER_FILE, json.dumps({**self.lease, "heartbeat": time.time()}))
 
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT_S):
@@ -150,17 +150,15 @@ class DriverLease:
         with contextlib.suppress(Exception):
             held = self.current()
             if held is not None and held.get("token") == self.token:
-                fs, root = filesystem(self.settings)
-                fs.delete_file(f"{root}/{DRIVER_FILE}")
+                self.folder.delete(DRIVER_FILE)
         self._unlock_local()
 
     # -- the local flock ---------------------------------------------------------------
     def _lock_local(self) -> None:
         import fcntl
 
-        fs, root = filesystem(self.settings)
-        fs.create_dir(root, recursive=True)
-        self._flock = open(f"{root}/{DRIVER_FILE}.lock", "a")  # noqa: SIM115
+        Path(self.folder.path).mkdir(parents=True, exist_ok=True)
+        self._flock = open(f"{self.folder.path}/{DRIVER_FILE}.lock", "a")  # noqa: SIM115
         try:
             fcntl.flock(self._flock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

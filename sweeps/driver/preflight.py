@@ -1,7 +1,7 @@
 """Before the trials: the Ray the sweep runs on, and what must hold for its trials to start.
 
 Each check answers with a ``UsageError`` naming the flag, the value and what is allowed, before
-a trial waits forever or fails late.
+a trial waits forever or fails late. Each takes the values it checks, not the whole settings.
 """
 
 from __future__ import annotations
@@ -12,18 +12,18 @@ from pathlib import Path
 from typing import Any
 
 from analysis.redaction import redact
-from sweeps.settings import SweepSettings, UsageError
+from sweeps.config.settings import UsageError
 
 
-def ray_address(settings: SweepSettings) -> str | None:
+def ray_address(address: str | None) -> str | None:
     """``--address``/``RAY_ADDRESS``; else a cluster running on this machine; else a new one.
 
     Ray itself would also try the address a previous ``ray start`` left in
     /tmp/ray/ray_current_cluster even when that cluster is gone, and fail; so without a
     running GCS here we ask for a new local instance explicitly.
     """
-    if settings.address:
-        return settings.address
+    if address:
+        return address
     return None if local_ray_running() else "local"
 
 
@@ -46,10 +46,11 @@ def local_ray_running() -> bool:
 
 
 def start_ray(
-    settings: SweepSettings, address: str | None, env_vars: dict[str, str] | None = None
+    address: str | None, *, num_gpus: float | None = None, env_vars: dict[str, str] | None = None
 ) -> None:
     """Connect to ``address`` (see ``ray_address``), or start a local Ray for "local";
-    ``env_vars`` go to every worker of the sweep."""
+    ``num_gpus``: a new local Ray's logical GPUs (None: detect); ``env_vars`` go to every
+    worker of the sweep."""
     import ray
 
     kwargs: dict[str, Any] = {
@@ -61,8 +62,8 @@ def start_ray(
         kwargs["runtime_env"] = {"env_vars": env_vars}
     if address == "local":
         kwargs["include_dashboard"] = False
-        if settings.num_gpus is not None:
-            kwargs["num_gpus"] = settings.num_gpus
+        if num_gpus is not None:
+            kwargs["num_gpus"] = num_gpus
         bind_to_loopback()
     try:
         ray.init(**kwargs)
@@ -92,53 +93,54 @@ def bind_to_loopback() -> None:
     os.environ.setdefault(SINGLE_MACHINE_ENV, "0")
 
 
-def check_shared_storage(settings: SweepSettings) -> None:
+def check_shared_storage(storage_path: str) -> None:
     """Refuse local sweep storage on a multi-node cluster: trials on other nodes could not
     write their checkpoints where the driver reads them."""
     import ray
 
     nodes = [n for n in ray.nodes() if n.get("Alive")]
-    declared_shared = settings.storage_path.startswith("file://")
-    if len(nodes) > 1 and settings.storage_is_local and not declared_shared:
+    if len(nodes) > 1 and "://" not in storage_path:  # file://PATH: declared shared
         raise UsageError(
-            f"--storage-path: got {settings.storage_path!r}, a local folder, on a Ray cluster of "
+            f"--storage-path: got {storage_path!r}, a local folder, on a Ray cluster of "
             f"{len(nodes)} nodes; allowed: storage every node reaches (s3://, gs://, abfs://, "
             "hdfs://, or a local path on a shared file system given as file://PATH)"
         )
 
 
-def check_local_resources(settings: SweepSettings, address: str | None) -> None:
+def check_local_resources(
+    address: str | None, *, cpus_per_trial: float, gpus_per_trial: float, num_gpus: float | None
+) -> None:
     """On a new local Ray (``address`` "local"), a trial asking for more CPUs or GPUs than this
-    machine has would wait forever: refuse it instead."""
+    machine has would wait forever: refuse it instead. ``num_gpus``: ``--num-gpus`` (None:
+    the GPUs torch sees)."""
     if address != "local":
         return
     cpus = os.cpu_count() or 1
-    if settings.cpus_per_trial > cpus:
+    if cpus_per_trial > cpus:
         raise UsageError(
-            f"--cpus-per-trial: got {settings.cpus_per_trial}; allowed: at most {cpus}, the CPUs "
+            f"--cpus-per-trial: got {cpus_per_trial}; allowed: at most {cpus}, the CPUs "
             "of this machine (a local Ray); pass --address to use a cluster"
         )
-    if settings.gpus_per_trial > 0:
-        if settings.num_gpus is not None:
-            gpus = settings.num_gpus
+    if gpus_per_trial > 0:
+        if num_gpus is not None:
+            gpus = num_gpus
         else:
             import torch
 
             gpus = torch.cuda.device_count()
-        if settings.gpus_per_trial > gpus:
+        if gpus_per_trial > gpus:
             raise UsageError(
-                f"--gpus-per-trial: got {settings.gpus_per_trial}; allowed: at most {gpus:g}, the "
+                f"--gpus-per-trial: got {gpus_per_trial}; allowed: at most {gpus:g}, the "
                 "GPUs of this machine (a local Ray), or 0 to train on the CPU; pass --address "
                 "to use a cluster"
             )
 
 
-def check_tracking_server(settings: SweepSettings, timeout: float = 10.0) -> None:
+def check_tracking_server(uri: str, timeout: float = 10.0) -> None:
     """An http(s) tracking URI must answer MLflow's ``/health`` before any trial starts."""
     import urllib.error
     import urllib.request
 
-    uri = settings.tracking_uri
     if not uri.startswith(("http://", "https://")):
         return
     import base64
@@ -208,19 +210,21 @@ def autoscaler_has_node_types() -> bool:
     return any(not str(name).startswith("node_") for name in types)
 
 
-def check_cluster_placement(settings: SweepSettings, address: str | None, shapes=None) -> None:
+def check_cluster_placement(
+    address: str | None, *, cpus_per_trial: float, gpus_per_trial: float, shapes=None
+) -> None:
     """On a cluster (not a new local Ray), refuse a trial that fits no node: it would stay
-    PENDING forever."""
+    PENDING forever. ``shapes``: ``node_shapes()``'s answer (looked up when None)."""
     if address == "local":
         return
     found = node_shapes() if shapes is None else shapes
     if found is None:
         return
     source, nodes = found
-    need = {"CPU": settings.cpus_per_trial, "GPU": settings.gpus_per_trial}
+    need = {"CPU": cpus_per_trial, "GPU": gpus_per_trial}
     if any(all(float(r.get(k, 0)) >= v for k, v in need.items() if v > 0) for r in nodes.values()):
         return
-    flag, what = ("--gpus-per-trial", "GPU") if settings.gpus_per_trial > max(
+    flag, what = ("--gpus-per-trial", "GPU") if gpus_per_trial > max(
         (float(r.get("GPU", 0)) for r in nodes.values()), default=0.0
     ) else ("--cpus-per-trial", "CPU")  # fmt: skip
     shape = "; ".join(
@@ -228,7 +232,7 @@ def check_cluster_placement(settings: SweepSettings, address: str | None, shapes
         for name, r in nodes.items()
     )
     raise UsageError(
-        f"{flag}: a trial asks for {settings.cpus_per_trial:g} CPU and "
-        f"{settings.gpus_per_trial:g} GPU, which fits none of {source} ({shape}); allowed: at "
+        f"{flag}: a trial asks for {cpus_per_trial:g} CPU and "
+        f"{gpus_per_trial:g} GPU, which fits none of {source} ({shape}); allowed: at "
         f"most one node's {what}s per trial"
     )

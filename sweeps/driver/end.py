@@ -1,21 +1,48 @@
 """After Tune returns: Optuna's open trials closed, MLflow compared with Tune's results, the
 frontier document and report built, or an interrupted sweep's parent run ended KILLED.
 
-``sweeps.beta_frontier`` calls these once the trials have ended; they read Tune's results
-(the ``ResultGrid``) and never start a trial.
+``finish`` runs them in order once the trials have ended (``sweeps.driver.run``); they read
+Tune's results (the ``ResultGrid``) and never start a trial.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from analysis.redaction import redact
-from analysis.schema import INTERRUPTED_TAG, setting_id
-from sweeps.interrupts import Interrupts
-from sweeps.settings import PROG, SweepSettings, sweep_record
-from sweeps.storage import copy_report, report_dir, study_path, upload_study
+from analysis.schema import REPORT_DIR, SUMMARY_FILE, setting_id
+from sweeps.config.settings import PROG, SweepSettings, sweep_record
+from sweeps.driver.parent import ParentRun
+from sweeps.driver.signals import Interrupts
+from sweeps.search.study import note_errored_trials, tell_unreported
+from sweeps.store.folder import SweepFolder
+from sweeps.tracking.reconcile import missing_in_mlflow, tune_ends
+
+
+def finish(
+    settings: SweepSettings, folder: SweepFolder, parent: ParentRun, grid: Any,
+    interrupts: Interrupts,
+) -> dict[str, Any]:  # fmt: skip
+    """The end of a driver's run, what ``main`` prints: stopped by a signal (the parent run
+    KILLED, no report), or the trials ended (Optuna closed, MLflow compared with Tune, the
+    frontier document, ``summary.json``, the report and the parent run's summary)."""
+    if interrupts.received:
+        return interrupted(parent, grid, interrupts)
+    close_errored_trials(settings, folder, grid)
+    missing = compare_with_mlflow(parent, grid)
+    doc, report = summarise(settings, folder, parent, grid, from_tune=bool(missing))
+    folder.write_text(SUMMARY_FILE, json.dumps(doc, indent=2, default=str))
+    parent.finish(doc, settings.metric_key)
+    return {
+        "document": doc,
+        "report": report,
+        "parent_run_id": parent.run_id,
+        "experiment_id": parent.experiment,
+        "mlflow_missing": missing,
+    }
 
 
 def result_trial_id(result: Any) -> str:
@@ -23,12 +50,10 @@ def result_trial_id(result: Any) -> str:
     return (result.metrics or {}).get("trial_id") or Path(result.path or "").name.rsplit("-", 1)[-1]
 
 
-def close_errored_trials(settings: SweepSettings, grid: Any) -> None:
+def close_errored_trials(settings: SweepSettings, folder: SweepFolder, grid: Any) -> None:
     """Optuna after Tune's end: the open trials of trials Tune finished get their results (a
     retried ERROR trial's result does not reach the searcher), and those of trials in ERROR,
-    left open for a --resume to retry, get the reason (``sweeps.search``)."""
-    from sweeps.search import note_errored_trials, tell_unreported
-
+    left open for a --resume to retry, get the reason (``sweeps.search.study``)."""
     errored, finished = {}, {}
     for result in grid:
         metrics = result.metrics or {}
@@ -37,21 +62,19 @@ def close_errored_trials(settings: SweepSettings, grid: Any) -> None:
             errored[trial_id] = (str(result.error).splitlines() or ["failed"])[-1]
         elif metrics.get("final") or metrics.get("error"):
             finished[trial_id] = metrics
-    journal = str(study_path(settings))
+    journal = str(folder.study_path)
     pareto = settings.objective == "pareto"
     keys = [settings.metric_key, "recon_nll"] if pareto else [settings.metric_key]
     told = tell_unreported(journal, settings.name, finished, keys, settings.recon_budget)
     if errored:
         note_errored_trials(journal, settings.name, errored)
     if told or errored:
-        upload_study(settings)  # remote storage: the bucket's copy gets them too
+        folder.upload_study()  # remote storage: the bucket's copy gets them too
 
 
-def compare_with_mlflow(client: Any, experiment: str, parent: str, grid: Any) -> list:
+def compare_with_mlflow(parent: ParentRun, grid: Any) -> list:
     """The trials Tune ended that MLflow does not show ended the same way (see
-    ``sweeps.reconcile``); [] when MLflow cannot be read (the summary says so itself)."""
-    from sweeps.reconcile import missing_in_mlflow, tune_ends
-
+    ``sweeps.tracking.reconcile``); [] when MLflow cannot be read (the summary says so)."""
     ends = tune_ends(
         (
             result_trial_id(r),
@@ -61,32 +84,28 @@ def compare_with_mlflow(client: Any, experiment: str, parent: str, grid: Any) ->
         for r in grid
     )
     try:
-        return missing_in_mlflow(client, experiment, parent, ends)
+        return missing_in_mlflow(parent.client, parent.experiment, parent.run_id, ends)
     except Exception:
         return []
 
 
-def interrupted(
-    settings: SweepSettings, client: Any, parent: str, grid: Any, interrupts: Interrupts,
-    experiment: str,
-) -> dict[str, Any]:  # fmt: skip
+def interrupted(parent: ParentRun, grid: Any, interrupts: Interrupts) -> dict[str, Any]:
     """A signal stopped the sweep: the parent run ends KILLED, and no report is written (a
     report claims to be the sweep's result; ``--resume`` writes it when the sweep ends)."""
     finished = sum(1 for result in grid if (result.metrics or {}).get("final"))
-    client.set_tag(parent, INTERRUPTED_TAG, interrupts.name)
-    client.log_metric(parent, "trials_finished", finished)
-    client.set_terminated(parent, status="KILLED")
+    parent.stopped(str(interrupts.name), finished)
     return {
         "interrupted": interrupts,
         "finished": finished,
-        "parent_run_id": parent,
-        "experiment_id": experiment,
+        "parent_run_id": parent.run_id,
+        "experiment_id": parent.experiment,
     }
 
 
 def summarise(
-    settings: SweepSettings, client: Any, parent: str, grid: Any, *, from_tune: bool = False
-) -> tuple[dict[str, Any], str | None]:
+    settings: SweepSettings, folder: SweepFolder, parent: ParentRun, grid: Any, *,
+    from_tune: bool = False,
+) -> tuple[dict[str, Any], str | None]:  # fmt: skip
     """The frontier document, built once, and the report written from it.
 
     The trials are read from MLflow; from Tune's results when MLflow cannot be read or lacks
@@ -99,7 +118,7 @@ def summarise(
     try:
         if from_tune:
             raise RuntimeError("it lacks trials that Tune ended")
-        sweep = load_mlflow(settings.tracking_uri, settings.name, parent)
+        sweep = load_mlflow(settings.tracking_uri, settings.name, parent.run_id)
         doc = build_document(sweep)
     except Exception as err:  # MLflow unreachable, or its runs lost
         print(
@@ -107,25 +126,25 @@ def summarise(
             "Tune's results",
             file=sys.stderr,
         )
-        sweep = tune_sweep(settings, grid)
+        sweep = tune_sweep(settings, folder, grid)
         doc = build_document(sweep)
-    out = report_dir(settings)
+    out = folder.report_dir
     try:
         write_report(sweep, out, doc)
-        if not settings.storage_is_local:
-            copy_report(settings, out)
-        client.log_artifacts(parent, str(out), "report")
+        if not folder.is_local:
+            folder.upload_dir(out, REPORT_DIR)
+        parent.client.log_artifacts(parent.run_id, str(out), "report")
     except Exception as err:
         print(f"{PROG}: warning: the frontier report failed: {redact(str(err))}", file=sys.stderr)
-        client.set_tag(parent, "report_error", f"{type(err).__name__}: {err}"[:5000])
+        parent.client.set_tag(parent.run_id, "report_error", f"{type(err).__name__}: {err}"[:5000])
         return doc, None
     return doc, str(out / "report.html")
 
 
-def tune_sweep(settings: SweepSettings, grid: Any):
+def tune_sweep(settings: SweepSettings, folder: SweepFolder, grid: Any):
     """The sweep as Tune's results hold it (``analysis.runs.Sweep``), without MLflow."""
     from analysis.runs import Sweep, build_table
-    from sweeps.mlflow_runs import trial_params
+    from sweeps.tracking.runs import trial_params
 
     records = []
     for result in grid:
@@ -151,4 +170,4 @@ def tune_sweep(settings: SweepSettings, grid: Any):
         )
     record = sweep_record(settings)
     info = {**record["settings"], "metric_key": record["metric_key"], "scoring": record["scoring"]}
-    return Sweep(build_table(records), info, f"tune:{settings.shown_experiment_path}")
+    return Sweep(build_table(records), info, f"tune:{folder.shown}")

@@ -11,8 +11,8 @@ A range whose ends are equal fixes that value (Optuna records it like any other)
 family in ``families`` fixes the family.
 
 Seeds are replicates, not a searched parameter: the searcher enqueues every newly sampled
-setting again for seeds ``seed + 1 … seed + replicates − 1`` (see ``sweeps.search``), so the
-spread of a setting over seeds is measured, not confounded with the sampler.
+setting again for seeds ``seed + 1 … seed + replicates − 1`` (see ``sweeps.search.searcher``),
+so the spread of a setting over seeds is measured, not confounded with the sampler.
 """
 
 from __future__ import annotations

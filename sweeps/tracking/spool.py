@@ -1,6 +1,6 @@
 """A first-in-first-out queue of JSON records: bounded in memory, overflowing to a file.
 
-The sweep's MLflow writer (``sweeps.tracking``) queues what it has to record here and drains
+The sweep's MLflow writer (``sweeps.tracking.writer``) queues what it has to record here and drains
 it on a thread of its own, so a slow or absent tracking server never stalls Tune's loop. At
 most ``memory_limit`` records are held in memory; past that, records are appended to
 ``path`` (one JSON line each) until the reader has caught up, so memory stays bounded however

@@ -2,7 +2,7 @@
 
 Logging happens on the driver, in a Tune ``Callback``, so trials never talk to the tracking
 server (one writer for a sqlite store; no credentials on workers). The callback is thin: it
-turns each Tune event into a record and hands it to ``sweeps.mlflow_writer.MLflowWriter``,
+turns each Tune event into a record and hands it to ``sweeps.tracking.writer.MLflowWriter``,
 which writes it on a thread of its own, so MLflow never blocks Tune's loop. The writer's
 trial → run map, last logged steps and ended trials are saved in Tune's experiment state
 (``get_state``/``set_state``), so a resumed sweep writes into the same runs. When the
@@ -20,9 +20,9 @@ from typing import Any
 from ray.tune import Callback
 
 from analysis.redaction import redact
-from sweeps import interrupts
-from sweeps.mlflow_runs import last_line
-from sweeps.mlflow_writer import FINAL_KEYS, MLflowWriter
+from sweeps.config.live import LIVE
+from sweeps.tracking.runs import last_line
+from sweeps.tracking.writer import FINAL_KEYS, MLflowWriter
 
 logger = logging.getLogger(__name__)
 _KEPT = ("step", "final", "error", "node_id", *FINAL_KEYS)
@@ -61,15 +61,6 @@ class MLflowTracking(Callback):
             **extra,
         }
 
-    @staticmethod
-    def _kept(result: dict | None) -> dict[str, Any]:
-        """What MLflow gets of a result: curves, scores and the few keys read back."""
-        return {
-            k: v
-            for k, v in (result or {}).items()
-            if k.startswith(("train/", "metric.")) or k in _KEPT
-        }
-
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.writer.reopen(trial.trial_id)
         self.writer.submit(self._record("start", trial))
@@ -79,18 +70,18 @@ class MLflowTracking(Callback):
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
     ) -> None:
-        self.writer.submit(self._record("result", trial, result=self._kept(result)))
+        self.writer.submit(self._record("result", trial, result=kept_result(result)))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        record = self._record("complete", trial, result=self._kept(trial.last_result))
+        record = self._record("complete", trial, result=kept_result(trial.last_result))
         self.writer.submit(record, checkpoint=trial.checkpoint)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.writer.submit(self._record("error", trial, reason=_reason(trial)))
+        self.writer.submit(self._record("error", trial, reason=error_reason(trial)))
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         """Record every ended trial MLflow has not recorded as ended, then wait for all."""
-        interrupted = interrupts.received() is not None
+        interrupted = LIVE.signal is not None
         for trial in trials:
             if trial.trial_id in self.writer.ended:
                 continue
@@ -116,7 +107,15 @@ class MLflowTracking(Callback):
             )
 
 
-def _reason(trial: Any) -> str:
+def kept_result(result: dict | None) -> dict[str, Any]:
+    """What MLflow gets of a result: curves, scores and the few keys read back."""
+    return {
+        k: v for k, v in (result or {}).items() if k.startswith(("train/", "metric.")) or k in _KEPT
+    }
+
+
+def error_reason(trial: Any) -> str:
+    """Why a Tune trial failed: the exception line of its error (best effort)."""
     error = None
     with contextlib.suppress(Exception):  # the reason is best effort; the status is not
         error = trial.get_error()

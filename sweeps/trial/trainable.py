@@ -31,8 +31,8 @@ from betavae.data import load_dataset
 from betavae.metrics import evaluate
 from betavae.training import Trainer
 from betavae.versions import library_versions
-from sweeps import artifacts
-from sweeps.trial_config import TrialConfig
+from sweeps.trial import pictures
+from sweeps.trial.config import TrialConfig
 
 
 def curve_row(metrics: dict[str, Any], objective: str) -> dict[str, Any]:
@@ -52,7 +52,7 @@ def curve_row(metrics: dict[str, Any], objective: str) -> dict[str, Any]:
 
 
 def kl_history(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Curve rows → ``{"step", "kl_per_dim", "capacity"}`` for ``artifacts.kl_curves``."""
+    """Curve rows → ``{"step", "kl_per_dim", "capacity"}`` for ``pictures.kl_curves``."""
     out = []
     for row in rows:
         dims = sorted(k for k in row if k.startswith("train/kl_per_dim/"))
@@ -127,7 +127,7 @@ def train_trial(config: dict[str, Any]) -> None:
     train_config = trial.train_config()
     trainer, history = _restore(train_config)
     report_every, checkpoint_every = trial.report_every, trial.checkpoint_every
-    # With Tune's own "pid", where a hung worker is (sweeps.stall kills it there).
+    # With Tune's own "pid", where a hung worker is (sweeps.driver.stall kills it there).
     where = {"worker_node": ray.get_runtime_context().get_node_id()}
     steps = train_config.steps
     while trainer.step < steps:
@@ -180,15 +180,15 @@ def _final(trainer: Trainer, history: list[dict[str, Any]], trial: TrialConfig) 
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         _write_state(trainer, history, directory)
-        pictures = directory / ARTIFACTS
-        pictures.mkdir()
-        artifacts.latent_traversals(trainer, pictures / "traversals.png", elbo["kl_per_dim"])
-        artifacts.reconstructions(trainer, pictures / "reconstructions.png")
+        drawn = directory / ARTIFACTS
+        drawn.mkdir()
+        pictures.latent_traversals(trainer, drawn / "traversals.png", elbo["kl_per_dim"])
+        pictures.reconstructions(trainer, drawn / "reconstructions.png")
         if history:
-            artifacts.kl_curves(
-                kl_history(history), pictures / "kl_per_latent.png", title=trial.label()
+            pictures.kl_curves(
+                kl_history(history), drawn / "kl_per_latent.png", title=trial.label()
             )
-        (pictures / TRIAL_CONFIG).write_text(
+        (drawn / TRIAL_CONFIG).write_text(
             json.dumps(
                 {"trial": trial.as_dict(), "train_config": trainer.config.to_dict()}, indent=2
             )

@@ -11,10 +11,12 @@ Optuna study (``study.user_attrs["search_plan"]``), so a finished sweep says how
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from analysis.schema import PARENT_RUN_ATTR, SEARCH_PLAN_ATTR, SETTINGS_ATTR, SWEEP_DIR_ATTR
-from sweeps.settings import SweepSettings
+from sweeps.config.settings import SweepSettings
+from sweeps.search.space import SearchSpace
 
 #: ``SearchPlan.sampler`` → the Optuna sampler it builds.
 SAMPLER_CLASSES = {"tpe": "TPESampler", "random": "RandomSampler", "gp": "GPSampler"}
@@ -77,9 +79,7 @@ class SearchPlan:
         raise ValueError(f"sampler: got {self.sampler!r}; allowed: {', '.join(SAMPLERS)}")
 
 
-def search_space(settings: SweepSettings):
-    from sweeps.space import SearchSpace
-
+def search_space(settings: SweepSettings) -> SearchSpace:
     return SearchSpace(
         steps=settings.steps,
         latent_dim_range=tuple(settings.latent_dim_range),
@@ -113,24 +113,22 @@ def search_plan(settings: SweepSettings) -> SearchPlan:
 
 def build_searcher(
     settings: SweepSettings,
-    parent_run_id: str | None = None,
+    storage: Any,
     *,
-    storage=None,
+    parent_run_id: str | None = None,
+    sweep_dir: str | None = None,
     plan: SearchPlan | None = None,
 ):
-    """The sweep's Tune searcher. ``storage``: the Optuna storage (default: the sweep's journal
-    file next to its Tune state); ``plan``: how to search (default: ``search_plan``)."""
-    from sweeps.search import ConstrainedOptunaSearch
+    """The sweep's Tune searcher. ``storage``: the Optuna storage, or the path of the sweep's
+    journal file (``SweepFolder.study_path``); ``sweep_dir``: the sweep folder as shown
+    (recorded in the study); ``plan``: how to search (default: ``search_plan``)."""
+    from sweeps.search.searcher import ConstrainedOptunaSearch
 
-    if storage is None:
-        from optuna.storages import JournalStorage
-        from optuna.storages.journal import JournalFileBackend
+    if isinstance(storage, str | Path):
+        from sweeps.search.study import open_journal
 
-        from sweeps.storage import study_path
-
-        path = study_path(settings)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        storage = JournalStorage(JournalFileBackend(str(path)))
+        Path(storage).parent.mkdir(parents=True, exist_ok=True)
+        storage = open_journal(str(storage))
     plan = plan or search_plan(settings)
     pareto = settings.objective == "pareto"
     return ConstrainedOptunaSearch(
@@ -150,6 +148,6 @@ def build_searcher(
             SETTINGS_ATTR: settings.to_dict(),
             SEARCH_PLAN_ATTR: plan.to_dict(),
             PARENT_RUN_ATTR: parent_run_id,
-            SWEEP_DIR_ATTR: settings.shown_experiment_path,
+            SWEEP_DIR_ATTR: sweep_dir,
         },
     )

@@ -25,14 +25,7 @@ from typing import Any
 
 from ray.tune import Callback
 
-_LIVE: dict[str, float | None] = {}
-
-
-def configure(timeout_s: float | None) -> None:
-    """This driver's ``--stall-timeout``, for every ``StallWatch`` it runs, the ones Tune
-    unpickles when it restores a sweep included (they hold the first driver's value)."""
-    _LIVE["timeout_s"] = timeout_s
-
+from sweeps.config import live
 
 STALL_FACTOR = 10.0
 STALL_FLOOR_S = 300.0
@@ -63,7 +56,8 @@ class StallWatch(Callback):
         self.pending_kills: list[Any] = []
 
     def limit(self, trial_id: str) -> float:
-        timeout_s = _LIVE.get("timeout_s", self.timeout_s)
+        # This driver's --stall-timeout: a restored watch holds the first driver's.
+        timeout_s = live.stall_timeout(self.timeout_s)
         if timeout_s is not None:
             limit = timeout_s
         else:

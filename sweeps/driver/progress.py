@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 from ray.tune import Callback
 
-from sweeps.trial_config import TrialConfig
+from sweeps.trial.config import TrialConfig
 
 
 class Progress(Callback):

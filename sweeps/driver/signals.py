@@ -16,25 +16,20 @@ import signal
 from collections.abc import Iterator
 from typing import Any
 
+from sweeps.config.live import LIVE
+
 #: Tune installs its own SIGINT handler unless this is set; ours forwards to it instead.
 TUNE_SIGINT_ENV = "TUNE_DISABLE_SIGINT_HANDLER"
 CAUGHT = (signal.SIGINT, signal.SIGTERM)
 
 
-_ACTIVE: list[Interrupts] = []
-
-
-def received() -> str | None:
-    """The signal that stopped this driver's sweep ("SIGINT", "SIGTERM"), if one did.
-
-    Callbacks ask here rather than hold the ``Interrupts``: a resumed sweep runs the callbacks
-    Tune unpickles from the first driver's state, not the ones this driver built.
-    """
-    return _ACTIVE[-1].name if _ACTIVE else None
-
-
 class Interrupts:
-    """Installed for the driver's life (``with Interrupts() as stop: …``)."""
+    """Installed for the driver's life (``with Interrupts() as stop: …``).
+
+    The signal's name also goes to ``sweeps.config.live.LIVE.signal``, where the callbacks
+    read it: a resumed sweep runs the callbacks Tune unpickles from the first driver's state,
+    not ones that could hold this object.
+    """
 
     def __init__(self) -> None:
         self.received: signal.Signals | None = None
@@ -53,6 +48,7 @@ class Interrupts:
         if self.received is not None:
             raise KeyboardInterrupt  # the second signal: stop now
         self.received = signal.Signals(signum)
+        LIVE.signal = self.received.name
         tune_stop = signal.getsignal(signal.SIGUSR1)
         if self.in_tune and callable(tune_stop):  # let Tune's loop stop and save its state
             tune_stop(signum, frame)
@@ -78,10 +74,10 @@ class Interrupts:
     def __enter__(self) -> Interrupts:
         os.environ[TUNE_SIGINT_ENV] = "1"
         self.install()
-        _ACTIVE.append(self)
+        LIVE.signal = None
         return self
 
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
-        _ACTIVE.remove(self)
+        LIVE.signal = None

@@ -1,0 +1,45 @@
+"""What this driver tells the callbacks Tune unpickles from an earlier driver's state.
+
+A resumed sweep runs the callbacks the sweep's first driver built (Tune restores them from
+``tuner.pkl``), not the ones this driver would build: their settings are the first driver's.
+The few that must be this driver's reach them here: the stall limit (``--stall-timeout``), the
+MLflow database backup, and the signal that is stopping the sweep.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class Live:
+    """Set by the driver; read by ``StallWatch``, ``MLflowWriter`` and ``MLflowTracking``.
+
+    ``None`` in a field the driver has not set means "keep the callback's own value"; the
+    ``*_set`` flags tell an explicit None (no backup, the derived stall limit) from unset.
+    """
+
+    stall_timeout_s: float | None = None
+    stall_timeout_set: bool = False
+    backup: Any = None
+    backup_set: bool = False
+    signal: str | None = None
+    """The signal stopping this driver's sweep ("SIGINT", "SIGTERM"), once one came."""
+
+
+LIVE = Live()
+
+
+def configure(*, stall_timeout_s: float | None, backup: Any) -> None:
+    """This driver's ``--stall-timeout`` and MLflow backup, for the callbacks it runs."""
+    LIVE.stall_timeout_s, LIVE.stall_timeout_set = stall_timeout_s, True
+    LIVE.backup, LIVE.backup_set = backup, True
+
+
+def stall_timeout(default: float | None) -> float | None:
+    return LIVE.stall_timeout_s if LIVE.stall_timeout_set else default
+
+
+def backup(default: Any) -> Any:
+    return LIVE.backup if LIVE.backup_set else default

@@ -1,0 +1,31 @@
+"""``--dry-run``: the sweep as it would start, its space and its size, as JSON; starts nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sweeps.config.presets import BUDGET_BASIS, PRESETS
+from sweeps.config.settings import SweepSettings, sweep_record
+from sweeps.search.plan import initial_points, search_plan, search_space
+
+
+def dry_run(settings: SweepSettings) -> dict[str, Any]:
+    """What ``--dry-run`` prints."""
+    space = search_space(settings)
+    record = sweep_record(settings)
+    record["settings"].pop("dry_run", None)
+    budget_given = settings.recon_budget != PRESETS[settings.preset]["recon_budget"]
+    return {
+        "sweep": record,
+        "search_space": space.describe(),
+        "initial_points": initial_points(settings, space),
+        "search_plan": search_plan(settings).to_dict(),
+        "trials": settings.num_samples,
+        "settings_sampled": -(-settings.num_samples // settings.replicates),
+        "seeds_per_setting": settings.replicates,
+        "training_images": settings.num_samples * settings.steps * settings.batch_size,
+        "recon_budget": {
+            "nats": settings.recon_budget,
+            "basis": "given by --recon-budget" if budget_given else BUDGET_BASIS[settings.preset],
+        },
+    }

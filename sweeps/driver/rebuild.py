@@ -1,0 +1,80 @@
+"""``--rebuild-mlflow``: write a sweep's MLflow runs from Tune's state and checkpoints.
+
+Tune's experiment state and the trials' checkpoints are the sweep's ground truth; MLflow's runs
+are a view a lost or restored store can lack. ``rebuild`` writes the runs a live sweep would
+have written (the parent, one child per trial with its params, curves from the checkpoints'
+histories, final scores, pictures and model), through the same writer, found or created by
+tag: running it twice writes nothing the second time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+from analysis.schema import SETTINGS_FILE, SUMMARY_FILE
+from sweeps.config.settings import SweepSettings, UsageError
+from sweeps.driver.parent import ParentRun, run_source_tags
+from sweeps.store.folder import SweepFolder
+from sweeps.tracking.callback import error_reason, kept_result
+from sweeps.tracking.reconcile import mlflow_children
+from sweeps.tracking.writer import MLflowWriter
+
+
+def saved_settings(settings: SweepSettings, folder: SweepFolder) -> SweepSettings:
+    """The sweep's settings as ``sweep.json`` holds them, with this command's name, storage,
+    tracking URI and address (``sweep.json`` holds those redacted)."""
+    text = folder.read_text(SETTINGS_FILE)
+    if text is None:
+        raise UsageError(f"--rebuild-mlflow: no sweep named {settings.name!r} at {folder.shown}")
+    saved = json.loads(text)["settings"]
+    known = {f.name for f in dataclasses.fields(SweepSettings)}
+    values = {k: v for k, v in saved.items() if k in known}
+    for key in ("name", "storage_path", "tracking_uri", "address"):
+        values[key] = getattr(settings, key)
+    values.update(resume=True, dry_run=False)
+    for key, value in values.items():
+        if isinstance(value, list):
+            values[key] = tuple(value)
+    return SweepSettings(**values)
+
+
+def rebuild(settings: SweepSettings) -> dict[str, Any]:
+    """Write the MLflow runs of the sweep ``settings`` names from Tune's state (idempotent)."""
+    from ray.tune import ExperimentAnalysis
+
+    folder = SweepFolder(settings.storage_path, settings.name)
+    settings = saved_settings(settings, folder)
+    _, experiment_path = folder.tune_paths()
+    analysis = ExperimentAnalysis(experiment_path)
+    parent = ParentRun.open(settings, folder.shown)
+    client, experiment = parent.client, parent.experiment
+    writer = MLflowWriter(
+        settings.tracking_uri, experiment, parent.run_id, run_tags=run_source_tags(),
+        background=False,
+    )  # fmt: skip
+    before = mlflow_children(client, experiment, parent.run_id)
+    for trial in analysis.trials:
+        record = {"trial_id": trial.trial_id, "name": str(trial), "config": dict(trial.config)}
+        result = trial.last_result or {}
+        if trial.status == "ERROR" or result.get("error"):
+            reason = result.get("error") or error_reason(trial)
+            writer.submit({**record, "op": "error", "reason": reason})
+        elif result.get("final"):
+            kept = kept_result(result)
+            writer.submit({**record, "op": "complete", "result": kept}, checkpoint=trial.checkpoint)
+        else:
+            writer.record_unfinished(record, trial.checkpoint)
+    summary = folder.read_text(SUMMARY_FILE)
+    if summary is not None:
+        client.log_dict(parent.run_id, json.loads(summary), SUMMARY_FILE)
+    client.set_terminated(parent.run_id, status="FINISHED" if summary is not None else "KILLED")
+    after = mlflow_children(client, experiment, parent.run_id)
+    return {
+        "trials": len(analysis.trials),
+        "runs_before": len(before),
+        "runs_after": len(after),
+        "experiment_id": experiment,
+        "parent_run_id": parent.run_id,
+    }

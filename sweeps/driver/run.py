@@ -1,0 +1,127 @@
+"""One driver's run of a sweep, in order: the lease checked, start or resume decided, the
+local checks, Ray started, the cluster checks, the lease taken, the MLflow backup and parent
+run, the sweep folder's files, the Tuner built (``tuner``) and fitted, and the end
+(``end.finish``).
+
+Ray is imported only after its switches are set (``bind_to_loopback``, ``tune_environment``):
+the modules that import it are imported inside ``_run_held``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+from analysis.redaction import redact, without_credentials
+from analysis.schema import SETTINGS_FILE
+from sweeps.config import live
+from sweeps.config.settings import PROG, SweepSettings, sweep_record
+from sweeps.driver.preflight import (
+    bind_to_loopback,
+    check_cluster_placement,
+    check_local_resources,
+    check_shared_storage,
+    check_tracking_server,
+    ray_address,
+    start_ray,
+)
+from sweeps.driver.resume import decide_resume
+from sweeps.driver.signals import Interrupts
+from sweeps.store.folder import SweepFolder
+from sweeps.store.lease import DriverLease
+
+
+def run(settings: SweepSettings) -> dict[str, Any]:
+    """Run (or resume) the sweep, holding its driver lease; returns what ``main`` prints."""
+    folder = SweepFolder(settings.storage_path, settings.name)
+    with Interrupts() as interrupts:
+        lease = DriverLease(folder)
+        lease.check()  # a live driver is named before anything else is said about the sweep
+        settings = decide_resume(settings, folder)
+        address = ray_address(settings.address)  # looked up once: it scans for running clusters
+        if address == "local":
+            bind_to_loopback()  # before Ray is imported: Ray reads the switch then
+        check_local_resources(
+            address,
+            cpus_per_trial=settings.cpus_per_trial,
+            gpus_per_trial=settings.gpus_per_trial,
+            num_gpus=settings.num_gpus,
+        )
+        check_tracking_server(settings.tracking_uri)
+        try:
+            return _run_held(settings, folder, interrupts, address, lease)
+        finally:
+            lease.release()  # a no-op if it was never taken
+
+
+def _run_held(
+    settings: SweepSettings,
+    folder: SweepFolder,
+    interrupts: Interrupts,
+    address: str | None,
+    lease: DriverLease,
+) -> dict[str, Any]:
+    from sweeps.driver.tuner import tune_environment
+
+    tune_environment()
+    import ray  # deferred: after the switches above and bind_to_loopback
+
+    from sweeps.driver.end import finish
+    from sweeps.driver.parent import ParentRun
+    from sweeps.driver.tuner import build_tuner
+
+    credentials = folder.credentials()  # out of the URI Tune sees (SweepFolder.tune_paths)
+    os.environ.update(credentials)
+    start_ray(address, num_gpus=settings.num_gpus, env_vars=credentials)
+    interrupts.install()  # after ray.init, which installs a SIGTERM handler that aborts
+    try:
+        check_shared_storage(settings.storage_path)
+        check_cluster_placement(
+            address, cpus_per_trial=settings.cpus_per_trial, gpus_per_trial=settings.gpus_per_trial
+        )
+        lease.acquire()  # after every check: a refused sweep writes nothing
+        backup = database_backup(settings, folder)
+        parent = ParentRun.open(settings, folder.shown)
+    except BaseException:
+        ray.shutdown()
+        raise
+    if not settings.resume:
+        folder.write_text(SETTINGS_FILE, json.dumps(sweep_record(settings), indent=2))
+    else:
+        folder.download_study()
+    try:
+        tuner = build_tuner(settings, folder, parent, backup)
+        # A restored Tuner runs the callbacks pickled by the sweep's first driver: this
+        # driver's own settings reach them through sweeps.config.live.
+        live.configure(stall_timeout_s=settings.stall_timeout, backup=backup)
+        with interrupts.tune_loop():
+            grid = tuner.fit()
+    except BaseException as err:
+        parent.failed(err)
+        raise
+    finally:
+        ray.shutdown()
+        try:
+            folder.upload_study()
+        except Exception as err:  # the trials are safe; only the bucket's copy is missing
+            print(
+                f"{PROG}: warning: the Optuna journal was not copied: {redact(str(err))}",
+                file=sys.stderr,
+            )
+    return finish(settings, folder, parent, grid, interrupts)
+
+
+def database_backup(settings: SweepSettings, folder: SweepFolder):
+    """The sqlite store's backup in the sweep's storage (``sweeps.tracking.backup``), restored
+    first when this machine lacks the database (a new head); None when not configured."""
+    from sweeps.tracking.backup import DatabaseBackup, restore
+
+    database = settings.mlflow_backup_file
+    if database is None:
+        return None
+    root = without_credentials(folder.root)  # the writer is pickled into Tune's state
+    if settings.tracking_uri.startswith("sqlite:///") and restore(root, database):
+        print(f"{PROG}: restored the MLflow database {database} from its backup", file=sys.stderr)
+    return DatabaseBackup(database, root)

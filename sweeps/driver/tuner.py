@@ -1,0 +1,124 @@
+"""The Tuner of a sweep: new, with the searcher and the callbacks built in plain sight, or
+restored from the sweep folder with the ones the sweep's first driver built.
+
+Imports Ray: the driver imports this module once its environment switches are set
+(``sweeps.driver.run``).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ray import tune
+
+from analysis.schema import SPOOL_FILE
+from sweeps.config.settings import PROG, SweepSettings
+from sweeps.driver._renamed import alias_renamed_modules
+from sweeps.driver.parent import ParentRun, run_source_tags
+from sweeps.driver.progress import Progress
+from sweeps.driver.stall import StallWatch
+from sweeps.search.plan import build_searcher
+from sweeps.search.study import StudyLink
+from sweeps.store.folder import SweepFolder
+from sweeps.tracking.callback import MLflowTracking
+from sweeps.trial.config import TrialConfig
+from sweeps.trial.trainable import train_trial
+
+#: Checkpoints kept per trial (see ``tune_environment``).
+KEEP_CHECKPOINTS = 4
+
+
+def tune_environment() -> None:
+    """Tune's and MLflow's switches, set before either is used."""
+    # Intermediate results carry curves; the searched metric exists only in the final one.
+    os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
+    # Tune snapshots its experiment state every 10 s by default, in the background; old trial
+    # checkpoints are deleted as new ones register. A driver killed in between left a state
+    # that pointed at a deleted checkpoint, and --resume then failed that trial (seen in CI:
+    # "Could not recover from checkpoint as it does not exist on storage anymore"). A snapshot
+    # every second plus the last KEEP_CHECKPOINTS checkpoints keeps the one it names on disk.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
+    # The driver prints its own one line per trial and the experiment's address at the end;
+    # MLflow's per-run links and artifact progress bars would drown Tune's table.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+def trial_constants(settings: SweepSettings) -> dict[str, Any]:
+    """The part of every trial's config the search does not choose."""
+    return {
+        "steps": settings.steps,
+        "batch_size": settings.batch_size,
+        "model": settings.model,
+        "dataset": settings.dataset,
+        "lr": settings.lr,
+        "report_every": settings.report_every,
+        "checkpoint_every": settings.checkpoint_every,
+        "metrics": list(settings.evaluated_metrics),
+        "metric_mode": settings.metric_mode,
+        "eval_images": settings.eval_images,
+        "recon_budget": settings.recon_budget,
+        "cpus_per_trial": settings.cpus_per_trial,
+    }
+
+
+def trial_name(trial: Any) -> str:
+    """Tune's trial name and folder: ``b4-z10-s0-<id>`` or ``C25-g100-z10-s0-<id>``."""
+    return TrialConfig.from_tune(trial.config).dirname(trial.trial_id)
+
+
+def build_tuner(
+    settings: SweepSettings, folder: SweepFolder, parent: ParentRun, backup: Any
+) -> tune.Tuner:
+    """The sweep's Tuner: restored when ``--resume`` finds Tune's state, else new."""
+    trainable = tune.with_resources(
+        train_trial, {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
+    )
+    storage_path, experiment_path = folder.tune_paths()
+    if settings.resume and tune.Tuner.can_restore(experiment_path):
+        alias_renamed_modules()  # a sweep started before the subpackages names the old paths
+        # A trial that ended in ERROR (a worker lost too often, a checkpoint that would not
+        # load) is retried from its last checkpoint; a diverged one reported its end.
+        return tune.Tuner.restore(
+            experiment_path, trainable, resume_unfinished=True, resume_errored=True
+        )
+    return tune.Tuner(
+        trainable,
+        param_space=trial_constants(settings),
+        tune_config=tune.TuneConfig(
+            search_alg=build_searcher(
+                settings,
+                folder.study_path,
+                parent_run_id=parent.run_id,
+                sweep_dir=folder.shown,
+            ),
+            num_samples=settings.num_samples,
+            max_concurrent_trials=settings.max_concurrent,
+            # A trial's worker goes on to the next trial: no new process, no imports, the
+            # dataset already built (sweeps.trial.trainable.dataset_of).
+            reuse_actors=True,
+            trial_name_creator=trial_name,
+            trial_dirname_creator=trial_name,
+        ),
+        run_config=tune.RunConfig(
+            name=settings.name,
+            storage_path=storage_path,
+            callbacks=[
+                Progress(settings.metric_key, settings.num_samples),
+                StallWatch(settings.stall_timeout, prog=PROG),
+                MLflowTracking(
+                    settings.tracking_uri,
+                    parent.experiment,
+                    parent.run_id,
+                    backup=backup,
+                    study_link=StudyLink(str(folder.study_path), settings.name),
+                    run_tags=run_source_tags(),
+                    spool_path=folder.study_path.with_name(SPOOL_FILE),
+                ),
+            ],
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
+            failure_config=tune.FailureConfig(max_failures=settings.max_failures),
+            verbose=1,
+        ),
+    )
