@@ -115,6 +115,10 @@ class ConstrainedOptunaSearch(Searcher):
                 directions=self._directions,
                 load_if_exists=True,
             )
+            if self._study.trials and self._sampler is not None:
+                # A restored searcher (Tune pickled it before its sampler drew anything): a
+                # sampler left at its seed would draw the settings already tried again.
+                self._sampler.reseed_rng()
         return self._study
 
     def __getstate__(self) -> dict[str, Any]:

@@ -222,6 +222,34 @@ def test_a_restored_searcher_finds_its_trials_in_the_study(tmp_path):
     assert resumed.suggest("tune-c")["replicate"] == 0  # sampling goes on after the restore
 
 
+def test_a_restored_searcher_does_not_replay_the_settings_it_sampled(tmp_path):
+    """Tune pickles the searcher when the sweep starts (``tuner.pkl``), before its sampler drew
+    anything: a resumed driver's sampler must not draw the same settings again."""
+    import pickle
+
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    first = ConstrainedOptunaSearch(
+        space=SearchSpace(steps=1000, latent_dim_range=(4, 32), seed=7),
+        metric="metric.mig",
+        mode="max",
+        sampler=optuna.samplers.RandomSampler(seed=0),
+        recon_budget=100.0,
+        storage=JournalStorage(JournalFileBackend(str(tmp_path / "study.journal"))),
+        study_name="sweep-s",
+    )
+    pickled = pickle.dumps(first)  # as Tune saves it, before the first trial
+    seen = [first.suggest(f"t{i}") for i in range(3)]
+    for i in range(3):
+        first.on_trial_complete(f"t{i}", {"metric.mig": 0.1, "recon_nll": 90.0})
+    resumed = pickle.loads(pickled)
+    again = [resumed.suggest(f"t{i}") for i in range(3, 6)]
+    params = [{k: v for k, v in c.items() if k != "optuna_trial"} for c in (*seen, *again)]
+    assert all(p not in params[:3] for p in params[3:]), params
+    assert [c["optuna_trial"] for c in again] == [3, 4, 5]
+
+
 def test_sweeps_use_no_private_ray_or_optuna_api():
     """Private attributes pin the sweep to one minor version of Ray or Optuna."""
     import re
@@ -231,7 +259,7 @@ def test_sweeps_use_no_private_ray_or_optuna_api():
     root = Path(__file__).resolve().parents[2] / "sweeps"
     hits = [
         f"{path.name}:{n}: {line.strip()}"
-        for path in sorted(root.glob("*.py"))
+        for path in sorted(root.rglob("*.py"))
         for n, line in enumerate(path.read_text().splitlines(), 1)
         if private.search(line)
     ]
