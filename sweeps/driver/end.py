@@ -17,7 +17,7 @@ from analysis.schema import REPORT_DIR, SUMMARY_FILE, setting_id
 from sweeps.config.settings import PROG, SweepSettings, sweep_record
 from sweeps.driver.parent import ParentRun
 from sweeps.driver.signals import Interrupts
-from sweeps.search.study import note_errored_trials, tell_unreported
+from sweeps.search.study import fail_unplaced_trials, note_errored_trials, tell_unreported
 from sweeps.store.folder import SweepFolder
 from sweeps.tracking.reconcile import missing_in_mlflow, tune_ends
 
@@ -62,14 +62,15 @@ def close_errored_trials(settings: SweepSettings, folder: SweepFolder, grid: Any
             errored[trial_id] = (str(result.error).splitlines() or ["failed"])[-1]
         elif metrics.get("final") or metrics.get("error"):
             finished[trial_id] = metrics
-    journal = str(folder.study_path)
+    journal = folder.study_location
     pareto = settings.objective == "pareto"
     keys = [settings.metric_key, "recon_nll"] if pareto else [settings.metric_key]
-    told = tell_unreported(journal, settings.name, finished, keys, settings.recon_budget)
+    tell_unreported(journal, settings.name, finished, keys, settings.recon_budget)
     if errored:
         note_errored_trials(journal, settings.name, errored)
-    if told or errored:
-        folder.upload_study()  # remote storage: the bucket's copy gets them too
+    # An Optuna trial asked for a Tune trial that Tune never recorded (a driver killed between
+    # the two) would stay RUNNING for ever: it ends FAIL, and the study says why.
+    fail_unplaced_trials(journal, settings.name, {result_trial_id(r) for r in grid})
 
 
 def compare_with_mlflow(parent: ParentRun, grid: Any) -> list:

@@ -89,7 +89,7 @@ def build_tuner(
         tune_config=tune.TuneConfig(
             search_alg=build_searcher(
                 settings,
-                folder.study_path,
+                folder.study_location,
                 parent_run_id=parent.run_id,
                 sweep_dir=folder.shown,
             ),
@@ -112,7 +112,7 @@ def build_tuner(
                     parent.experiment,
                     parent.run_id,
                     backup=backup,
-                    study_link=StudyLink(str(folder.study_path), settings.name),
+                    study_link=StudyLink(folder.study_location, settings.name),
                     run_tags=run_source_tags(),
                     spool_path=folder.study_path.with_name(SPOOL_FILE),
                 ),

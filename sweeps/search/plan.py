@@ -119,16 +119,16 @@ def build_searcher(
     sweep_dir: str | None = None,
     plan: SearchPlan | None = None,
 ):
-    """The sweep's Tune searcher. ``storage``: the Optuna storage, or the path of the sweep's
-    journal file (``SweepFolder.study_path``); ``sweep_dir``: the sweep folder as shown
-    (recorded in the study); ``plan``: how to search (default: ``search_plan``)."""
+    """The sweep's Tune searcher. ``storage``: the Optuna storage, or where the sweep's journal
+    is (``SweepFolder.study_location``: a local file or a remote URI); ``sweep_dir``: the sweep
+    folder as shown (recorded in the study); ``plan``: how to search (default:
+    ``search_plan``)."""
     from sweeps.search.searcher import ConstrainedOptunaSearch
 
     if isinstance(storage, str | Path):
         from sweeps.search.study import open_journal
 
-        Path(storage).parent.mkdir(parents=True, exist_ok=True)
-        storage = open_journal(str(storage))
+        storage = open_journal(storage)
     plan = plan or search_plan(settings)
     pareto = settings.objective == "pareto"
     return ConstrainedOptunaSearch(

@@ -1,25 +1,55 @@
-"""The sweep's Optuna study reached from outside the searcher: a trial's MLflow run written into
-its Optuna trial (``StudyLink``, called by the MLflow writer), and, after Tune returns, the
-results of trials Tune did not report to the searcher and the reasons of trials left in ERROR.
+"""The sweep's Optuna study: its journal (a local file, or mirrored to remote storage after
+every change), reached from outside the searcher too: a trial's MLflow run written into its
+Optuna trial (``StudyLink``, called by the MLflow writer), and, after Tune returns, the results
+of trials Tune did not report to the searcher and the reasons of trials left in ERROR.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.storages import JournalStorage
+from optuna.storages.journal import BaseJournalBackend, JournalFileBackend
 from optuna.trial import TrialState
 
 from analysis.schema import MLFLOW_RUN_ATTR, TUNE_TRIAL_ATTR
 from sweeps.search.searcher import tell_result
+from sweeps.store.journal import mirror_for
 
 
-def open_journal(journal: str):
-    """The Optuna storage of the journal file at ``journal``."""
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
+class MirroredJournal(BaseJournalBackend):
+    """Optuna's journal file on this machine, each append mirrored to the sweep's remote
+    storage before it returns (``sweeps.store.journal``): what the driver has told Optuna is
+    in the bucket before the next trial starts. Pickled as its remote URI."""
 
-    return JournalStorage(JournalFileBackend(journal))
+    def __init__(self, remote: str) -> None:
+        self.remote = remote
+        self._mirror = mirror_for(remote)
+        self._mirror.ready()  # a new machine's copy rebuilt from the bucket first
+        self._mirror.local.parent.mkdir(parents=True, exist_ok=True)
+        self._file = JournalFileBackend(str(self._mirror.local))
+
+    def read_logs(self, log_number_from: int) -> Iterable[dict[str, Any]]:
+        return self._file.read_logs(log_number_from)
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        self._file.append_logs(logs)
+        self._mirror.sync()
+
+    def __reduce__(self):
+        return (MirroredJournal, (self.remote,))
+
+
+def open_journal(journal: str | Path) -> JournalStorage:
+    """The Optuna storage of a sweep's journal: ``journal`` a local file, or the URI of its
+    objects' folder in remote storage (``SweepFolder.study_location``)."""
+    if "://" in str(journal):
+        return JournalStorage(MirroredJournal(str(journal)))
+    Path(journal).parent.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(str(journal)))
 
 
 def tell_unreported(
@@ -76,3 +106,22 @@ class StudyLink:
         study_id = self._storage.get_study_id_from_name(self.study_name)
         trial_id = self._storage.get_trial_id_from_study_id_trial_number(study_id, trial_number)
         self._storage.set_trial_user_attr(trial_id, MLFLOW_RUN_ATTR, run_id)
+
+
+def fail_unplaced_trials(journal: str, study_name: str, tune_trials: set[str]) -> int:
+    """End FAIL the RUNNING Optuna trials whose Tune trial is not among ``tune_trials`` (the
+    ids Tune's state knows): asked just before a driver was killed, before Tune recorded the
+    trial, they would never run. Returns how many."""
+    storage = open_journal(journal)
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    study_id = storage.get_study_id_from_name(study_name)
+    failed = 0
+    for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if frozen.user_attrs.get(TUNE_TRIAL_ATTR) in tune_trials:
+            continue
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, frozen.number)
+        reason = "never ran: the driver stopped before Tune recorded its trial"
+        storage.set_trial_user_attr(trial_id, "error", reason)
+        storage.set_trial_state_values(trial_id, TrialState.FAIL)
+        failed += 1
+    return failed

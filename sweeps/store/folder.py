@@ -19,15 +19,8 @@ from pathlib import Path
 from analysis.redaction import without_credentials
 from analysis.schema import REPORT_DIR, STUDY_FILE
 from sweeps.config.settings import UsageError, storage_is_local
-
-
-def open_uri(uri: str):
-    """``(pyarrow filesystem, path)`` of a local path or a URI pyarrow can open."""
-    import pyarrow.fs
-
-    if "://" not in uri:
-        return pyarrow.fs.LocalFileSystem(), str(Path(uri).resolve())
-    return pyarrow.fs.FileSystem.from_uri(uri)
+from sweeps.store.journal import JOURNAL_OBJECTS, local_journal, mirror_for
+from sweeps.store.uri import open_uri
 
 
 @dataclass(frozen=True)
@@ -92,12 +85,27 @@ class SweepFolder:
         return {k: urllib.parse.unquote(v) for k, v in names.items() if v}
 
     @property
-    def study_path(self) -> Path:
-        """The Optuna journal: inside the folder when it is local. With remote storage it is
-        written on this machine (Optuna's journal needs a local file), in a folder of its own
-        per sweep folder, and copied into the sweep folder (``upload_study``)."""
+    def study_location(self) -> str:
+        """Where the Optuna journal lives: the file inside a local folder; with remote storage
+        the folder of its objects, ``NAME/optuna.journal.d`` (``sweeps.store.journal``: written
+        after every change), as a URI without credentials."""
         if self.is_local:
-            return Path(self.path) / STUDY_FILE
+            return str(Path(self.path) / STUDY_FILE)
+        base, mark, options = self.shown.partition("?")
+        return f"{base}/{JOURNAL_OBJECTS}{mark}{options}"
+
+    @property
+    def study_path(self) -> Path:
+        """The journal file on this machine: ``study_location`` when local, else the mirror's
+        local copy (Optuna's journal needs a local file)."""
+        if self.is_local:
+            return Path(self.study_location)
+        return local_journal(self.study_location)
+
+    @property
+    def _legacy_study_path(self) -> Path:
+        """Where sweeps started before the journal was mirrored kept their local copy (their
+        pickled searcher still opens it); uploaded whole when the driver ended."""
         key = hashlib.sha256(self.shown.encode()).hexdigest()[:16]
         return Path.home() / ".betavae" / "studies" / key / STUDY_FILE
 
@@ -179,18 +187,27 @@ class SweepFolder:
 
     # -- the Optuna journal with remote storage ----------------------------------------------
     def download_study(self) -> None:
-        """Fetch the sweep's journal when this machine has none (a resume on another machine
-        than the one that started the sweep); a local folder holds it already."""
-        local = self.study_path
-        if self.is_local or local.exists():
+        """Before a resume: this machine's copy of the journal rebuilt from the bucket's objects
+        when they hold more (another machine, a fresh HOME). A sweep started before the journal
+        was mirrored has only the whole ``optuna.journal``: fetched as it was then."""
+        if self.is_local:
             return
-        text = self.read_text(STUDY_FILE)
+        mirror = mirror_for(self.study_location)
+        if mirror.restore() or mirror.local.is_file():
+            return
+        legacy = self._legacy_study_path
+        text = None if legacy.exists() else self.read_text(STUDY_FILE)
         if text is not None:
-            local.parent.mkdir(parents=True, exist_ok=True)
-            local.write_text(text)
+            legacy.parent.mkdir(parents=True, exist_ok=True)
+            legacy.write_text(text)
 
     def upload_study(self) -> None:
-        """Copy this machine's journal into a remote sweep folder."""
-        local = self.study_path
-        if not self.is_local and local.is_file():
-            self.write_text(STUDY_FILE, local.read_text())
+        """The whole journal as one file, ``NAME/optuna.journal``, for optuna-dashboard and
+        other readers of a plain journal (the objects stay the sweep's own record)."""
+        if self.is_local:
+            return
+        if self.study_path.is_file():
+            mirror_for(self.study_location).sync()  # the objects first: they are the record
+            self.write_text(STUDY_FILE, self.study_path.read_text())
+        elif self._legacy_study_path.is_file():
+            self.write_text(STUDY_FILE, self._legacy_study_path.read_text())

@@ -22,7 +22,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from sweeps.store.folder import open_uri
+from sweeps.store.uri import open_uri
 
 BACKUP_DIR = "_mlflow"
 BACKUP_NAME = "mlflow.db"

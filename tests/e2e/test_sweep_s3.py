@@ -54,7 +54,7 @@ def assert_no_secret(tmp: Path, endpoint: str, output: str) -> None:
         endpoint_override=endpoint, scheme="http", access_key="test", secret_key="test"
     )
     for name in bucket_files(endpoint):
-        if name.endswith((".json", ".html", ".md", ".journal", ".csv")):
+        if name.endswith((".json", ".html", ".md", ".journal", ".csv")) or "journal.d/" in name:
             with fs.open_input_stream(f"{BUCKET}/{name}") as f:
                 assert SECRET.encode() not in f.read(), name
     for path in (tmp / "reports").rglob("*"):
@@ -154,3 +154,78 @@ def test_a_sweep_on_s3_storage_writes_there_and_resumes_from_there(tmp_path, s3_
     runs = child_runs(tracking_uri(tmp_path), NAME)
     assert len(runs) == N  # the resume found the finished trials; none ran again
     assert {r.info.status for r in runs} == {"FINISHED"}
+
+
+def test_a_driver_killed_on_s3_resumes_on_a_new_machine_and_the_stores_agree(tmp_path, s3_endpoint):
+    """``kill -9`` while trials run, then ``--resume`` from a fresh HOME (the journal's local
+    copy gone, as on a new head; only the bucket and the MLflow store remain): Tune, Optuna and
+    MLflow agree, with nothing lost and nothing duplicated."""
+    import json
+
+    import optuna
+    from mlflow.tracking import MlflowClient
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    name, trials = "s3-killed", 6
+    uri = f"s3://{BUCKET}/killed?endpoint_override={s3_endpoint}&scheme=http"
+    argv = smoke_argv(tmp_path, name, "--num-samples", str(trials), "--replicates", "1",
+                      "--storage-path", uri)  # fmt: skip
+    first = subprocess.Popen(
+        argv,
+        cwd=tmp_path,
+        env=sweep_env(HOME=str(tmp_path / "home-1"), **CREDENTIALS),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 300
+    while True:  # two trials finished (their final checkpoint is the third): kill the driver
+        finals = [
+            f for f in bucket_files(s3_endpoint) if f.endswith("/checkpoint_000002/result.json")
+        ]
+        if len(finals) >= 2:
+            break
+        assert first.poll() is None and time.time() < deadline, "no two trials finished"
+        time.sleep(0.3)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+
+    env = sweep_env(HOME=str(tmp_path / "home-2"), **CREDENTIALS)  # a new machine
+    again = run_sweep([*argv, "--resume"], tmp_path, env)
+    assert again.returncode == 0, again.stderr[-4000:]
+    assert f"{trials} trials: {trials} finished, 0 failed, 0 unfinished" in again.stdout
+
+    import pyarrow.fs
+
+    fs = pyarrow.fs.S3FileSystem(
+        endpoint_override=s3_endpoint, scheme="http", access_key="test", secret_key="test"
+    )
+    journal = tmp_path / "optuna.journal"  # the bucket's, read with Optuna's own client
+    with fs.open_input_stream(f"{BUCKET}/killed/{name}/optuna.journal") as f:
+        journal.write_bytes(f.read())
+    study = optuna.load_study(
+        study_name=name, storage=JournalStorage(JournalFileBackend(str(journal)))
+    )
+    states = [t.state for t in study.trials]
+    assert optuna.trial.TrialState.RUNNING not in states, states
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == trials
+    settings = [json.dumps(t.params, sort_keys=True) for t in complete]
+    assert len(set(settings)) == trials, settings  # no setting sampled twice
+
+    client = MlflowClient(tracking_uri(tmp_path))
+    runs = client.search_runs([client.get_experiment_by_name(name).experiment_id])
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(children) == trials and {r.info.status for r in children} == {"FINISHED"}
+    numbers = [int(r.data.tags["optuna.trial_number"]) for r in children]
+    assert len(set(numbers)) == trials
+    tune_ids = {r.data.tags["betavae.trial_id"] for r in children}
+    assert len(tune_ids) == trials
+    for run in children:  # each run names its own COMPLETE Optuna trial, with its setting
+        trial = study.trials[int(run.data.tags["optuna.trial_number"])]
+        assert trial.state == optuna.trial.TrialState.COMPLETE
+        assert trial.user_attrs["tune_trial_id"] == run.data.tags["betavae.trial_id"]
+        assert trial.user_attrs.get("mlflow_run_id") == run.info.run_id
+        assert int(run.data.params["latent_dim"]) == trial.params["latent_dim"]
+        assert run.data.params["objective"] == trial.params["objective"]
