@@ -1,8 +1,11 @@
 """Credentials inside URIs never leave the process: every URI is redacted where it is written
 or printed (MLflow params and tags, ``sweep.json``, the Optuna study, reports, stdout, errors).
 
-``postgresql://user:pw@host/db`` → ``postgresql://user:***@host/db``; ``s3://KEY:SECRET@bucket``
-→ ``s3://KEY:***@bucket``; pyarrow's ``?secret_key=…``/``session_token=…`` options → ``***``.
+``postgresql://user:pw@host/db`` → ``postgresql://user:***@host/db`` (whatever the password
+holds but ``@``, ``/`` and spaces, quotes included); ``s3://KEY:SECRET@bucket`` →
+``s3://KEY:***@bucket``; a token alone before the host, ``https://TOKEN@host`` →
+``https://***@host``; secret options (pyarrow's ``secret_key``/``session_token``, libpq's
+``password``/``sslpassword``, ``api_key``, ``token``, an Azure SAS ``sig``, …) → ``***``.
 The URIs themselves are used unchanged; Tune is handed sweep storage without its credentials
 (``storage_for_tune``), so its own messages cannot print them either.
 """
@@ -13,13 +16,22 @@ import re
 from typing import Any
 
 MASK = "***"
-_USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^/@:\s'\"]*):[^/@\s'\"]*@")
-_OPTIONS = re.compile(r"(?P<key>\b(?:secret_key|session_token|password|token))=[^&\s'\"]*")
+_SCHEME = r"[A-Za-z][A-Za-z0-9+.\-]*://"
+_USERINFO = re.compile(rf"(?P<head>{_SCHEME}[^/@:\s'\"]*):[^/@\s]*@")
+_TOKEN = re.compile(rf"(?P<head>{_SCHEME})[^/@:\s'\"]+@")
+_SECRET_KEYS = (
+    "secret_key|session_token|password|sslpassword|passwd|token|access_token|api_key|apikey"
+    "|client_secret|sig"
+)
+_OPTIONS = re.compile(rf"(?P<key>\b(?:{_SECRET_KEYS}))=[^&\s'\"]*", re.IGNORECASE)
 
 
 def redact(text: str) -> str:
-    """``text`` with every URI's password and every secret option replaced by ``***``."""
-    return _OPTIONS.sub(rf"\g<key>={MASK}", _USERINFO.sub(rf"\g<head>:{MASK}@", text))
+    """``text`` with every URI's password or token and every secret option replaced by
+    ``***``."""
+    text = _USERINFO.sub(rf"\g<head>:{MASK}@", text)
+    text = _TOKEN.sub(rf"\g<head>{MASK}@", text)
+    return _OPTIONS.sub(rf"\g<key>={MASK}", text)
 
 
 def redact_all(value: Any) -> Any:

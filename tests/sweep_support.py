@@ -4,9 +4,12 @@ places it writes to (``TMP/ray_results`` and ``TMP/mlflow.db`` unless a test say
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -77,3 +80,51 @@ CREDENTIALS = {
     "AWS_SECRET_ACCESS_KEY": "test",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
+
+
+def start_server(tmp: Path, port: int) -> subprocess.Popen:
+    """A real ``mlflow server`` on loopback (its store and artifacts in ``tmp``), answering."""
+    mlflow = Path(sys.executable).with_name("mlflow")
+    log = (tmp / f"server-{time.time():.0f}.log").open("w")
+    server = subprocess.Popen(
+        [
+            str(mlflow),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{tmp / 'server.db'}",
+            "--artifacts-destination",
+            str(tmp / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        cwd=tmp,
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        start_new_session=True,  # its own process group: stopped together, by id
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
+    log.close()  # the server holds its own copy
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                return server
+        except OSError:
+            assert server.poll() is None, "mlflow server exited at start"
+            time.sleep(0.5)
+    stop(server)
+    raise AssertionError("mlflow server did not answer /health within 120 s")
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()

@@ -3,7 +3,8 @@
 A resumed sweep runs the callbacks the sweep's first driver built (Tune restores them from
 ``tuner.pkl``), not the ones this driver would build: their settings are the first driver's.
 The few that must be this driver's reach them here: the stall limit (``--stall-timeout``), the
-MLflow database backup, and the signal that is stopping the sweep.
+MLflow database backup, the MLflow store (its URI with credentials, which nothing pickled
+holds, and its experiment and parent run), and the signal that is stopping the sweep.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ class Live:
     stall_timeout_set: bool = False
     backup: Any = None
     backup_set: bool = False
+    tracking: tuple[str, str, str] | None = None
+    """``(tracking URI, experiment id, parent run id)`` of this driver's MLflow store."""
     signal: str | None = None
     """The signal stopping this driver's sweep ("SIGINT", "SIGTERM"), once one came."""
 
@@ -31,10 +34,14 @@ class Live:
 LIVE = Live()
 
 
-def configure(*, stall_timeout_s: float | None, backup: Any) -> None:
-    """This driver's ``--stall-timeout`` and MLflow backup, for the callbacks it runs."""
+def configure(
+    *, stall_timeout_s: float | None, backup: Any, tracking: tuple[str, str, str]
+) -> None:
+    """This driver's ``--stall-timeout``, MLflow backup and MLflow store, for the callbacks
+    it runs."""
     LIVE.stall_timeout_s, LIVE.stall_timeout_set = stall_timeout_s, True
     LIVE.backup, LIVE.backup_set = backup, True
+    LIVE.tracking = tracking
 
 
 def stall_timeout(default: float | None) -> float | None:
@@ -43,3 +50,7 @@ def stall_timeout(default: float | None) -> float | None:
 
 def backup(default: Any) -> Any:
     return LIVE.backup if LIVE.backup_set else default
+
+
+def tracking() -> tuple[str, str, str] | None:
+    return LIVE.tracking

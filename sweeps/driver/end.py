@@ -137,7 +137,8 @@ def summarise(
         parent.client.log_artifacts(parent.run_id, str(out), "report")
     except Exception as err:
         print(f"{PROG}: warning: the frontier report failed: {redact(str(err))}", file=sys.stderr)
-        parent.client.set_tag(parent.run_id, "report_error", f"{type(err).__name__}: {err}"[:5000])
+        reason = redact(f"{type(err).__name__}: {err}")[:5000]
+        parent.client.set_tag(parent.run_id, "report_error", reason)
         return doc, None
     return doc, str(out / "report.html")
 

@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from analysis.redaction import redact
 from analysis.schema import INTERRUPTED_TAG, OPTUNA_STUDY_TAG, SCORING_TAG, SUMMARY_FILE
 from sweeps.config.settings import PROG, SweepSettings, scoring
 from sweeps.search.plan import SAMPLER_CLASSES, search_plan
@@ -65,7 +66,7 @@ class ParentRun:
 
     def failed(self, err: BaseException) -> None:
         """The driver stopped with ``err``: KILLED for an interrupt, else FAILED."""
-        self.client.set_tag(self.run_id, "error", f"{type(err).__name__}: {err}"[:5000])
+        self.client.set_tag(self.run_id, "error", redact(f"{type(err).__name__}: {err}")[:5000])
         killed = isinstance(err, KeyboardInterrupt)
         self.client.set_terminated(self.run_id, status="KILLED" if killed else "FAILED")
 

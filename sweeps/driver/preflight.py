@@ -45,12 +45,13 @@ def local_ray_running() -> bool:
     return any(Path(line.strip()).name in RAY_DAEMONS for line in listing.stdout.splitlines())
 
 
-def start_ray(
-    address: str | None, *, num_gpus: float | None = None, env_vars: dict[str, str] | None = None
-) -> None:
+def start_ray(address: str | None, *, num_gpus: float | None = None) -> None:
     """Connect to ``address`` (see ``ray_address``), or start a local Ray for "local";
-    ``num_gpus``: a new local Ray's logical GPUs (None: detect); ``env_vars`` go to every
-    worker of the sweep."""
+    ``num_gpus``: a new local Ray's logical GPUs (None: detect).
+
+    Nothing of the driver's environment is handed to Ray (``runtime_env`` env vars are logged
+    by Ray's agent and returned by its job API): a new local Ray's workers inherit the
+    driver's environment, storage credentials included; a cluster's nodes use their own."""
     import ray
 
     kwargs: dict[str, Any] = {
@@ -58,8 +59,6 @@ def start_ray(
         "logging_level": "WARNING",
         "log_to_driver": True,
     }
-    if env_vars:
-        kwargs["runtime_env"] = {"env_vars": env_vars}
     if address == "local":
         kwargs["include_dashboard"] = False
         if num_gpus is not None:

@@ -15,6 +15,7 @@ from typing import Any, TextIO
 
 from ray.tune import Callback
 
+from analysis.redaction import redact
 from sweeps.trial.config import TrialConfig
 
 
@@ -48,7 +49,7 @@ class Progress(Callback):
     def _outcome(self, trial: Any, errored: bool) -> str:
         result = trial.last_result or {}
         if errored or result.get("error") or not result.get("final"):
-            return f"failed ({_reason(trial, result)})"
+            return f"failed ({redact(_reason(trial, result))})"
         recon, score = result.get("recon_nll"), result.get(self.metric)
         feasible = "feasible" if result.get("feasible") else "over budget"
         return f"recon {_num(recon, '.1f')} nats, {self.metric} {_num(score, '.3f')}, {feasible}"

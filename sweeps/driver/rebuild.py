@@ -13,8 +13,11 @@ import dataclasses
 import json
 from typing import Any
 
+from ray.tune import ExperimentAnalysis
+
 from analysis.schema import SETTINGS_FILE, SUMMARY_FILE
 from sweeps.config.settings import SweepSettings, UsageError
+from sweeps.driver.credentials import keys_in_a_private_file
 from sweeps.driver.parent import ParentRun, run_source_tags
 from sweeps.store.folder import SweepFolder
 from sweeps.tracking.callback import error_reason, kept_result
@@ -42,10 +45,12 @@ def saved_settings(settings: SweepSettings, folder: SweepFolder) -> SweepSetting
 
 def rebuild(settings: SweepSettings) -> dict[str, Any]:
     """Write the MLflow runs of the sweep ``settings`` names from Tune's state (idempotent)."""
-    from ray.tune import ExperimentAnalysis
-
     folder = SweepFolder(settings.storage_path, settings.name)
-    settings = saved_settings(settings, folder)
+    with keys_in_a_private_file(folder.credentials()):
+        return _rebuild(saved_settings(settings, folder), folder)
+
+
+def _rebuild(settings: SweepSettings, folder: SweepFolder) -> dict[str, Any]:
     _, experiment_path = folder.tune_paths()
     analysis = ExperimentAnalysis(experiment_path)
     parent = ParentRun.open(settings, folder.shown)

@@ -10,7 +10,6 @@ the modules that import it are imported inside ``_run_held``.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from typing import Any
 
@@ -18,6 +17,7 @@ from analysis.redaction import redact, without_credentials
 from analysis.schema import SETTINGS_FILE
 from sweeps.config import live
 from sweeps.config.settings import PROG, SweepSettings, sweep_record
+from sweeps.driver.credentials import keys_in_a_private_file
 from sweeps.driver.preflight import (
     bind_to_loopback,
     check_cluster_placement,
@@ -36,7 +36,9 @@ from sweeps.store.lease import DriverLease
 def run(settings: SweepSettings) -> dict[str, Any]:
     """Run (or resume) the sweep, holding its driver lease; returns what ``main`` prints."""
     folder = SweepFolder(settings.storage_path, settings.name)
-    with Interrupts() as interrupts:
+    # Storage keys from --storage-path (else the environment's) in a private file for the
+    # driver's life, out of Tune's sight (sweeps.driver.credentials).
+    with Interrupts() as interrupts, keys_in_a_private_file(folder.credentials()) as keyed:
         lease = DriverLease(folder)
         lease.check()  # a live driver is named before anything else is said about the sweep
         settings = decide_resume(settings, folder)
@@ -50,6 +52,13 @@ def run(settings: SweepSettings) -> dict[str, Any]:
             num_gpus=settings.num_gpus,
         )
         check_tracking_server(settings.tracking_uri)
+        if keyed and address != "local":
+            print(
+                f"{PROG}: warning: the storage keys given here reach this driver only; the "
+                "cluster's nodes need their own (an IAM role or instance profile): see "
+                "cluster/README.md",
+                file=sys.stderr,
+            )
         try:
             return _run_held(settings, folder, interrupts, address, lease)
         finally:
@@ -72,9 +81,7 @@ def _run_held(
     from sweeps.driver.parent import ParentRun
     from sweeps.driver.tuner import build_tuner
 
-    credentials = folder.credentials()  # out of the URI Tune sees (SweepFolder.tune_paths)
-    os.environ.update(credentials)
-    start_ray(address, num_gpus=settings.num_gpus, env_vars=credentials)
+    start_ray(address, num_gpus=settings.num_gpus)  # a local Ray inherits the keys' file
     interrupts.install()  # after ray.init, which installs a SIGTERM handler that aborts
     try:
         check_shared_storage(settings.storage_path)
@@ -94,8 +101,13 @@ def _run_held(
     try:
         tuner = build_tuner(settings, folder, parent, backup)
         # A restored Tuner runs the callbacks pickled by the sweep's first driver: this
-        # driver's own settings reach them through sweeps.config.live.
-        live.configure(stall_timeout_s=settings.stall_timeout, backup=backup)
+        # driver's own settings (and its tracking URI's credentials) reach them through
+        # sweeps.config.live.
+        live.configure(
+            stall_timeout_s=settings.stall_timeout,
+            backup=backup,
+            tracking=(settings.tracking_uri, parent.experiment, parent.run_id),
+        )
         with interrupts.tune_loop():
             grid = tuner.fit()
     except BaseException as err:

@@ -25,13 +25,14 @@ import json
 import logging
 import threading
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
-from analysis.redaction import redact
+from analysis.redaction import redact, without_credentials
 from analysis.schema import (
     ERROR_TAG,
     MODEL_ID_TAG,
@@ -116,10 +117,15 @@ class MLflowWriter:
         self._lock = threading.Lock()
         self._spool: Spool | None = None
         self._thread: threading.Thread | None = None
+        self._followed = False
 
     def __getstate__(self) -> dict:
+        # Nothing pickled holds a credential (Tune writes this into the sweep folder): the
+        # driver that restores the sweep hands its own URI over (``follow``).
         return {
             **self.__dict__,
+            "tracking_uri": without_credentials(self.tracking_uri),
+            "_followed": False,
             "_client": None,
             "_synced": set(),
             "_checkpoints": {},
@@ -154,10 +160,42 @@ class MLflowWriter:
             for trial_id, step in state.get("last_step", {}).items():
                 self.last_step[trial_id] = max(step, self.last_step.get(trial_id, -1))
             self.ended |= set(state.get("ended", ()))
+        self.follow(live.tracking())
+
+    def follow(self, tracking: tuple[str, str, str] | None) -> None:
+        """Write where this driver's MLflow store is: ``(tracking URI, experiment id, parent run
+        id)`` (``sweeps.config.live``; None: keep this writer's own). The same store gets its
+        URI back with the credentials; another store (a new ``--tracking-uri``, an older
+        backup restored, a relative sqlite path from another folder) gets the runs found
+        there again by tag or written anew, every ended trial recorded again at the end."""
+        self._followed = True
+        if tracking is None:
+            return
+        uri, experiment, parent = tracking
+        moved = (without_credentials(uri), experiment, parent) != (
+            without_credentials(self.tracking_uri), self.experiment, self.parent_run_id
+        )  # fmt: skip
+        with self._lock:
+            if moved:
+                logger.warning(
+                    "the sweep's MLflow store is %s (experiment %s, parent run %s), not %s "
+                    "(experiment %s, parent run %s): its runs are found there by tag or written "
+                    "again", redact(uri), experiment, parent, redact(self.tracking_uri),
+                    self.experiment, self.parent_run_id,
+                )  # fmt: skip
+                self.experiment, self.parent_run_id = experiment, parent
+                for known in (self.runs, self.last_step, self.abandoned):
+                    known.clear()
+                self.ended.clear()
+                self._synced.clear()
+            self.tracking_uri = uri
+            self._client = None
 
     # -- the queue -------------------------------------------------------------------------
     def submit(self, record: dict[str, Any], checkpoint: Any = None) -> None:
         """Queue a record (see the module doc); ``checkpoint``: the trial's, for its end."""
+        if not self._followed:
+            self.follow(live.tracking())
         if checkpoint is not None:
             self._checkpoints[record["trial_id"]] = checkpoint
         if not self.background:
@@ -188,7 +226,12 @@ class MLflowWriter:
                 if record is not None:
                     self._handle(record, raise_on_give_up=False)
             except Exception:  # never let one record stop the writer
-                logger.exception("MLflow record %s could not be handled", record)
+                logger.error(
+                    "MLflow record %s of %s could not be handled: %s",
+                    record.get("op") if record else None,
+                    record.get("name") if record else None,
+                    redact(traceback.format_exc()),
+                )
             finally:
                 self._spool.done()
 
@@ -222,13 +265,13 @@ class MLflowWriter:
             except Exception as err:
                 if raise_on_give_up:
                     raise
-                self.abandoned[record["trial_id"]] = last_line(str(err))
+                self.abandoned[record["trial_id"]] = redact(last_line(str(err)))
                 logger.error(
                     "MLflow did not record the end of %s within %.0f s (%s); the next "
                     "--resume records it",
                     record["name"],
                     self.patience_s,
-                    last_line(str(err)),
+                    redact(last_line(str(err))),
                 )
                 return
             with self._lock:
@@ -296,7 +339,9 @@ class MLflowWriter:
             try:
                 self.study_link(int(number), run_id)
             except Exception as err:  # the link is a convenience; the runs are not
-                logger.warning("Optuna trial %s not linked to run %s: %s", number, run_id, err)
+                logger.warning(
+                    "Optuna trial %s not linked to run %s: %s", number, run_id, redact(str(err))
+                )
         return run_id
 
     def _log_params(self, run_id: str, config: dict[str, Any]) -> None:
@@ -370,8 +415,8 @@ class MLflowWriter:
             try:
                 self._log_artifacts(run_id, checkpoint)
             except Exception as err:  # the run keeps its metrics; say what is missing
-                logger.warning("artifacts of %s not logged: %s", record["name"], err)
-                self.client.set_tag(run_id, "artifacts_error", str(err)[:_MAX_TAG])
+                logger.warning("artifacts of %s not logged: %s", record["name"], redact(str(err)))
+                self.client.set_tag(run_id, "artifacts_error", redact(str(err))[:_MAX_TAG])
         self.client.set_tag(run_id, "feasible", str(bool(result.get("feasible"))).lower())
         self.client.set_terminated(run_id, status="FINISHED")
 
@@ -381,7 +426,7 @@ class MLflowWriter:
             self._fail(run_id, record.get("reason") or "trial failed")
 
     def _fail(self, run_id: str, reason: str) -> None:
-        self.client.log_batch(run_id, tags=[RunTag(ERROR_TAG, reason[:_MAX_TAG])])
+        self.client.log_batch(run_id, tags=[RunTag(ERROR_TAG, redact(reason)[:_MAX_TAG])])
         self.client.set_terminated(run_id, status=RunStatus.to_string(RunStatus.FAILED))
 
     def _backfill(self, run_id: str, checkpoint: Any) -> None:

@@ -291,3 +291,42 @@ def test_a_torn_history_line_is_skipped_not_fatal(tmp_path, caplog):
     assert [row["step"] for row in read_history(path)] == [10, 30]
     assert "line 2 is not a JSON row" in caplog.text
     assert read_history(tmp_path / "missing.jsonl") == []
+
+
+def test_the_pickled_callback_holds_no_credential_and_follows_the_restoring_driver(
+    store, tmp_path, monkeypatch
+):
+    """Tune pickles the callback into the sweep folder: no password there. The driver that
+    restores the sweep hands its store over; another store than the first (a new
+    --tracking-uri) gets the runs written there, and every ended trial again at the end."""
+    import pickle
+
+    from sweeps.config import live
+
+    client, exp, parent, uri = store
+    secret = MLflowTracking("http://user:hunter2@127.0.0.1:9/", exp, parent, background=False)
+    assert b"hunter2" not in pickle.dumps(secret)
+
+    monkeypatch.setattr(live, "LIVE", live.Live())
+    first = MLflowTracking(uri, exp, parent, background=False)
+    done = FakeTrial("done", last_result={"step": 40, "final": 1.0, "metric.mig": 0.2})
+    first.on_trial_start(0, [], done)
+    first.on_trial_complete(0, [], done)
+    blob, state = pickle.dumps(first), first.get_state()
+
+    other_uri = f"sqlite:///{tmp_path / 'other.db'}"
+    other = MlflowClient(other_uri)
+    other_exp = experiment_id(other, "unit")
+    other_parent = parent_run(other, other_exp, "/sweeps/unit", run_name="unit", tags={},
+                              params={})  # fmt: skip
+    live.configure(stall_timeout_s=None, backup=None, tracking=(other_uri, other_exp, other_parent))
+    restored = pickle.loads(blob)
+    restored.set_state(state)
+    assert restored.writer.tracking_uri == other_uri and not restored.writer.ended
+    running = FakeTrial("running")
+    restored.on_trial_start(0, [], running)
+    done.status, running.status = "TERMINATED", "RUNNING"  # "done" ended under the first
+    restored.on_experiment_end([done, running])
+    moved = {r.data.tags["betavae.trial_id"]: r.info.status for r in children(other, other_exp)}
+    assert moved == {"done": "FINISHED", "running": "RUNNING"}
+    assert len(children(client, exp)) == 1  # the first store is left as it was
