@@ -454,3 +454,83 @@ def test_ray_job_submit_runs_the_sweep_and_a_retried_submission_continues_it(tmp
     assert len(runs) == 2 and {r.info.status for r in runs} == {"FINISHED"}
     assert f"127.0.0.1:{dashboard}" in listening_on  # the job server, on loopback only
     assert f"0.0.0.0:{dashboard}" not in listening_on and f"*:{dashboard}" not in listening_on
+
+
+def job_stop_wait_s() -> int:
+    """The grace ``ray job stop`` gives the driver between SIGTERM and SIGKILL, as the cluster
+    configs set it (``RAY_JOB_STOP_WAIT_TIME_S`` on the head; Ray's default is 3 s)."""
+    import re
+
+    config = (Path(__file__).resolve().parents[2] / "cluster" / "gpu.yaml").read_text()
+    return int(re.search(r"RAY_JOB_STOP_WAIT_TIME_S=(\d+)", config).group(1))
+
+
+def test_ray_job_stop_ends_the_sweep_killed_and_resumable(tmp_path):
+    """``ray job stop`` sends the driver SIGTERM, then SIGKILL after the head's grace: within
+    it the driver stops Tune, saves the sweep and ends its MLflow runs KILLED; a resubmitted
+    job (``--resume auto``) finishes it with every trial once."""
+    from mlflow.tracking import MlflowClient
+
+    port, dashboard = free_port(), free_port()
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
+    env.pop("RAY_ADDRESS", None)
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+    head_env = {**env, "RAY_JOB_STOP_WAIT_TIME_S": str(job_stop_wait_s())}
+    head = start_node(
+        ["--head", f"--port={port}", "--num-cpus=2", "--num-gpus=0", "--include-dashboard=true",
+         "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
+         f"--dashboard-agent-listen-port={free_port()}"],
+        head_env, tmp_path / "head.log",
+    )  # fmt: skip
+    jobs = f"http://127.0.0.1:{dashboard}"
+    name, trials = "stopped", 3
+    command = [
+        "betavae-sweep", "--preset", "smoke", "--name", name, "--num-samples", str(trials),
+        "--steps", "400", "--report-every", "20", "--checkpoint-every", "40",
+        "--storage-path", str(tmp_path / "ray_results"), "--tracking-uri", tracking_uri(tmp_path),
+        "--resume", "auto",
+    ]  # fmt: skip
+
+    def ray_job(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+        deadline = time.time() + 90
+        while True:  # the job server takes a few seconds to find its node's agent
+            done = subprocess.run(
+                [RAY, "job", *args], cwd=tmp_path, env=env,
+                capture_output=True, text=True, timeout=timeout,
+            )  # fmt: skip
+            if "No available agent" not in done.stdout + done.stderr or time.time() > deadline:
+                return done
+            time.sleep(2)
+
+    sweep = tmp_path / "ray_results" / name
+    try:
+        wait_for(env, f"127.0.0.1:{port}", nodes=1)
+        submitted = ray_job("submit", "--address", jobs, "--submission-id", "first", "--no-wait",
+                            "--", *command)  # fmt: skip
+        assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+        deadline = time.time() + 300
+        while not list(sweep.glob("*/checkpoint_000001")):  # trials are training
+            assert time.time() < deadline, ray_job("logs", "--address", jobs, "first").stdout
+            time.sleep(0.5)
+        stopped_at = time.time()
+        stop_job = ray_job("stop", "--address", jobs, "first")
+        assert stop_job.returncode == 0, stop_job.stdout + stop_job.stderr
+        while True:
+            status = ray_job("status", "--address", jobs, "first")
+            if "was stopped" in status.stdout + status.stderr:  # the CLI's words for STOPPED
+                break
+            assert time.time() < stopped_at + 120, status.stdout + status.stderr
+            time.sleep(1)
+        logs = ray_job("logs", "--address", jobs, "first").stdout
+        again = ray_job("submit", "--address", jobs, "--submission-id", "again", "--", *command)
+    finally:
+        stop(head)
+        forget_cluster(port)
+    assert "stopped by SIGTERM" in logs, logs[-3000:]  # the driver's own ending, not a SIGKILL
+    client = MlflowClient(tracking_uri(tmp_path))
+    assert again.returncode == 0, (again.stdout + again.stderr)[-4000:]
+    assert f"{trials} trials: {trials} finished, 0 failed, 0 unfinished" in again.stdout
+    runs = client.search_runs([client.get_experiment_by_name(name).experiment_id])
+    trial_runs = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(runs) == trials + 1 and {r.info.status for r in runs} == {"FINISHED"}
+    assert len({r.data.tags["betavae.trial_id"] for r in trial_runs}) == trials

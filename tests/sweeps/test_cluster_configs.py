@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import copy
+import json
 import re
+import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 CLUSTER = Path(__file__).resolve().parents[2] / "cluster"
+KUBERAY = CLUSTER.parent / "tests" / "fixtures" / "kuberay"  # the RayJob CRD (its README)
 RAY_VERSION = next(
     line.split("==")[1].strip()
     for line in (CLUSTER.parent / "constraints.txt").read_text().splitlines()
@@ -189,3 +194,175 @@ def test_every_install_brings_boto3_for_mlflows_s3_artifact_store():
             line for line in (CLUSTER / name).read_text().splitlines() if "pip install" in line
         ]
         assert installs and all("[cluster]" in line for line in installs), name
+
+
+# The KubeRay RayJob against the CRD of the KubeRay release it targets.
+
+
+def rayjob_crd() -> tuple[dict, dict]:
+    """``(source, schema)``: where the fixture came from (with the operator's submission modes
+    at that tag) and the RayJob CRD's openAPIV3Schema of its served version ``v1``."""
+    source = json.loads((KUBERAY / "source.json").read_text())
+    schema = json.loads((KUBERAY / "rayjob-v1-openapi-schema.json").read_text())
+    return source, schema
+
+
+def schema_walk(value, schema: dict | None, path: str = "$"):
+    """Every ``(path, value, schema node)`` of a manifest walked together with its schema. The
+    node is None for a key the schema does not declare: a structural CRD schema never says
+    ``additionalProperties: false``, so jsonschema lets such a key through, and the API server
+    prunes it silently (or, under kubectl's strict field validation, refuses the object)."""
+    yield path, value, schema
+    if schema is None or schema.get("x-kubernetes-preserve-unknown-fields"):
+        return
+    if isinstance(value, dict):
+        declared, extra = schema.get("properties", {}), schema.get("additionalProperties")
+        for key, item in value.items():
+            if key not in declared and extra is True:
+                continue
+            node = declared.get(key, extra if isinstance(extra, dict) else None)
+            yield from schema_walk(item, node, f"{path}.{key}")
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for i, item in enumerate(value):
+            yield from schema_walk(item, schema["items"], f"{path}[{i}]")
+
+
+def crd_problems(job: dict) -> list[str]:
+    """What the API server (and the operator, for the submission mode) would refuse or drop."""
+    import jsonschema
+
+    source, schema = rayjob_crd()
+    # k8s keywords (x-kubernetes-*, nullable) mean nothing to jsonschema; int-or-string fields
+    # are declared anyOf integer/string, which it checks as they are.
+    validator = jsonschema.Draft7Validator(schema)
+    problems = [
+        f"{e.json_path}: {e.message}"
+        for e in sorted(validator.iter_errors(job), key=lambda e: e.json_path)
+    ]
+    # The API server validates metadata as ObjectMeta itself; the schema leaves it open.
+    body = {k: v for k, v in job.items() if k != "metadata"}
+    for path, _, node in schema_walk(body, schema):
+        if node is None:
+            problems.append(f"{path}: not in the RayJob CRD (the API server would drop it)")
+        elif "x-kubernetes-validations" in node:  # CEL rules: jsonschema cannot run them
+            problems.append(f"{path}: has CEL rules this test does not evaluate")
+    problems += [
+        f"$.metadata.{k}: not checked here" for k in job.get("metadata", {}) if k != "name"
+    ]
+    # The CRD takes any string; the operator knows only its JobSubmissionMode constants (an
+    # unknown mode is accepted and then never submits).
+    mode = job.get("spec", {}).get("submissionMode", "K8sJobMode")
+    if mode not in source["submission_modes"]:
+        problems.append(f"$.spec.submissionMode: {mode!r} not in {source['submission_modes']}")
+    return problems
+
+
+def test_the_rayjob_crd_fixture_is_from_a_kuberay_that_has_sidecar_mode():
+    source, schema = rayjob_crd()
+    major, minor, _ = (int(n) for n in source["tag"].removeprefix("v").split("."))
+    assert (major, minor) >= (1, 5), source["tag"]
+    assert re.fullmatch(r"[0-9a-f]{40}", source["commit"])
+    assert schema["properties"]["apiVersion"]["type"] == "string"
+    spec = schema["properties"]["spec"]["properties"]
+    assert spec["submissionMode"]["type"] == "string"  # the schema knows the field
+    # KubeRay's CRD declares no enum for it (as of 1.5.2); the modes the operator knows come
+    # from the same tag's rayjob_types.go. Should a later CRD declare one, it must agree.
+    assert "SidecarMode" in source["submission_modes"]
+    assert "SidecarMode" in spec["submissionMode"].get("enum", ["SidecarMode"])
+    pod = spec["rayClusterSpec"]["properties"]["headGroupSpec"]["properties"]["template"]
+    assert "initContainers" in pod["properties"]["spec"]["properties"]
+
+
+def test_kuberay_job_validates_against_the_rayjob_crd():
+    docs = list(yaml.safe_load_all((CLUSTER / "kuberay-rayjob.yaml").read_text()))
+    assert [(d["apiVersion"], d["kind"]) for d in docs] == [
+        ("ray.io/v1", "RayJob"),
+        ("v1", "PersistentVolumeClaim"),
+    ]
+    assert crd_problems(docs[0]) == []
+
+
+@pytest.mark.parametrize(
+    ("plant", "expected"),
+    [
+        (lambda job: job["spec"].update(submisionMode="SidecarMode"), "$.spec.submisionMode"),
+        (lambda job: job["spec"].update(submissionMode="Sidecar"), "'Sidecar' not in"),
+        (lambda job: head_pod(job).update(initContainer=[]), ".spec.initContainer:"),
+        (lambda job: head_pod(job)["containers"][1].update(volumeMount=[]), ".volumeMount:"),
+        (lambda job: job["spec"].update(ttlSecondsAfterFinished="1d"), "is not of type"),
+        (lambda job: head_pod(job)["containers"][0].pop("name"), "'name' is a required"),
+        (lambda job: job["spec"].update(managedBy="someone"), "CEL rules"),
+    ],
+    ids=["misspelled-field", "unknown-mode", "pod-field", "container-field", "type", "required",
+         "cel"],
+)  # fmt: skip
+def test_the_crd_check_catches_a_planted_defect(plant, expected):
+    job = load("kuberay-rayjob.yaml")
+    plant(job)
+    problems = crd_problems(job)
+    assert any(expected in p for p in problems), problems
+
+
+def head_pod(job: dict) -> dict:
+    return job["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
+
+
+def test_kuberay_job_submits_from_a_sidecar_in_the_head_pod():
+    """The dashboard listens on the head's loopback only, so the submitter must run in the
+    head pod (SidecarMode); what KubeRay 1.5's validation refuses in that mode is absent."""
+    job = load("kuberay-rayjob.yaml")
+    spec = job["spec"]
+    assert spec["submissionMode"] == "SidecarMode"
+    assert spec["rayClusterSpec"]["headGroupSpec"]["rayStartParams"]["dashboard-host"] == (
+        "127.0.0.1"
+    )
+    for refused in ("submitterPodTemplate", "submitterConfig", "clusterSelector"):
+        assert refused not in spec, refused
+    pod = head_pod(job)
+    assert pod.get("restartPolicy", "Never") == "Never"
+    names = [c["name"] for c in pod["containers"]]
+    assert names[0] == "ray-head"  # KubeRay takes the first container for Ray's
+    assert "ray-job-submitter" not in names  # the name of the container KubeRay adds
+    # The operator polls the job through the head's Service, which the loopback dashboard
+    # does not answer: every finished RayJob reads Failed, and a backoffLimit would rerun it.
+    assert not spec.get("backoffLimit")
+    header = (CLUSTER / "kuberay-rayjob.yaml").read_text().split("apiVersion:")[0]
+    assert "-c ray-job-submitter" in header and "job/betavae-frontier" not in header
+
+
+def test_kuberay_head_restores_the_mlflow_database_before_its_server_starts(tmp_path):
+    job = load("kuberay-rayjob.yaml")
+    pod = head_pod(job)
+    containers = {c["name"]: c for c in pod["containers"]}
+    mlflow = containers["mlflow"]
+    server = mlflow["command"]
+    database = server[server.index("--backend-store-uri") + 1].removeprefix("sqlite:///")
+    env = {e["name"]: e["value"] for e in containers["ray-head"]["env"]}
+    assert env["BETAVAE_MLFLOW_BACKUP"] == database  # the file the driver backs up
+    (restore,) = [
+        c
+        for c in pod.get("initContainers", [])
+        if "sweeps.tracking.backup restore" in " ".join(c["command"] + c.get("args", []))
+    ]
+    # An init container runs to completion before any container starts; one with
+    # restartPolicy: Always would be a native sidecar, running beside the server instead.
+    assert "restartPolicy" not in restore
+    argv = restore["command"] + restore.get("args", [])
+    assert argv[:2] == ["python", "-m"]
+    assert argv[argv.index("restore") + 1 :] == [env["BETAVAE_STORAGE_PATH"], database]
+    assert restore["image"] == mlflow["image"] == containers["ray-head"]["image"]
+    (mount,) = [m for m in mlflow["volumeMounts"] if database.startswith(m["mountPath"] + "/")]
+    assert mount in restore["volumeMounts"]  # the same volume, at the same place
+    assert pod["serviceAccountName"].endswith("-s3-access")  # the pod's: init containers too
+
+    # The container's command as it is, on a local "bucket" and volume.
+    bucket, volume = tmp_path / "bucket", tmp_path / "volume"
+    (bucket / "_mlflow").mkdir(parents=True)
+    with sqlite3.connect(bucket / "_mlflow" / "mlflow.db") as db:
+        db.execute("create table runs (id text)")
+    restored = volume / Path(database).relative_to(mount["mountPath"])
+    local = {env["BETAVAE_STORAGE_PATH"]: str(bucket), database: str(restored)}
+    argv = [sys.executable, *(local.get(a, a) for a in argv[1:])]
+    subprocess.run(argv, cwd=CLUSTER.parent, check=True)
+    with sqlite3.connect(restored) as db:
+        assert db.execute("select count(*) from runs").fetchone() == (0,)
