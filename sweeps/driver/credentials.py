@@ -31,14 +31,13 @@ _FILE_KEYS = {
 
 
 @contextlib.contextmanager
-def keys_in_a_private_file(from_uri: dict[str, str]) -> Iterator[bool]:
+def keys_in_a_private_file(from_uri: dict[str, str]) -> Iterator[None]:
     """For the ``with`` block: the keys of ``from_uri`` (``SweepFolder.credentials``), else the
     environment's, in a private credentials file named by ``AWS_SHARED_CREDENTIALS_FILE`` and
-    ``AWS_PROFILE``; the environment's own keys are set aside and restored after. Yields
-    whether there were keys."""
+    ``AWS_PROFILE``; the environment's own keys are set aside and restored after."""
     keys = dict(from_uri) or {k: os.environ[k] for k in KEYS if os.environ.get(k)}
     if not keys.get("AWS_ACCESS_KEY_ID") or not keys.get("AWS_SECRET_ACCESS_KEY"):
-        yield False
+        yield
         return
     memory = Path("/dev/shm")
     folder = Path(tempfile.mkdtemp(prefix="betavae-aws-", dir=memory if memory.is_dir() else None))
@@ -53,7 +52,7 @@ def keys_in_a_private_file(from_uri: dict[str, str]) -> Iterator[bool]:
             os.environ.pop(key, None)
         os.environ["AWS_SHARED_CREDENTIALS_FILE"] = str(path)
         os.environ["AWS_PROFILE"] = PROFILE
-        yield True
+        yield
     finally:
         for key, value in saved.items():
             if value is None:

@@ -38,7 +38,8 @@ def run(settings: SweepSettings) -> dict[str, Any]:
     folder = SweepFolder(settings.storage_path, settings.name)
     # Storage keys from --storage-path (else the environment's) in a private file for the
     # driver's life, out of Tune's sight (sweeps.driver.credentials).
-    with Interrupts() as interrupts, keys_in_a_private_file(folder.credentials()) as keyed:
+    from_uri = folder.credentials()
+    with Interrupts() as interrupts, keys_in_a_private_file(from_uri):
         lease = DriverLease(folder)
         lease.check()  # a live driver is named before anything else is said about the sweep
         settings = decide_resume(settings, folder)
@@ -52,9 +53,9 @@ def run(settings: SweepSettings) -> dict[str, Any]:
             num_gpus=settings.num_gpus,
         )
         check_tracking_server(settings.tracking_uri)
-        if keyed and address != "local":
+        if from_uri and address != "local":
             print(
-                f"{PROG}: warning: the storage keys given here reach this driver only; the "
+                f"{PROG}: warning: the keys in --storage-path reach this driver only; the "
                 "cluster's nodes need their own (an IAM role or instance profile): see "
                 "cluster/README.md",
                 file=sys.stderr,

@@ -45,13 +45,26 @@ class JournalMirror:
         self.local = local_journal(remote)
         self.synced: int | None = None  # bytes of ``local`` in the bucket (None: not read yet)
         self._lock = threading.Lock()
+        self._fs = None
+
+    def _filesystem(self):
+        """``(filesystem, folder)``, opened once. On S3 a small object is written with one
+        PutObject (``allow_delayed_open``) instead of a three-request multipart upload."""
+        if self._fs is None:
+            uri = self.remote
+            if uri.startswith("s3://") and "allow_delayed_open" not in uri:
+                uri += ("&" if "?" in uri else "?") + "allow_delayed_open=true"
+            self._fs = open_uri(uri)
+            fs, root = self._fs
+            fs.create_dir(root, recursive=True)  # once: HDFS needs it, object stores shrug
+        return self._fs
 
     # -- the objects ------------------------------------------------------------------------
     def _objects(self) -> list[tuple[int, str, int]]:
         """``(offset, path, size)`` of the journal's objects, by offset."""
         import pyarrow.fs
 
-        fs, root = open_uri(self.remote)
+        fs, root = self._filesystem()
         found = fs.get_file_info(pyarrow.fs.FileSelector(root, allow_not_found=True))
         objects = [
             (int(info.base_name), info.path, int(info.size))
@@ -78,7 +91,7 @@ class JournalMirror:
             if not objects:
                 self.synced = 0
                 return False
-            fs, _ = open_uri(self.remote)
+            fs, _ = self._filesystem()
             size = self.local.stat().st_size if self.local.is_file() else 0
             chunks, end = [], 0
             for offset, path, _ in objects:
@@ -117,8 +130,7 @@ class JournalMirror:
             data = data[: data.rfind(b"\n") + 1]  # whole lines only: a write may be under way
             if not data:
                 return 0
-            fs, root = open_uri(self.remote)
-            fs.create_dir(root, recursive=True)
+            fs, root = self._filesystem()
             with fs.open_output_stream(f"{root}/{self.synced:0{_OFFSET_DIGITS}d}") as out:
                 out.write(data)
             self.synced += len(data)
