@@ -11,11 +11,8 @@ local S3 endpoint (moto's server on loopback, started here), under each strategy
 - ``local``: a journal file on this machine only, nothing on S3 (the time baseline; run
   first and last, the ratio is to the mean of the two);
 - ``mirrored``: the sweep's code, ``open_journal(uri)``: each append written as one new
-  object holding the bytes appended since the last one;
-- ``mirrored-lean`` (not the project's code): the same objects, written by a mirror that
-  keeps one S3 filesystem, skips ``create_dir`` (S3 has no folders) and opens its output
-  streams with ``allow_delayed_open`` (pyarrow then writes a small object in one PutObject,
-  not a 3-request multipart upload): what each sync needs at least, one request;
+  object holding the bytes appended since the last one (one PutObject: the mirror keeps one
+  filesystem, opened with ``allow_delayed_open``);
 - ``whole-file``: the local file, and after each change (each journal append) the whole
   file PUT to one object with pyarrow;
 - ``whole-file-per-trial``: the whole file PUT once per trial, after its ``tell`` (so the
@@ -55,7 +52,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-STRATEGIES = ("local", "mirrored", "mirrored-lean", "whole-file", "whole-file-per-trial")
+STRATEGIES = ("local", "mirrored", "whole-file", "whole-file-per-trial")
 BUCKET = "bench"
 STUDY = "betavae-sweep"
 _REQUEST = re.compile(r"(?<![A-Z])(GET|PUT|POST|HEAD|DELETE) (\S+) HTTP/")  # lines may be coloured
@@ -152,43 +149,6 @@ def whole_file_backend(local: Path, upload: WholeFile | None):
     return Backend()
 
 
-def lean_mirror_class():
-    from sweeps.store.journal import _OFFSET_DIGITS, JournalMirror
-
-    class LeanMirror(JournalMirror):
-        """``JournalMirror`` whose ``sync`` is one PutObject: one filesystem for every
-        sync, no folder markers, a delayed open (small objects in a single request)."""
-
-        def __init__(self, remote: str, endpoint: str) -> None:
-            import pyarrow.fs
-
-            super().__init__(remote)
-            self._fs = pyarrow.fs.S3FileSystem(
-                endpoint_override=endpoint, scheme="http", allow_delayed_open=True
-            )
-            self._root = remote.split("://", 1)[1].split("?", 1)[0]
-
-        def sync(self) -> int:
-            with self._lock:
-                if self.synced is None:
-                    self.synced = self.remote_size()
-                if not self.local.is_file():
-                    return 0
-                with self.local.open("rb") as f:
-                    f.seek(self.synced)
-                    data = f.read()
-                data = data[: data.rfind(b"\n") + 1]
-                if not data:
-                    return 0
-                key = f"{self._root}/{self.synced:0{_OFFSET_DIGITS}d}"
-                with self._fs.open_output_stream(key) as out:
-                    out.write(data)
-                self.synced += len(data)
-                return len(data)
-
-    return LeanMirror
-
-
 # -- one sweep's study -------------------------------------------------------------------------
 class Counting:
     """Counts the journal appends of a backend (each is a change made durable)."""
@@ -250,9 +210,7 @@ def run(strategy: str, trials: int, moto: Moto, home: Path, every: int) -> dict:
     from optuna.storages import JournalStorage
 
     from sweeps.search.study import MirroredJournal, open_journal
-
-    LeanMirror = lean_mirror_class()
-    from sweeps.store.journal import _MIRRORS, JournalMirror, local_journal, mirror_for
+    from sweeps.store.journal import JournalMirror, local_journal, mirror_for
 
     prefix = f"{strategy}-{trials}-{time.time_ns()}"
     uri = f"s3://{BUCKET}/{prefix}/optuna.journal.d?endpoint_override={moto.endpoint}&scheme=http"
@@ -264,9 +222,7 @@ def run(strategy: str, trials: int, moto: Moto, home: Path, every: int) -> dict:
     mirror = None
     moto.requests()  # start counting here
 
-    if strategy == "mirrored-lean":
-        _MIRRORS[uri] = LeanMirror(uri, moto.endpoint)  # what mirror_for(uri) will return
-    if strategy.startswith("mirrored"):
+    if strategy == "mirrored":
         storage = open_journal(uri)
         link_storage = open_journal(uri)
         mirror = mirror_for(uri)

@@ -32,6 +32,7 @@ def finish(
     if interrupts.received:
         return interrupted(parent, grid, interrupts)
     close_errored_trials(settings, folder, grid)
+    folder.upload_study()  # remote storage: the whole journal again, now with those ends
     missing = compare_with_mlflow(parent, grid)
     doc, report = summarise(settings, folder, parent, grid, from_tune=bool(missing))
     folder.write_text(SUMMARY_FILE, json.dumps(doc, indent=2, default=str))

@@ -16,7 +16,7 @@ import signal
 from collections.abc import Iterator
 from typing import Any
 
-from sweeps.config.live import LIVE
+from sweeps.config import live
 
 #: Tune installs its own SIGINT handler unless this is set; ours forwards to it instead.
 TUNE_SIGINT_ENV = "TUNE_DISABLE_SIGINT_HANDLER"
@@ -48,7 +48,7 @@ class Interrupts:
         if self.received is not None:
             raise KeyboardInterrupt  # the second signal: stop now
         self.received = signal.Signals(signum)
-        LIVE.signal = self.received.name
+        live.LIVE.signal = self.received.name
         tune_stop = signal.getsignal(signal.SIGUSR1)
         if self.in_tune and callable(tune_stop):  # let Tune's loop stop and save its state
             tune_stop(signum, frame)
@@ -74,10 +74,10 @@ class Interrupts:
     def __enter__(self) -> Interrupts:
         os.environ[TUNE_SIGINT_ENV] = "1"
         self.install()
-        LIVE.signal = None
+        live.LIVE.signal = None
         return self
 
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
-        LIVE.signal = None
+        live.LIVE.signal = None

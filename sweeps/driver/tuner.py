@@ -27,6 +27,9 @@ from sweeps.trial.trainable import train_trial
 
 #: Checkpoints kept per trial (see ``tune_environment``).
 KEEP_CHECKPOINTS = 4
+#: MLflow's HTTP timeout per try and retries, for the sweep's calls (``tune_environment``).
+MLFLOW_HTTP_TIMEOUT_S = 30
+MLFLOW_HTTP_RETRIES = 3
 
 
 def tune_environment() -> None:
@@ -43,6 +46,12 @@ def tune_environment() -> None:
     # MLflow's per-run links and artifact progress bars would drown Tune's table.
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # One MLflow call to a hung server takes at most MLFLOW_HTTP_REQUEST_TIMEOUT seconds per
+    # try: with MLflow's defaults (120 s, 7 retries with back-off) up to ~20 minutes, with these
+    # ~2 minutes. The writer retries a trial's end for its own 15 minutes (patience_s) and
+    # skips curve points meanwhile (back-filled later), so its waits stay bounded.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(MLFLOW_HTTP_TIMEOUT_S))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(MLFLOW_HTTP_RETRIES))
 
 
 def trial_constants(settings: SweepSettings) -> dict[str, Any]:

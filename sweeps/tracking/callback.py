@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from typing import Any
 
 from ray.tune import Callback
 
 from analysis.redaction import redact
-from sweeps.config.live import LIVE
+from sweeps.config import live
 from sweeps.tracking.runs import last_line
 from sweeps.tracking.writer import FINAL_KEYS, MLflowWriter
 
@@ -81,7 +82,7 @@ class MLflowTracking(Callback):
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         """Record every ended trial MLflow has not recorded as ended, then wait for all."""
-        interrupted = LIVE.signal is not None
+        interrupted = live.LIVE.signal is not None
         for trial in trials:
             if trial.trial_id in self.writer.ended:
                 continue
@@ -97,7 +98,12 @@ class MLflowTracking(Callback):
                 self.on_trial_error(0, trials, trial)
         if self.writer.pending():
             logger.warning("waiting for MLflow to take %d queued records", self.writer.pending())
-        self.writer.flush()
+        if not self._flush():
+            logger.error(
+                "MLflow at %s did not take %d queued records; what they held is recorded by the "
+                "next --resume (curves back-filled from checkpoints, ended trials reconciled)",
+                redact(self.writer.tracking_uri), self.writer.pending(),
+            )  # fmt: skip
         self.writer.back_up()
         if self.writer.abandoned:
             names = ", ".join(sorted(self.writer.abandoned))
@@ -105,6 +111,19 @@ class MLflowTracking(Callback):
                 f"MLflow at {redact(self.writer.tracking_uri)} did not record the end of trial(s) "
                 f"{names}; run the sweep again with --resume once it answers"
             )
+
+    def _flush(self) -> bool:
+        """Wait for the writer: at most its patience plus a minute (a record's end is retried
+        for ``patience_s``), 30 s when a signal stopped the sweep, and no longer once a signal
+        comes during the wait, so that ``ray job stop``'s SIGTERM ends the driver within its
+        grace (the next --resume records what was left). True when everything was sent."""
+        signal_before = live.LIVE.signal
+        wait_s = 30.0 if signal_before else self.writer.patience_s + 60.0
+        deadline = time.monotonic() + wait_s
+        while not self.writer.flush(timeout=1.0):
+            if time.monotonic() > deadline or live.LIVE.signal != signal_before:
+                return False
+        return True
 
 
 def kept_result(result: dict | None) -> dict[str, Any]:

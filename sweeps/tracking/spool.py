@@ -17,6 +17,9 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+#: The ``op`` of what ``get`` returns for a line of the file that does not parse.
+UNREADABLE = "unreadable"
+
 
 class Spool:
     def __init__(self, path: str | Path, memory_limit: int = 1000) -> None:
@@ -64,7 +67,10 @@ class Spool:
             self._on_disk -= 1
             if not self._on_disk:  # caught up: the file is done with
                 self.path.unlink(missing_ok=True)
-            return json.loads(line)
+            try:
+                return json.loads(line)
+            except ValueError:  # a torn line (a full disk, a write cut short): it is lost
+                return {"op": UNREADABLE, "line": line[:200]}
 
     def done(self) -> None:
         """Mark the last record got as handled (``join`` waits for every record)."""

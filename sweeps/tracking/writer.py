@@ -62,7 +62,7 @@ from sweeps.tracking.runs import (
     log_trained_model,
     trial_params,
 )
-from sweeps.tracking.spool import Spool
+from sweeps.tracking.spool import UNREADABLE, Spool
 
 logger = logging.getLogger(__name__)
 #: Final-result keys logged as metrics besides every ``metric.*`` score.
@@ -152,10 +152,17 @@ class MLflowWriter:
                 "last_step": dict(self.last_step),
                 "ended": sorted(self.ended),
                 "parent_run_id": self.parent_run_id,
+                # the store these runs are in (without credentials)
+                "tracking_uri": without_credentials(self.tracking_uri),
+                "experiment": self.experiment,
             }
 
     def set_state(self, state: dict) -> None:
         with self._lock:
+            if "tracking_uri" in state:  # the store of the last driver, maybe not the first's
+                self.tracking_uri = state["tracking_uri"]
+                self.experiment = state.get("experiment", self.experiment)
+                self.parent_run_id = state.get("parent_run_id", self.parent_run_id)
             self.runs.update(state.get("runs", {}))
             for trial_id, step in state.get("last_step", {}).items():
                 self.last_step[trial_id] = max(step, self.last_step.get(trial_id, -1))
@@ -256,6 +263,8 @@ class MLflowWriter:
             )
         elif op == "result":
             self._best_effort("logging a result", lambda: self._log_result(record))
+        elif op == UNREADABLE:  # its trial's curve is back-filled, its end reconciled
+            logger.warning("an unreadable MLflow record was dropped: %r", record.get("line"))
         elif op in _ENDS:
             if record["trial_id"] in self.ended:
                 return

@@ -101,7 +101,8 @@ def test_a_sweep_on_s3_storage_writes_there_and_resumes_from_there(tmp_path, s3_
     for name in names:
         assert f"{root}/{name}" in files, f"{name} is not in the bucket"
     assert any(f.startswith(f"{root}/experiment_state-") for f in files)  # Tune's own state
-    trials = {f.split("/")[2] for f in files if f.endswith("/params.json")}
+    # The bucket is the session's: other tests' sweeps live beside this one.
+    trials = {f.split("/")[2] for f in files if f.startswith(root) and f.endswith("/params.json")}
     assert len(trials) == N
     for trial in trials:  # each trial's final checkpoint holds its model and its result
         finals = [f for f in files if f.startswith(f"{root}/{trial}/checkpoint_")]
@@ -181,8 +182,10 @@ def test_a_driver_killed_on_s3_resumes_on_a_new_machine_and_the_stores_agree(tmp
     )
     deadline = time.time() + 300
     while True:  # two trials finished (their final checkpoint is the third): kill the driver
-        finals = [
-            f for f in bucket_files(s3_endpoint) if f.endswith("/checkpoint_000002/result.json")
+        finals = [  # this sweep's only: the bucket is the session's
+            f
+            for f in bucket_files(s3_endpoint)
+            if f.startswith(f"killed/{name}/") and f.endswith("/checkpoint_000002/result.json")
         ]
         if len(finals) >= 2:
             break

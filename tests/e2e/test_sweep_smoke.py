@@ -353,6 +353,31 @@ def test_a_lost_mlflow_store_is_rebuilt_from_tunes_state_once(swept):
 
 
 def test_mlflow_missing_a_trial_that_tune_finished_is_a_loud_nonzero_end(swept):
+    """The sweep's own store lost a run (a database restored from an older backup in place):
+    the resumed sweep says so, builds the report from Tune's results and exits 3. It deletes a
+    run of the module's store: the tests after it know."""
+    from mlflow.tracking import MlflowClient
+
+    tmp, _ = swept
+    client = MlflowClient(tracking_uri(tmp))
+    experiment = client.get_experiment_by_name("smoke-test").experiment_id
+    lost = next(r for r in client.search_runs([experiment]) if "mlflow.parentRunId" in r.data.tags)
+    client.delete_run(lost.info.run_id)
+    again = sweep(tmp, "--resume")
+    assert again.returncode == 3, again.stderr[-3000:]
+    warning = [
+        line for line in again.stderr.splitlines() if "WARNING: MLflow does not hold" in line
+    ]
+    assert len(warning) == 1 and lost.data.tags["betavae.trial_id"] in warning[0]
+    assert "--rebuild-mlflow" in warning[0]
+    summary = json.loads((storage(tmp) / "smoke-test" / "summary.json").read_text())
+    assert summary["counts"]["finished"] == NUM_SAMPLES  # the report counts every trial
+
+
+def test_a_resume_with_another_tracking_uri_writes_the_runs_there(swept):
+    """The restored MLflow callback follows the new --tracking-uri (here a copy of the store
+    that lost two trials' runs, the one the test above deleted and another): it finds the runs
+    there by tag and writes what is missing. After the test above."""
     import shutil
 
     from mlflow.tracking import MlflowClient
@@ -365,11 +390,12 @@ def test_mlflow_missing_a_trial_that_tune_finished_is_a_loud_nonzero_end(swept):
     lost = next(r for r in client.search_runs([experiment]) if "mlflow.parentRunId" in r.data.tags)
     client.delete_run(lost.info.run_id)
     again = sweep(tmp, "--resume", "--tracking-uri", partial)
-    assert again.returncode == 3, again.stderr[-3000:]
-    warning = [
-        line for line in again.stderr.splitlines() if "WARNING: MLflow does not hold" in line
-    ]
-    assert len(warning) == 1 and lost.data.tags["betavae.trial_id"] in warning[0]
-    assert "--rebuild-mlflow" in warning[0]
-    summary = json.loads((storage(tmp) / "smoke-test" / "summary.json").read_text())
-    assert summary["counts"]["finished"] == NUM_SAMPLES  # the report counts every trial
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "the sweep's MLflow store is sqlite:///" in again.stderr
+    children = [r for r in client.search_runs([experiment]) if "mlflow.parentRunId" in r.data.tags]
+    assert len(children) == NUM_SAMPLES and {r.info.status for r in children} == {"FINISHED"}
+    assert len({r.data.tags["betavae.trial_id"] for r in children}) == NUM_SAMPLES
+    back = next(
+        r for r in children if r.data.tags["betavae.trial_id"] == lost.data.tags["betavae.trial_id"]
+    )
+    assert back.info.run_id != lost.info.run_id and "metric.mig" in back.data.metrics

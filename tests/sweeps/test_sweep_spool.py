@@ -109,3 +109,32 @@ def test_a_hung_tracking_server_does_not_block_the_callback(tmp_path):
     assert run.info.status == "FINISHED" and run.data.metrics["metric.mig"] == 0.2
     history = client.get_metric_history(run.info.run_id, "train/loss")
     assert sorted(m.step for m in history) == list(range(10, 2010, 10))
+
+
+def test_a_torn_line_in_the_overflow_file_is_dropped_and_the_rest_goes_on(tmp_path):
+    """A line of the file cut short (a full disk) comes out as an unreadable record; the
+    writer's thread drops it and keeps draining, so the final flush still ends."""
+    from sweeps.tracking.spool import UNREADABLE
+
+    spool = Spool(tmp_path / "s.jsonl", memory_limit=1)
+    for i in range(3):
+        spool.put({"i": i})
+    text = (tmp_path / "s.jsonl").read_text().splitlines()
+    (tmp_path / "s.jsonl").write_text(text[0][:4] + "\n" + text[1] + "\n")  # record 1 torn
+    got = [spool.get(timeout=1) for _ in range(3)]
+    assert got[0] == {"i": 0} and got[1]["op"] == UNREADABLE and got[2] == {"i": 2}
+
+
+def test_the_final_flush_ends_when_a_signal_comes_while_it_waits(tmp_path, monkeypatch):
+    """MLflow never takes the queued records: the end of the sweep stops waiting as soon as a
+    SIGTERM arrives (``ray job stop`` gives the driver seconds, not the writer's patience)."""
+    from sweeps.config import live
+    from sweeps.tracking.callback import MLflowTracking
+
+    monkeypatch.setattr(live, "LIVE", live.Live())
+    callback = MLflowTracking("sqlite:///unused.db", "0", "parent", background=False)
+    monkeypatch.setattr(callback.writer, "flush", lambda timeout=None: False)  # hung for ever
+    threading.Timer(0.5, lambda: setattr(live.LIVE, "signal", "SIGTERM")).start()
+    start = time.monotonic()
+    assert callback._flush() is False
+    assert time.monotonic() - start < 5
