@@ -74,7 +74,12 @@ class StallWatch(Callback):
         self.reported.discard(trial.trial_id)
         self.scoring.discard(trial.trial_id)
 
-    on_trial_recover = on_trial_start  # failed; Tune starts it again on a new worker
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """Failed; Tune starts it again on a new worker. The old worker is gone (lost, or
+        killed here): it is forgotten, so that its pid, which the system may give to another
+        process, is never killed; the new worker is watched from its first report."""
+        self.on_trial_start(iteration, trials, trial, **info)
+        self.worker.pop(trial.trial_id, None)
 
     def on_trial_restore(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """Loaded from its checkpoint: Tune may say so after the worker's first report, so

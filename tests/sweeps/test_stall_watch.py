@@ -111,3 +111,18 @@ def test_the_final_scoring_gets_the_floor_even_with_a_short_timeout(clock):
     assert killed == []
     advance(watch, clock, [scoring], STALL_FLOOR_S)
     assert killed == ["scoring"]
+
+
+def test_a_recovered_trials_old_worker_is_never_killed_its_new_one_is(clock):
+    """The worker was lost (not killed here): after Tune's recovery the old pid may belong to
+    another process by now; only the new worker, once it reports, is watched."""
+    watch, killed = watch_with_kills(timeout=15)
+    t = trial("lost")
+    watch.on_trial_start(0, [], t)
+    report(watch, t, 10, pid=42)
+    watch.on_trial_recover(0, [t], t)
+    advance(watch, clock, [t], 60)  # the new worker takes long to start: nothing to kill
+    assert killed == []
+    report(watch, t, 20, pid=43)
+    advance(watch, clock, [t], 20)
+    assert killed == ["lost"] and watch.dead == {("n", 43)}
