@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.redaction import redact
-from sweeps.config.settings import UsageError
+from sweeps.config.settings import UsageError, storage_is_local
 
 
 def ray_address(address: str | None) -> str | None:
@@ -98,7 +98,8 @@ def check_shared_storage(storage_path: str) -> None:
     import ray
 
     nodes = [n for n in ray.nodes() if n.get("Alive")]
-    if len(nodes) > 1 and "://" not in storage_path:  # file://PATH: declared shared
+    declared_shared = storage_path.startswith("file://")
+    if len(nodes) > 1 and storage_is_local(storage_path) and not declared_shared:
         raise UsageError(
             f"--storage-path: got {storage_path!r}, a local folder, on a Ray cluster of "
             f"{len(nodes)} nodes; allowed: storage every node reaches (s3://, gs://, abfs://, "

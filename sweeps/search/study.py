@@ -52,20 +52,33 @@ def open_journal(journal: str | Path) -> JournalStorage:
     return JournalStorage(JournalFileBackend(str(journal)))
 
 
+def _open_trials(journal: str, study_name: str):
+    """``(study, storage, [(storage trial id, Tune trial id), …])`` of the study's RUNNING
+    trials: the ones the end of a sweep may still have to close."""
+    storage = open_journal(journal)
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    study_id = storage.get_study_id_from_name(study_name)
+    running = [
+        (
+            storage.get_trial_id_from_study_id_trial_number(study_id, frozen.number),
+            frozen.user_attrs.get(TUNE_TRIAL_ATTR),
+        )
+        for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    ]
+    return study, storage, running
+
+
 def tell_unreported(
     journal: str, study_name: str, finished: dict[str, dict], metrics: list[str], budget: float
 ) -> int:
     """Tell the results of trials Tune finished whose Optuna trials are still open (``finished``:
     Tune trial id → final result): a trial retried by ``--resume`` after it ended in ERROR is
     not reported to the searcher by Tune (its concurrency limiter forgot it). Returns how many."""
-    storage = open_journal(journal)
-    study = optuna.load_study(study_name=study_name, storage=storage)
-    study_id = storage.get_study_id_from_name(study_name)
+    study, _, running = _open_trials(journal, study_name)
     told = 0
-    for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        result = finished.get(frozen.user_attrs.get(TUNE_TRIAL_ATTR))
+    for trial_id, tune_trial in running:
+        result = finished.get(tune_trial)
         if result is not None:
-            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, frozen.number)
             tell_result(study, optuna.Trial(study, trial_id), result, metrics, budget)
             told += 1
     return told
@@ -75,14 +88,11 @@ def note_errored_trials(journal: str, study_name: str, errored: dict[str, str]) 
     """Write the reason into the Optuna trials of trials Tune ended in ERROR (``errored``: Tune
     trial id → reason). They stay open (RUNNING): Optuna cannot reopen a finished trial, and
     ``--resume`` retries them and tells their result; MLflow shows them FAILED meanwhile."""
-    storage = open_journal(journal)
-    study = optuna.load_study(study_name=study_name, storage=storage)
-    study_id = storage.get_study_id_from_name(study_name)
-    for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        reason = errored.get(frozen.user_attrs.get(TUNE_TRIAL_ATTR))
+    _, storage, running = _open_trials(journal, study_name)
+    for trial_id, tune_trial in running:
+        reason = errored.get(tune_trial)
         if reason is not None:
-            number = storage.get_trial_id_from_study_id_trial_number(study_id, frozen.number)
-            storage.set_trial_user_attr(number, "error", f"{reason[:400]} (--resume retries it)")
+            storage.set_trial_user_attr(trial_id, "error", f"{reason[:400]} (--resume retries it)")
 
 
 class StudyLink:
@@ -112,16 +122,10 @@ def fail_unplaced_trials(journal: str, study_name: str, tune_trials: set[str]) -
     """End FAIL the RUNNING Optuna trials whose Tune trial is not among ``tune_trials`` (the
     ids Tune's state knows): asked just before a driver was killed, before Tune recorded the
     trial, they would never run. Returns how many."""
-    storage = open_journal(journal)
-    study = optuna.load_study(study_name=study_name, storage=storage)
-    study_id = storage.get_study_id_from_name(study_name)
-    failed = 0
-    for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if frozen.user_attrs.get(TUNE_TRIAL_ATTR) in tune_trials:
-            continue
-        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, frozen.number)
+    _, storage, running = _open_trials(journal, study_name)
+    unplaced = [trial_id for trial_id, tune_trial in running if tune_trial not in tune_trials]
+    for trial_id in unplaced:
         reason = "never ran: the driver stopped before Tune recorded its trial"
         storage.set_trial_user_attr(trial_id, "error", reason)
         storage.set_trial_state_values(trial_id, TrialState.FAIL)
-        failed += 1
-    return failed
+    return len(unplaced)

@@ -122,12 +122,8 @@ class SweepFolder:
     def _fs(self):
         import pyarrow
 
-        if self.is_local:
-            import pyarrow.fs
-
-            return pyarrow.fs.LocalFileSystem(), self.path
-        try:
-            return open_uri(self.path)  # for S3 without a region: one question over the network
+        try:  # for S3 without a region: one question over the network, hence cached
+            return open_uri(self.path)
         except (pyarrow.ArrowException, OSError) as err:  # a bad option, an unreachable store
             raise UsageError(
                 f"--storage-path: got {self.storage_path!r}; allowed: a URI pyarrow can open "
