@@ -4,7 +4,9 @@ Tune's experiment state and the trials' checkpoints are the sweep's ground truth
 are a view a lost or restored store can lack. ``rebuild`` writes the runs a live sweep would
 have written (the parent, one child per trial with its params, curves from the checkpoints'
 histories, final scores, pictures and model), through the same writer, found or created by
-tag: running it twice writes nothing the second time.
+tag: running it twice writes nothing the second time. It holds the sweep's driver lease while it
+writes (``sweeps.store.lease``): refused while a driver runs the sweep, which writes those runs
+itself, and a driver started meanwhile is refused in turn.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from sweeps.config.settings import SweepSettings, UsageError
 from sweeps.driver.credentials import keys_in_a_private_file
 from sweeps.driver.parent import ParentRun, run_source_tags
 from sweeps.store.folder import SweepFolder
+from sweeps.store.lease import DriverLease
 from sweeps.tracking.callback import error_reason, kept_result
 from sweeps.tracking.reconcile import mlflow_children
 from sweeps.tracking.writer import MLflowWriter
@@ -47,7 +50,9 @@ def rebuild(settings: SweepSettings) -> dict[str, Any]:
     """Write the MLflow runs of the sweep ``settings`` names from Tune's state (idempotent)."""
     folder = SweepFolder(settings.storage_path, settings.name)
     with keys_in_a_private_file(folder.credentials()):
-        return _rebuild(saved_settings(settings, folder), folder)
+        saved = saved_settings(settings, folder)
+        with DriverLease(folder, then="run --rebuild-mlflow again"):
+            return _rebuild(saved, folder)
 
 
 def _rebuild(settings: SweepSettings, folder: SweepFolder) -> dict[str, Any]:
