@@ -222,14 +222,14 @@ FLAGS: tuple[Flag, ...] = (
          check=lambda v, s: v.split(":", 1)[0] in _TRACKING_SCHEMES,
          allowed="sqlite:///FILE, http(s)://HOST:PORT, postgresql://…, mysql://… or databricks"),
     Flag("address", "Ray cluster address",
-         default_text="RAY_ADDRESS, a running cluster, else a new local Ray",
+         default_text="RAY_ADDRESS, the `ray start` cluster of this machine, else a new local Ray",
          check=lambda v, s: v is None or v in ("auto", "local")
          or _HOST_PORT.fullmatch(v.removeprefix("ray://")) is not None,
          allowed="auto, local, HOST:PORT or ray://HOST:PORT"),
     Flag("resume", "continue the sweep NAME after a crash or interruption; --resume auto "
          "continues it if it exists and starts it if not (for a retried `ray job submit` or "
          "RayJob)", type=_resume, metavar="auto"),
-    Flag("mlflow_backup", "a sqlite MLflow database to copy to STORAGE/_mlflow/ as trials end",
+    Flag("mlflow_backup", "a sqlite MLflow database to copy to STORAGE/NAME/_mlflow/ as trials end",
          metavar="PATH",
          default_text="BETAVAE_MLFLOW_BACKUP; else a sqlite:/// tracking URI's file when "
          "storage is remote"),

@@ -21,6 +21,7 @@ SEARCH_METRICS = ("beta_vae", "factor_vae", "mig", "dci")
 ENV_DEFAULTS = {
     "address": "RAY_ADDRESS",
     "storage_path": "BETAVAE_STORAGE_PATH",
+    "name": "BETAVAE_SWEEP_NAME",
     "tracking_uri": "MLFLOW_TRACKING_URI",
     "mlflow_backup": "BETAVAE_MLFLOW_BACKUP",
 }

@@ -16,7 +16,7 @@ from typing import Any
 from analysis.redaction import redact, without_credentials
 from analysis.schema import SETTINGS_FILE
 from sweeps.config import live
-from sweeps.config.settings import PROG, SweepSettings, sweep_record
+from sweeps.config.settings import PROG, SweepSettings, UsageError, sweep_record
 from sweeps.driver.credentials import keys_in_a_private_file
 from sweeps.driver.preflight import (
     bind_to_loopback,
@@ -43,7 +43,7 @@ def run(settings: SweepSettings) -> dict[str, Any]:
         lease = DriverLease(folder)
         lease.check()  # a live driver is named before anything else is said about the sweep
         settings = decide_resume(settings, folder)
-        address = ray_address(settings.address)  # looked up once: it scans for running clusters
+        address = ray_address(settings.address)  # looked up once: it reads the processes
         if address == "local":
             bind_to_loopback()  # before Ray is imported: Ray reads the switch then
         check_local_resources(
@@ -113,6 +113,7 @@ def _run_held(
             grid = tuner.fit()
     except BaseException as err:
         parent.failed(err)
+        final_backup(backup)
         raise
     finally:
         ray.shutdown()
@@ -123,18 +124,41 @@ def _run_held(
                 f"{PROG}: warning: the Optuna journal was not copied: {redact(str(err))}",
                 file=sys.stderr,
             )
-    return finish(settings, folder, parent, grid, interrupts)
+    try:
+        return finish(settings, folder, parent, grid, interrupts)
+    finally:
+        final_backup(backup)  # after the parent run's end: never skipped by the interval
 
 
 def database_backup(settings: SweepSettings, folder: SweepFolder):
-    """The sqlite store's backup in the sweep's storage (``sweeps.tracking.backup``), restored
+    """The sqlite store's backup in the sweep's folder (``sweeps.tracking.backup``), restored
     first when this machine lacks the database (a new head); None when not configured."""
-    from sweeps.tracking.backup import DatabaseBackup, restore
+    from sweeps.tracking.backup import BackupRefused, DatabaseBackup, restore
 
     database = settings.mlflow_backup_file
     if database is None:
         return None
     root = without_credentials(folder.root)  # the writer is pickled into Tune's state
-    if settings.tracking_uri.startswith("sqlite:///") and restore(root, database):
-        print(f"{PROG}: restored the MLflow database {database} from its backup", file=sys.stderr)
-    return DatabaseBackup(database, root)
+    if settings.tracking_uri.startswith("sqlite:///"):
+        try:
+            restored, line = restore(root, folder.name, database)
+        except BackupRefused as err:
+            raise UsageError(
+                f"{err}; python -m sweeps.tracking.backup restore … --adopt takes it"
+            ) from None
+        if restored or "--adopt" in line:
+            print(f"{PROG}: {line}", file=sys.stderr)
+    return DatabaseBackup(database, root, folder.name)
+
+
+def final_backup(backup) -> None:
+    """The sweep's last copy of its sqlite store, whatever the interval (best effort)."""
+    if backup is None:
+        return
+    try:
+        backup.copy(final=True)
+    except Exception as err:  # the store itself is fine; only its copy is late
+        print(
+            f"{PROG}: warning: the MLflow database was not backed up: {redact(str(err))}",
+            file=sys.stderr,
+        )

@@ -12,6 +12,7 @@ _WHERE = {
     "MLflowWriter": "writer",
     "FINAL_KEYS": "writer",
     "Spool": "spool",
+    "BackupRefused": "backup",
     "DatabaseBackup": "backup",
     "backup_uri": "backup",
     "restore": "backup",

@@ -288,13 +288,14 @@ class MLflowWriter:
                 self.abandoned.pop(record["trial_id"], None)
             self.back_up()
 
-    def back_up(self) -> None:
-        """Copy the sqlite store to the sweep's storage (``sweeps.tracking.backup``), if set."""
+    def back_up(self, *, final: bool = False) -> None:
+        """Copy the sqlite store to the sweep's folder (``sweeps.tracking.backup``), if set: at
+        most once per its interval, unless ``final``."""
         backup = live.backup(self.backup)
         if backup is None:
             return
         try:
-            backup.copy()
+            backup.copy(final=final)
         except Exception as err:  # the store itself is fine; only its copy is late
             logger.warning("the MLflow database was not backed up: %s", redact(str(err)))
 

@@ -133,9 +133,12 @@ def test_a_sweep_on_s3_storage_writes_there_and_resumes_from_there(tmp_path, s3_
     assert f"pid {holder.pid}," in second.stderr.strip().splitlines()[-1]
     os.killpg(holder.pid, signal.SIGKILL)
     holder.wait()
-    # The sqlite MLflow store was copied to the bucket as trials ended: a machine without it
-    # (a new head) gets it back before the sweep goes on.
-    assert "frontier/_mlflow/mlflow.db" in bucket_files(s3_endpoint)
+    # The sqlite MLflow store was copied to the sweep's folder in the bucket (a manifest and
+    # its chunks): a machine without it (a new head) gets it back before the sweep goes on.
+    files = bucket_files(s3_endpoint)
+    assert f"{root}/_mlflow/manifest.json" in files
+    assert any(f.startswith(f"{root}/_mlflow/chunks/") for f in files)
+    assert "frontier/_mlflow/mlflow.db" not in files  # no longer one copy per storage root
     (tmp_path / "mlflow.db").unlink()
     again = sweep(tmp_path, uri, "--resume")
     assert again.returncode == 0, again.stderr[-4000:]

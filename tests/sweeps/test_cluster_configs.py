@@ -159,17 +159,25 @@ def test_kuberay_job_has_token_auth_gpu_workers_and_no_exposed_service():
 
 
 def test_every_cluster_config_keeps_the_mlflow_store_beyond_the_head():
-    """The sqlite store is backed up to the sweeps' bucket as trials end and restored before
-    the server starts on a new head; KubeRay keeps it on a volume that outlives the job."""
+    """The sqlite store is backed up to the sweep's folder in the bucket as trials end and
+    restored before the server starts on a new head: the backup of the sweep the cluster runs,
+    named once (BETAVAE_SWEEP_NAME, also the sweep's default --name); KubeRay keeps it on a
+    volume that outlives the job."""
+    from sweeps.config import ENV_DEFAULTS
+
+    assert ENV_DEFAULTS["name"] == "BETAVAE_SWEEP_NAME"
     for name in ("gpu.yaml", "local.yaml"):
         text = (CLUSTER / name).read_text()
         cfg = load(name)
         setup = " ".join(str(c) for c in cfg["head_setup_commands"])
         restore = setup.index(
-            "sweeps.tracking.backup restore s3://REPLACE_ME-bucket/betavae/sweeps"
+            "sweeps.tracking.backup restore s3://REPLACE_ME-bucket/betavae/sweeps "
+            '"$BETAVAE_SWEEP_NAME" '
         )
         assert restore < setup.index("mlflow server"), name  # restored before the server opens it
         assert "BETAVAE_MLFLOW_BACKUP=" in text and "mlflow/mlflow.db" in text, name
+        assert len(re.findall(r"BETAVAE_SWEEP_NAME=paper\b", text)) == 1, name  # set once
+        assert "--name" not in commands(cfg), name  # no command names another sweep
     docs = list(yaml.safe_load_all((CLUSTER / "kuberay-rayjob.yaml").read_text()))
     job, claim = docs[0], docs[1]
     volumes = job["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["volumes"]
@@ -347,19 +355,31 @@ def test_kuberay_head_restores_the_mlflow_database_before_its_server_starts(tmp_
     # An init container runs to completion before any container starts; one with
     # restartPolicy: Always would be a native sidecar, running beside the server instead.
     assert "restartPolicy" not in restore
-    argv = restore["command"] + restore.get("args", [])
+    # Kubernetes expands $(NAME) in a container's command from that container's env.
+    own = {e["name"]: e["value"] for e in restore.get("env", [])}
+    argv = [
+        re.sub(r"\$\((\w+)\)", lambda m: own[m.group(1)], a)
+        for a in restore["command"] + restore.get("args", [])
+    ]
     assert argv[:2] == ["python", "-m"]
-    assert argv[argv.index("restore") + 1 :] == [env["BETAVAE_STORAGE_PATH"], database]
+    sweep = env["BETAVAE_SWEEP_NAME"]  # the driver's --name: the entrypoint gives none
+    assert "--name" not in job["spec"]["entrypoint"]
+    assert argv[argv.index("restore") + 1 :] == [env["BETAVAE_STORAGE_PATH"], sweep, database]
     assert restore["image"] == mlflow["image"] == containers["ray-head"]["image"]
     (mount,) = [m for m in mlflow["volumeMounts"] if database.startswith(m["mountPath"] + "/")]
     assert mount in restore["volumeMounts"]  # the same volume, at the same place
     assert pod["serviceAccountName"].endswith("-s3-access")  # the pod's: init containers too
 
-    # The container's command as it is, on a local "bucket" and volume.
+    # The container's command as it is, on a local "bucket" and volume, after the sweep's
+    # driver backed its database up there.
+    from sweeps.tracking.backup import DatabaseBackup
+
     bucket, volume = tmp_path / "bucket", tmp_path / "volume"
-    (bucket / "_mlflow").mkdir(parents=True)
-    with sqlite3.connect(bucket / "_mlflow" / "mlflow.db") as db:
+    head = tmp_path / "old-head" / "mlflow.db"
+    head.parent.mkdir()
+    with sqlite3.connect(head) as db:
         db.execute("create table runs (id text)")
+    DatabaseBackup(head, str(bucket), sweep).copy()
     restored = volume / Path(database).relative_to(mount["mountPath"])
     local = {env["BETAVAE_STORAGE_PATH"]: str(bucket), database: str(restored)}
     argv = [sys.executable, *(local.get(a, a) for a in argv[1:])]
