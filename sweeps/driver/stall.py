@@ -11,9 +11,15 @@ checkpoint (``FailureConfig.max_failures``), exactly as after a lost node.
 The limit is ``--stall-timeout`` seconds; by default it is derived from the trial's own report
 interval: ``STALL_FACTOR`` times the longest gap seen between its reports, and never less than
 ``STALL_FLOOR_S``. The final scoring, the longest silence of a healthy trial (metrics, pictures,
-the final checkpoint), always gets at least ``STALL_FLOOR_S``. The watch starts at a trial's
-first report: before it the worker's pid is not known. The kill is not waited for, so the
-watch never blocks Tune's loop (a blocked loop would delay every trial's reports).
+the final checkpoint), always gets at least ``STALL_FLOOR_S``, and so does a trial's start.
+
+The watch starts when Tune places the trial (its worker has started): a hang while restoring
+a checkpoint, loading data or initialising a GPU is caught like one in training. The trial's
+code announces its worker (node, pid) first thing (``sweeps.trial.announce``), so the watch
+knows whom to kill before any report; each report names the worker too. A worker that hangs
+inside Ray before the trial's code runs is never announced: the watch names it once and
+leaves it to Ray. The kill is not waited for, and the announcements are collected without
+waiting, so the watch never blocks Tune's loop (a blocked loop would delay every report).
 """
 
 from __future__ import annotations
@@ -47,13 +53,29 @@ class StallWatch(Callback):
     def __init__(self, timeout_s: float | None = None, *, prog: str = "sweep") -> None:
         self.timeout_s = timeout_s
         self.prog = prog
-        self.last: dict[str, float] = {}  # trial id → when it last reported (or restarted)
+        # trial id → its last sign of life: placed, announced or reported
+        self.last: dict[str, float] = {}
         self.gap: dict[str, float] = {}  # trial id → the longest gap between its reports
         self.worker: dict[str, tuple[str, int]] = {}  # trial id → (node id, pid)
         self.dead: set[tuple[str, int]] = set()  # (node, pid) of workers this watch killed
         self.scoring: set[str] = set()  # trials past their last training step
         self.reported: set[str] = set()  # trials that reported since they (re)started
+        self.running: set[str] = set()  # trials whose current worker has reported
+        self.unknown: set[str] = set()  # trials over their limit whose worker never announced
         self.pending_kills: list[Any] = []
+        self._registry: Any = None  # sweeps.trial.announce.WorkerRegistry, made on first use
+        self._taking: Any = None  # the registry's pending answer
+
+    def __getstate__(self) -> dict:
+        # Tune pickles its callbacks into the experiment's state. A restored watch serves a
+        # new driver whose trials all start on new workers: only the limits carry over (no
+        # old pid is ever killed, no Ray handle is kept).
+        return {"timeout_s": self.timeout_s, "prog": self.prog, "gap": self.gap}
+
+    def __setstate__(self, state: dict) -> None:
+        # Also reads a watch pickled by an older version, with more fields: they are dropped.
+        self.__init__(state.get("timeout_s"), prog=state.get("prog", "sweep"))
+        self.gap = dict(state.get("gap", {}))
 
     def limit(self, trial_id: str) -> float:
         # This driver's --stall-timeout: a restored watch holds the first driver's.
@@ -62,24 +84,27 @@ class StallWatch(Callback):
             limit = timeout_s
         else:
             limit = max(STALL_FLOOR_S, STALL_FACTOR * self.gap.get(trial_id, 0.0))
-        if trial_id in self.scoring:
-            limit = max(limit, STALL_FLOOR_S)
+        if trial_id in self.scoring or trial_id not in self.running:
+            limit = max(limit, STALL_FLOOR_S)  # scoring, or starting (data, restore, GPU)
         return limit
 
     # -- Tune events -------------------------------------------------------------------
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         # Tune may announce the start after the new worker's first report: the worker it
         # reported stays known (each report names it), only the clock and the gaps restart.
+        self._listen()
         self.last[trial.trial_id] = time.monotonic()
         self.reported.discard(trial.trial_id)
         self.scoring.discard(trial.trial_id)
+        self.unknown.discard(trial.trial_id)
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """Failed; Tune starts it again on a new worker. The old worker is gone (lost, or
         killed here): it is forgotten, so that its pid, which the system may give to another
-        process, is never killed; the new worker is watched from its first report."""
+        process, is never killed; the new worker is watched from its announcement."""
         self.on_trial_start(iteration, trials, trial, **info)
         self.worker.pop(trial.trial_id, None)
+        self.running.discard(trial.trial_id)
 
     def on_trial_restore(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """Loaded from its checkpoint: Tune may say so after the worker's first report, so
@@ -94,6 +119,7 @@ class StallWatch(Callback):
         if trial_id in self.reported and trial_id in self.last:  # a gap between two reports
             self.gap[trial_id] = max(self.gap.get(trial_id, 0.0), now - self.last[trial_id])
         self.reported.add(trial_id)
+        self.running.add(trial_id)
         self.last[trial_id] = now
         if result.get("worker_node") and result.get("pid"):
             self.worker[trial_id] = (str(result["worker_node"]), int(result["pid"]))
@@ -101,16 +127,74 @@ class StallWatch(Callback):
             self.scoring.add(trial_id)
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        self._collect_announcements()
         now = time.monotonic()
         for trial in trials:
             trial_id = trial.trial_id
-            if trial.status != "RUNNING" or trial_id not in self.worker:
+            if trial.status != "RUNNING" or trial_id not in self.last:
                 continue
-            if self.worker[trial_id] in self.dead:  # killed: wait for its new worker's report
+            if self.worker.get(trial_id) in self.dead:  # killed: wait for its new worker
                 continue
-            silent = now - self.last.get(trial_id, now)
-            if silent > self.limit(trial_id):
+            silent = now - self.last[trial_id]
+            if silent <= self.limit(trial_id):
+                continue
+            if trial_id in self.worker:
                 self._kill_worker(trial, silent)
+            elif trial_id not in self.unknown:
+                self.unknown.add(trial_id)
+                print(
+                    f"{self.prog}: trial {trial} was placed {silent:.0f} s ago and its code "
+                    "has not started (its worker never announced itself): Ray is still "
+                    "starting it; it is not killed",
+                    file=sys.stderr,
+                    flush=True,
+                )
+
+    # -- the workers' announcements (sweeps.trial.announce) ------------------------------
+    def _listen(self) -> None:
+        """Start the registry the trials announce their workers to (once per driver, again
+        if it was lost), on the driver's node: a lost worker node must not take it along."""
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        if self._registry is not None or not ray.is_initialized():
+            return
+        from sweeps.trial.announce import REGISTRY_NAME, WorkerRegistry
+
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+        self._registry = WorkerRegistry.options(
+            name=REGISTRY_NAME, get_if_exists=True, scheduling_strategy=here
+        ).remote()
+
+    def _collect_announcements(self) -> None:
+        """Take the announcements that have arrived, without waiting for the registry."""
+        import ray
+
+        if self._registry is None:
+            return
+        if self._taking is None:
+            self._taking = self._registry.take.remote()
+        ready, _ = ray.wait([self._taking], timeout=0)
+        if not ready:
+            return
+        self._taking = None
+        try:
+            announcements = ray.get(ready[0])
+        except ray.exceptions.RayError:  # the registry is gone (its node was lost): anew
+            self._registry = None
+            self._listen()
+            return  # what it held is lost: those workers are known again by their reports
+        for trial_id, node, pid in announcements:
+            self.announced(trial_id, node, pid)
+
+    def announced(self, trial_id: str, node: str, pid: int) -> None:
+        """A trial's worker started its code: a sign of life, and the worker to kill if it
+        hangs from now on."""
+        if (node, pid) in self.dead:
+            return
+        self.worker[trial_id] = (node, pid)
+        self.last[trial_id] = time.monotonic()
+        self.unknown.discard(trial_id)
 
     # -- the kill ------------------------------------------------------------------------
     def _kill_worker(self, trial: Any, silent: float) -> None:

@@ -32,6 +32,7 @@ from betavae.metrics import evaluate
 from betavae.training import Trainer
 from betavae.versions import library_versions
 from sweeps.trial import pictures
+from sweeps.trial.announce import announce_worker
 from sweeps.trial.config import TrialConfig
 
 
@@ -122,6 +123,8 @@ def train_trial(config: dict[str, Any]) -> None:
     """The Tune function trainable."""
     # One line per checkpoint from Ray's storage module drowns the progress table.
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
+    # First thing, so that a hang in what follows (restore, data, GPU) can be killed.
+    announce_worker()
     trial = TrialConfig.from_tune(config)
     torch.set_num_threads(max(1, int(trial.cpus_per_trial)))
     train_config = trial.train_config()

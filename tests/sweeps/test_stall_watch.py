@@ -126,3 +126,116 @@ def test_a_recovered_trials_old_worker_is_never_killed_its_new_one_is(clock):
     report(watch, t, 20, pid=43)
     advance(watch, clock, [t], 20)
     assert killed == ["lost"] and watch.dead == {("n", 43)}
+
+
+def test_a_worker_hung_before_its_first_report_is_killed_from_its_placement(clock, capsys):
+    """Restoring, loading data, initialising a GPU: silent from placement; the start gets the
+    floor (not the short timeout), then the announced worker is killed."""
+    watch, killed = watch_with_kills(timeout=15)
+    t = trial("starting")
+    watch.on_trial_start(0, [t], t)
+    watch.announced("starting", "n", 42)
+    advance(watch, clock, [t], STALL_FLOOR_S - 5)
+    assert killed == []
+    advance(watch, clock, [t], 10)
+    assert killed == ["starting"] and watch.dead == {("n", 42)}
+
+
+def test_a_worker_that_never_announced_is_named_once_and_not_killed(clock, capsys):
+    watch, killed = watch_with_kills(timeout=15)
+    t = trial("unplaced")
+    watch.on_trial_start(0, [t], t)
+    advance(watch, clock, [t], 2 * STALL_FLOOR_S)
+    assert killed == []
+    assert capsys.readouterr().err.count("never announced itself") == 1
+    watch.announced("unplaced", "n", 7)  # its code starts at last: a sign of life
+    advance(watch, clock, [t], STALL_FLOOR_S - 5)
+    assert killed == []
+
+
+def test_a_restored_watch_keeps_its_limits_and_no_old_worker(clock):
+    """Tune pickles the watch into the experiment's state; the driver that restores it runs
+    new workers, so no pid of the old driver's is ever killed."""
+    import pickle
+
+    watch, _ = watch_with_kills(timeout=None)
+    t = trial("resumed")
+    watch.on_trial_start(0, [t], t)
+    report(watch, t, 10, pid=42)
+    clock.now += 100.0
+    report(watch, t, 20, pid=42)
+    watch.__dict__.pop("_kill_worker")  # the fake is not part of the state
+    restored = pickle.loads(pickle.dumps(watch))
+    assert restored.worker == {} and restored.last == {}
+    assert restored.limit("resumed") == pytest.approx(STALL_FACTOR * 100.0)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    import ray
+
+    ray.init(address="local", num_cpus=1, include_dashboard=False, logging_level="ERROR")
+    yield ray
+    ray.shutdown()
+
+
+def test_a_real_hung_worker_is_killed_by_its_announcement(local_ray, clock):
+    """No fake: a Ray actor announces itself as a trial's code does, then hangs; the watch's
+    kill ends that process, and only that one."""
+    import os
+    import time
+
+    from sweeps.trial.announce import announce_worker
+
+    @local_ray.remote(num_cpus=0)
+    class Worker:
+        def start(self, trial_id: str) -> int:
+            assert announce_worker(trial_id)
+            return os.getpid()
+
+    watch = StallWatch(timeout_s=15)
+    t = trial("real")
+    watch.on_trial_start(0, [t], t)  # the registry starts with the first placed trial
+    hung, bystander = Worker.remote(), Worker.remote()
+    pid = local_ray.get(hung.start.remote("real"))
+    other = local_ray.get(bystander.start.remote("other"))
+    for _ in range(600):  # (time.monotonic is the test's clock: count the waits)
+        watch.on_step_end(0, [t])  # collected without blocking, over a few loop steps
+        if "real" in watch.worker:
+            break
+        time.sleep(0.05)
+    assert watch.worker["real"][1] == pid
+    clock.now += STALL_FLOOR_S + 1
+    watch.on_step_end(0, [t])
+    assert local_ray.get(watch.pending_kills) == ["killed"]
+    for _ in range(300):
+        if not os.path.exists(f"/proc/{pid}"):
+            break
+        time.sleep(0.1)
+    assert not os.path.exists(f"/proc/{pid}")
+    assert os.path.exists(f"/proc/{other}")
+
+
+def test_a_lost_registry_is_started_again_and_never_stops_the_sweep(local_ray, clock):
+    """The registry's node can be lost (a worker node gone): Tune's loop must go on, and the
+    workers that start later are known again."""
+    import time
+
+    from sweeps.trial.announce import REGISTRY_NAME, announce_worker
+
+    watch = StallWatch(timeout_s=15)
+    t = trial("after")
+    watch.on_trial_start(0, [t], t)
+    local_ray.kill(watch._registry)
+    for _ in range(600):
+        watch.on_step_end(0, [t])  # raises nothing while the lost registry is replaced
+        if watch._registry is not None and watch._taking is None:
+            try:
+                local_ray.get_actor(REGISTRY_NAME)
+            except ValueError:
+                pass
+            else:
+                if announce_worker("after") and "after" in watch.worker:
+                    break
+        time.sleep(0.05)
+    assert "after" in watch.worker
