@@ -7,7 +7,9 @@ a trial waits forever or fails late. Each takes the values it checks, not the wh
 from __future__ import annotations
 
 import os
-import subprocess
+import socket
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,33 +18,57 @@ from sweeps.config.settings import UsageError, storage_is_local
 
 
 def ray_address(address: str | None) -> str | None:
-    """``--address``/``RAY_ADDRESS``; else a cluster running on this machine; else a new one.
+    """``--address``/``RAY_ADDRESS``; else the cluster ``ray start`` runs on this machine; else
+    "local": a new Ray of the sweep's own.
 
-    Ray itself would also try the address a previous ``ray start`` left in
-    /tmp/ray/ray_current_cluster even when that cluster is gone, and fail; so without a
-    running GCS here we ask for a new local instance explicitly.
+    Only ``ray start`` (and ``ray up``'s head) writes its address into Ray's
+    ``ray_current_cluster`` file; a driver's private local Ray never does. So another local
+    sweep's Ray, or the leftovers of a driver killed with ``kill -9`` (its raylet and agents
+    linger for about a minute), are never joined: this driver starts its own at once. A stale
+    file, whose cluster is gone, is ignored too (Ray itself would try it and fail).
     """
     if address:
         return address
-    return None if local_ray_running() else "local"
+    return started_cluster() or "local"
 
 
-RAY_DAEMONS = ("raylet", "gcs_server")
+def ray_temp_dir() -> Path:
+    """Ray's default temporary folder (``RAY_TMPDIR``, else /tmp on Linux), as Ray finds it."""
+    if os.environ.get("RAY_TMPDIR"):
+        return Path(os.environ["RAY_TMPDIR"]) / "ray"
+    base = "/tmp" if sys.platform.startswith("linux") else tempfile.gettempdir()
+    return Path(base) / "ray"
 
 
-def local_ray_running() -> bool:
-    """Whether a Ray node runs on this machine: a live ``raylet`` or ``gcs_server`` process."""
+def started_cluster() -> str | None:
+    """The address ``ray start`` left in ``ray_current_cluster``, if its GCS still runs here."""
+    try:
+        address = (ray_temp_dir() / "ray_current_cluster").read_text().strip()
+    except OSError:
+        return None
+    port = address.rpartition(":")[2]
+    return address if port.isdigit() and gcs_listening(int(port)) else None
+
+
+def gcs_listening(port: int) -> bool:
+    """Whether a Ray GCS server of this machine serves ``port`` (its process's command line,
+    which ``ray start`` gives ``--gcs_server_port=PORT``; else a connection on loopback)."""
     proc = Path("/proc")
     if proc.is_dir():
-        for comm in proc.glob("[0-9]*/comm"):
+        for cmdline in proc.glob("[0-9]*/cmdline"):
             try:
-                if comm.read_text().strip() in RAY_DAEMONS:
-                    return True
+                args = cmdline.read_bytes().split(b"\0")
             except OSError:  # the process ended meanwhile
                 continue
+            program = Path(args[0].decode(errors="replace")).name
+            if program == "gcs_server" and f"--gcs_server_port={port}".encode() in args:
+                return True
         return False
-    listing = subprocess.run(["ps", "-A", "-o", "comm="], capture_output=True, text=True)
-    return any(Path(line.strip()).name in RAY_DAEMONS for line in listing.stdout.splitlines())
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
 
 
 def start_ray(address: str | None, *, num_gpus: float | None = None) -> None:
@@ -67,9 +93,8 @@ def start_ray(address: str | None, *, num_gpus: float | None = None) -> None:
     try:
         ray.init(**kwargs)
     except ConnectionError as err:  # unreachable, or it refused this driver's token
-        where = repr(address) if address else "(none: the cluster running on this machine)"
         raise UsageError(
-            f"--address: got {where}; {err}; allowed: a cluster that accepts "
+            f"--address: got {address!r}; {err}; allowed: a cluster that accepts "
             "this driver (its token in RAY_AUTH_TOKEN or ~/.ray/auth_token), or local for a "
             "new Ray of this sweep's own"
         ) from None

@@ -254,3 +254,31 @@ def test_a_trial_that_fits_no_node_type_is_refused_in_one_line(tmp_path):
         message = str(refused.value)
         assert message.startswith(f"{flag}: a trial asks for") and "\n" not in message
         assert "head: 4 CPU, 0 GPU; gpu: 4 CPU, 1 GPU" in message
+
+
+def test_only_a_cluster_started_with_ray_start_is_joined(tmp_path, monkeypatch):
+    """A driver's private Ray (another local sweep's, or a killed driver's leftovers) is never
+    joined: only the address ``ray start`` wrote, while its GCS runs here."""
+    import subprocess
+    import sys
+    import time
+
+    from sweeps.driver.preflight import ray_address
+
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
+    assert ray_address(None) == "local"  # no ray start here
+    assert ray_address("10.0.0.1:6379") == "10.0.0.1:6379"
+    (tmp_path / "ray").mkdir()
+    (tmp_path / "ray" / "ray_current_cluster").write_text("192.0.2.7:46123")
+    assert ray_address(None) == "local"  # its cluster is gone: stale
+    stand_in = f"exec -a gcs_server {sys.executable} -c 'import time; time.sleep(60)'"
+    gcs = subprocess.Popen(["bash", "-c", f"{stand_in} --gcs_server_port=46123"])
+    try:
+        for _ in range(100):  # until the stand-in GCS process has its name
+            if ray_address(None) != "local":
+                break
+            time.sleep(0.05)
+        assert ray_address(None) == "192.0.2.7:46123"
+    finally:
+        gcs.kill()
+        gcs.wait()
