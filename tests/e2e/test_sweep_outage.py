@@ -1,13 +1,13 @@
 """A real ``mlflow server`` on loopback, first hung (SIGSTOP: it accepts connections and
-answers nothing) for 20 s mid-sweep, then stopped for 20 s and started again: the trials keep
-training through both, the sweep finishes, no metric point is lost, and no run is created
-twice.
+answers nothing) for 20 s mid-sweep, four times the HTTP timeout the sweep runs with, then
+stopped for 20 s and started again: the trials keep training through both, the sweep
+finishes, no metric point is lost, and no run is created twice.
 
-MLflow's client would bridge a 20 s refusal by itself (7 retries, about 4 minutes of back-off);
-the sweep runs with its retries off so that what is tested is the sweep's own recovery:
-skipped curve points back-filled from the checkpoint, trial ends retried until the server is
-back. A hung request does not fail within the hang (MLflow's HTTP timeout is 120 s), so the
-retry setting does not change the hung half.
+MLflow's client would bridge a 20 s refusal by itself (retries with back-off); the sweep runs
+with its retries off and a 5 s HTTP timeout (the sweep's own default is 30 s,
+``sweeps.driver.tuner``) so that what is tested is the sweep's own recovery: requests that time
+out while the server hangs (and that the server may still carry out when it wakes), skipped
+curve points back-filled from the checkpoint, trial ends retried until the server is back.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ pytestmark = pytest.mark.slow
 N = 2
 OUTAGE_S = 20
 HANG_S = 20
+HTTP_TIMEOUT_S = 5  # the hang outlasts it four times
 
 
 def test_sweep_survives_a_hung_then_stopped_tracking_server(tmp_path):
@@ -32,7 +33,9 @@ def test_sweep_survives_a_hung_then_stopped_tracking_server(tmp_path):
     server = start_server(tmp_path, port)
     sweep = None
     try:
-        env = sweep_env(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0")
+        env = sweep_env(
+            MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT=str(HTTP_TIMEOUT_S)
+        )
         out = (tmp_path / "sweep.out").open("w")
         sweep = subprocess.Popen(
             smoke_argv(

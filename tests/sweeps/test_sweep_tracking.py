@@ -198,7 +198,7 @@ def test_an_outage_skips_points_then_the_checkpoint_history_backfills_them(store
 def test_ending_a_trial_waits_for_the_server_then_gives_up_loudly(store):
     _, exp, parent, uri = store
     callback = MLflowTracking(
-        uri, exp, parent, patience_s=0.2, retry_every_s=0.05, background=False
+        uri, exp, parent, patience_s=2.0, retry_every_s=0.01, background=False
     )
     outage = Outage(MlflowClient(uri))
     callback.writer._client = outage
