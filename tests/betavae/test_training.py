@@ -160,3 +160,51 @@ def test_a_damaged_checkpoint_file_is_named(dsprites, tmp_path, name, damage):
     path.write_bytes(damage(path.read_bytes()))
     with pytest.raises(CheckpointError, match=rf"{path}: unreadable"):
         load_checkpoint(tmp_path / "c", dsprites)
+
+
+# -- the trainer optimises the objective its config names --------------------------------
+def _per_step_logs(trainer: Trainer) -> list[dict]:
+    logs: list[dict] = []
+    trainer.fit(log_every=1, callback=logs.append)
+    return logs
+
+
+def test_each_step_minimises_recon_plus_beta_times_kl(dsprites):
+    """With β = 4 and γ = 30 (distinct), every step's loss is recon + β·KL: a trainer that
+    ignored β, or took γ for it, fails here."""
+    logs = _per_step_logs(Trainer(_config(steps=5, beta=4.0, gamma=30.0), dsprites))
+    for m in logs:
+        assert m["loss"] == pytest.approx(m["recon_nll"] + 4.0 * m["kl"], rel=1e-4)
+
+
+def test_each_step_minimises_recon_plus_gamma_times_the_distance_to_c(dsprites):
+    """Step s trains with C at s - 1 on the schedule (0 → 20 nats over 10 steps), weighted by
+    γ = 30 (β = 4 must not enter): a frozen C, a swapped γ and β, fail here."""
+    from betavae.objectives import capacity
+
+    config = _config(
+        steps=8, objective="capacity", beta=4.0, gamma=30.0, capacity_max=20.0,
+        capacity_anneal_steps=10,
+    )  # fmt: skip
+    logs = _per_step_logs(Trainer(config, dsprites))
+    for m in logs:
+        c = capacity(m["step"] - 1, config.capacity_min, 20.0, 10)
+        assert m["loss"] == pytest.approx(m["recon_nll"] + 30.0 * abs(m["kl"] - c), rel=1e-4)
+        assert m["capacity"] == pytest.approx(capacity(m["step"], config.capacity_min, 20.0, 10))
+    assert logs[-1]["capacity"] > logs[0]["capacity"] > config.capacity_min  # C rises
+
+
+def test_a_large_beta_squeezes_the_kl_and_capacity_makes_the_kl_follow_c(dsprites):
+    """Behaviour, not bookkeeping: after 200 steps β = 32 holds far less KL than β = 1, and the
+    capacity objective holds the KL near its target C."""
+    kl = {}
+    for beta in (1.0, 32.0):
+        trainer = Trainer(_config(steps=200, beta=beta), dsprites)
+        kl[beta] = trainer.fit(log_every=200)["kl"]
+    assert kl[32.0] < 0.25 * kl[1.0], kl
+    config = _config(
+        steps=200, objective="capacity", gamma=100.0, capacity_max=8.0, capacity_anneal_steps=100
+    )
+    last = Trainer(config, dsprites).fit(log_every=50)
+    assert last["capacity"] == 8.0
+    assert last["kl"] == pytest.approx(8.0, abs=2.0), last["kl"]
