@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
-import tempfile
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +18,7 @@ from analysis.redaction import without_credentials
 from analysis.schema import REPORT_DIR, STUDY_FILE
 from sweeps.config.settings import UsageError, storage_is_local
 from sweeps.store.journal import JOURNAL_OBJECTS, local_journal, mirror_for
-from sweeps.store.uri import open_uri
+from sweeps.store.uri import open_uri, under, write_whole
 
 
 @dataclass(frozen=True)
@@ -51,10 +49,7 @@ class SweepFolder:
     @property
     def path(self) -> str:
         """The folder itself: ``ROOT/NAME`` (a URI's options kept at its end)."""
-        if self.is_local:
-            return f"{self.root}/{self.name}"
-        base, mark, options = self.root.partition("?")
-        return f"{base}/{self.name}{mark}{options}"
+        return under(self.root, self.name)
 
     @property
     def shown(self) -> str:
@@ -91,8 +86,7 @@ class SweepFolder:
         after every change), as a URI without credentials."""
         if self.is_local:
             return str(Path(self.path) / STUDY_FILE)
-        base, mark, options = self.shown.partition("?")
-        return f"{base}/{JOURNAL_OBJECTS}{mark}{options}"
+        return under(self.shown, JOURNAL_OBJECTS)
 
     @property
     def study_path(self) -> Path:
@@ -153,18 +147,7 @@ class SweepFolder:
         object written on close remotely (object stores show no partial object)."""
         fs, root = self._fs
         fs.create_dir(root, recursive=True)
-        if self.is_local:
-            handle, temporary = tempfile.mkstemp(dir=root, prefix=f".{name}.", suffix=".tmp")
-            try:
-                with os.fdopen(handle, "wb") as f:
-                    f.write(text.encode())
-                os.replace(temporary, f"{root}/{name}")
-            except BaseException:
-                Path(temporary).unlink(missing_ok=True)
-                raise
-            return
-        with fs.open_output_stream(f"{root}/{name}") as f:
-            f.write(text.encode())
+        write_whole(fs, f"{root}/{name}", text.encode())
 
     def delete(self, name: str) -> None:
         fs, root = self._fs

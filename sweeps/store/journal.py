@@ -22,7 +22,7 @@ import hashlib
 import threading
 from pathlib import Path
 
-from sweeps.store.uri import open_uri
+from sweeps.store.uri import open_for_small_writes
 
 #: The folder of journal objects inside the sweep folder.
 JOURNAL_OBJECTS = "optuna.journal.d"
@@ -48,13 +48,9 @@ class JournalMirror:
         self._fs = None
 
     def _filesystem(self):
-        """``(filesystem, folder)``, opened once. On S3 a small object is written with one
-        PutObject (``allow_delayed_open``) instead of a three-request multipart upload."""
+        """``(filesystem, folder)``, opened once (``open_for_small_writes``)."""
         if self._fs is None:
-            uri = self.remote
-            if uri.startswith("s3://") and "allow_delayed_open" not in uri:
-                uri += ("&" if "?" in uri else "?") + "allow_delayed_open=true"
-            self._fs = open_uri(uri)
+            self._fs = open_for_small_writes(self.remote)
             fs, root = self._fs
             fs.create_dir(root, recursive=True)  # once: HDFS needs it, object stores shrug
         return self._fs

@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from sweeps.store.folder import SweepFolder
-from sweeps.store.uri import open_uri
+from sweeps.store.uri import open_for_small_writes, open_uri, under, write_whole
 
 logger = logging.getLogger(__name__)
 PROG = "python -m sweeps.tracking.backup"
@@ -81,13 +81,7 @@ class BackupRefused(Exception):
 
 def backup_uri(storage_root: str, name: str) -> str:
     """The sweep's backup folder, ``STORAGE/NAME/_mlflow`` (a URI's options kept at its end)."""
-    base, mark, options = SweepFolder(storage_root, name).path.partition("?")
-    return f"{base}/{BACKUP_DIR}{mark}{options}"
-
-
-def _under(uri: str, name: str) -> str:
-    base, mark, options = uri.partition("?")
-    return f"{base.rstrip('/')}/{name}{mark}{options}"
+    return under(SweepFolder(storage_root, name).path, BACKUP_DIR)
 
 
 def describe(database: Path) -> dict[str, Any]:
@@ -190,13 +184,9 @@ class DatabaseBackup:
         self._setup()
 
     def _filesystem(self) -> tuple[Any, str]:
-        """One filesystem for this backup; on S3 each write is one PutObject
-        (``allow_delayed_open``)."""
+        """One filesystem for this backup (``open_for_small_writes``)."""
         if self._fs is None:
-            uri = self.target
-            if uri.startswith("s3://") and "allow_delayed_open" not in uri:
-                uri += ("&" if "?" in uri else "?") + "allow_delayed_open=true"
-            fs, path = open_uri(uri)
+            fs, path = open_for_small_writes(self.target)
             fs.create_dir(f"{path}/{CHUNKS}", recursive=True)
             self._fs = fs, path
         return self._fs
@@ -266,22 +256,9 @@ class DatabaseBackup:
                     with fs.open_output_stream(f"{folder}/{CHUNKS}/{digest}") as out:
                         out.write(piece)
                     present.add(digest)
-        self._write_manifest(fs, folder, json.dumps(ours).encode())
+        write_whole(fs, f"{folder}/{MANIFEST}", json.dumps(ours).encode())
         self._delete_unlisted(fs, folder, set(hashes), set(stored["chunks"]) if stored else set())
         return True
-
-    def _write_manifest(self, fs, folder: str, data: bytes) -> None:
-        """Whole or not at all: a file renamed over it locally, one object on a store."""
-        path = f"{folder}/{MANIFEST}"
-        import pyarrow.fs
-
-        if isinstance(fs, pyarrow.fs.LocalFileSystem):
-            with fs.open_output_stream(f"{path}.tmp") as out:
-                out.write(data)
-            fs.move(f"{path}.tmp", path)
-        else:
-            with fs.open_output_stream(path) as out:
-                out.write(data)
 
     def _delete_unlisted(self, fs, folder: str, listed: set[str], before: set[str]) -> None:
         """Chunks the manifest no longer lists: those of the one it replaced, and once per
@@ -315,7 +292,7 @@ def restore(
     except (ValueError, UnicodeDecodeError) as err:
         raise BackupRefused(f"{target}/{MANIFEST} is damaged ({err}): not restored") from None
     if manifest is None:
-        legacy = _under(SweepFolder(storage_root, name).root, LEGACY)
+        legacy = under(SweepFolder(storage_root, name).root, LEGACY)
         lfs, lpath = open_uri(legacy)
         if lfs.get_file_info(lpath).type != pyarrow.fs.FileType.File:
             return False, f"{database}: no backup of sweep {name!r} in {target}: nothing restored"
