@@ -10,6 +10,7 @@ import os
 import socket
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -214,25 +215,48 @@ def node_shapes(config_path: Path = BOOTSTRAP_CONFIG) -> tuple[str, dict[str, di
     return "the cluster's live nodes", {n["NodeID"][:8]: n.get("Resources", {}) for n in live}
 
 
-def autoscaler_has_node_types() -> bool:
-    """Whether an autoscaler with node types of its own runs (it may add nodes a trial fits).
-
-    Every head runs Ray's monitor; without an autoscaling config it maps each node to a type
-    named ``node_<id>`` (nothing to add). Read from the status the monitor publishes.
-    """
+def autoscaler_status() -> dict | None:
+    """The report Ray's monitor publishes in the KV store; None until its first one."""
     import json
 
     from ray.experimental.internal_kv import _internal_kv_get
 
     raw = _internal_kv_get(AUTOSCALER_STATUS_KEY)
     if not raw:
-        return False
+        return None
     try:
-        report = json.loads(raw).get("autoscaler_report") or {}
+        return json.loads(raw).get("autoscaler_report") or {}
     except ValueError:
-        return False
+        return None
+
+
+def autoscaler_has_node_types() -> bool:
+    """Whether an autoscaler with node types of its own runs (it may add nodes a trial fits).
+
+    Every head runs Ray's monitor; without an autoscaling config it maps each node to a type
+    named ``node_<id>`` (nothing to add). Read from the status the monitor publishes.
+    """
+    report = autoscaler_status() or {}
     types = (report.get("node_type_mapping") or {}).values()
     return any(not str(name).startswith("node_") for name in types)
+
+
+#: How long a refusal waits for the monitor's first report on a head just started (it
+#: publishes every few seconds, later on a busy machine): until then an autoscaler that could
+#: add a fitting node looks like a cluster of its live nodes only.
+MONITOR_FIRST_REPORT_S = 30.0
+
+
+def wait_for_autoscaler_status(timeout_s: float = MONITOR_FIRST_REPORT_S, poll_s: float = 1.0) -> bool:
+    """Whether the monitor's report appeared while we waited (False: it was there already, or
+    never came)."""
+    if autoscaler_status() is not None:
+        return False
+    for _ in range(max(1, int(timeout_s / poll_s))):
+        time.sleep(poll_s)
+        if autoscaler_status() is not None:
+            return True
+    return False
 
 
 def check_cluster_placement(
@@ -242,13 +266,22 @@ def check_cluster_placement(
     PENDING forever. ``shapes``: ``node_shapes()``'s answer (looked up when None)."""
     if address == "local":
         return
-    found = node_shapes() if shapes is None else shapes
-    if found is None:
-        return
-    source, nodes = found
     need = {"CPU": cpus_per_trial, "GPU": gpus_per_trial}
-    if any(all(float(r.get(k, 0)) >= v for k, v in need.items() if v > 0) for r in nodes.values()):
+
+    def fits(found) -> bool:
+        return found is None or any(
+            all(float(r.get(k, 0)) >= v for k, v in need.items() if v > 0)
+            for r in found[1].values()
+        )
+
+    found = node_shapes() if shapes is None else shapes
+    if fits(found):
         return
+    if shapes is None and wait_for_autoscaler_status():
+        found = node_shapes()  # the monitor spoke: an autoscaler with node types may add one
+        if fits(found):
+            return
+    source, nodes = found
     flag, what = ("--gpus-per-trial", "GPU") if gpus_per_trial > max(
         (float(r.get("GPU", 0)) for r in nodes.values()), default=0.0
     ) else ("--cpus-per-trial", "CPU")  # fmt: skip

@@ -256,6 +256,34 @@ def test_a_trial_that_fits_no_node_type_is_refused_in_one_line(tmp_path):
         assert "head: 4 CPU, 0 GPU; gpu: 4 CPU, 1 GPU" in message
 
 
+def test_a_refusal_waits_for_a_new_heads_first_autoscaler_report(monkeypatch):
+    """Right after `ray start --head --autoscaling-config`, the monitor has not yet said it can
+    add nodes: the live head alone fits no GPU trial. The check waits for that first report
+    (seen red: the autoscaler e2e refused its 0.25-GPU trials on a busy machine)."""
+    from sweeps.driver import preflight
+
+    live = ("the cluster's live nodes", {"head0000": {"CPU": 0}})
+    reports = iter([None, None, {"node_type_mapping": {"x": "gpu_worker"}}])
+    status = {"now": None}
+
+    def next_status():
+        status["now"] = next(reports, status["now"])
+        return status["now"]
+
+    monkeypatch.setattr(preflight, "autoscaler_status", next_status)
+    monkeypatch.setattr(preflight.time, "sleep", lambda s: None)
+    monkeypatch.setattr(
+        preflight, "node_shapes", lambda: None if preflight.autoscaler_has_node_types() else live
+    )
+    preflight.check_cluster_placement("auto", cpus_per_trial=1, gpus_per_trial=0.25)
+
+    # A monitor that has reported and can add nothing: refused at once, without waiting.
+    monkeypatch.setattr(preflight, "autoscaler_status", lambda: {"node_type_mapping": {}})
+    monkeypatch.setattr(preflight.time, "sleep", lambda s: pytest.fail("waited"))
+    with pytest.raises(UsageError, match="^--gpus-per-trial: .*live nodes"):
+        preflight.check_cluster_placement("auto", cpus_per_trial=1, gpus_per_trial=0.25)
+
+
 def test_only_a_cluster_started_with_ray_start_is_joined(tmp_path, monkeypatch):
     """A driver's private Ray (another local sweep's, or a killed driver's leftovers) is never
     joined: only the address ``ray start`` wrote, while its GCS runs here."""
