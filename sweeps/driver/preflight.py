@@ -247,7 +247,9 @@ def autoscaler_has_node_types() -> bool:
 MONITOR_FIRST_REPORT_S = 30.0
 
 
-def wait_for_autoscaler_status(timeout_s: float = MONITOR_FIRST_REPORT_S, poll_s: float = 1.0) -> bool:
+def wait_for_autoscaler_status(
+    timeout_s: float = MONITOR_FIRST_REPORT_S, poll_s: float = 1.0
+) -> bool:
     """Whether the monitor's report appeared while we waited (False: it was there already, or
     never came)."""
     if autoscaler_status() is not None:

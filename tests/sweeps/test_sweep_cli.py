@@ -280,7 +280,7 @@ def test_a_refusal_waits_for_a_new_heads_first_autoscaler_report(monkeypatch):
     # A monitor that has reported and can add nothing: refused at once, without waiting.
     monkeypatch.setattr(preflight, "autoscaler_status", lambda: {"node_type_mapping": {}})
     monkeypatch.setattr(preflight.time, "sleep", lambda s: pytest.fail("waited"))
-    with pytest.raises(UsageError, match="^--gpus-per-trial: .*live nodes"):
+    with pytest.raises(UsageError, match=r"^--gpus-per-trial: .*live nodes"):
         preflight.check_cluster_placement("auto", cpus_per_trial=1, gpus_per_trial=0.25)
 
 
