@@ -213,7 +213,7 @@ def traversals(images: dict[str, Path | None], labels: dict[str, str], path: Pat
         1, len(present), figsize=(3.2 * len(present), 3.8), layout="constrained", squeeze=False
     )
     for ax, (trial, image) in zip(axes.flat, present.items(), strict=True):
-        ax.imshow(plt.imread(str(image)), cmap="gray")
+        ax.imshow(plt.imread(str(image)), cmap="gray", vmin=0.0, vmax=1.0)
         ax.set_title(labels.get(trial, trial), fontsize=8)
         ax.axis("off")
     return _save(fig, path)

@@ -31,6 +31,7 @@ from analysis.schema import (
     anneal_steps,
     setting_id,
 )
+from analysis.trial_files import expand_curve
 
 #: Columns every trial table has, in order (``metric.*`` columns follow, sorted).
 COLUMNS: dict[str, pa.DataType] = {
@@ -289,7 +290,7 @@ def load_tune(folder: str | Path) -> Sweep:
     def curves(trial_id: str) -> list[dict[str, Any]]:
         rows = _result_rows(dirs[trial_id] / "result.json")
         return [
-            {k: v for k, v in r.items() if k == "step" or k.startswith("train/")}
+            {k: v for k, v in expand_curve(r).items() if k == "step" or k.startswith("train/")}
             for r in rows
             if any(k.startswith("train/") for k in r)
         ]

@@ -41,3 +41,29 @@ def read_history(path: str | Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             logger.warning("%s: line %d is not a JSON row (a torn write?); skipped", path, number)
     return rows
+
+
+#: A Tune result carries the per-latent KL as one list under this key (one snapshot entry per
+#: trial, not one per latent: Tune keeps running statistics of every numeric key of every
+#: trial in its experiment state); curve rows and MLflow use one key per latent.
+KL_LIST = "train/kl_per_dim"
+
+
+def compact_curve(row: dict[str, Any]) -> dict[str, Any]:
+    """A curve row with ``train/kl_per_dim/NN`` keys → the same row with one ``KL_LIST``."""
+    prefix = KL_LIST + "/"
+    dims = sorted(k for k in row if k.startswith(prefix))
+    out = {k: v for k, v in row.items() if not k.startswith(prefix)}
+    if dims:
+        out[KL_LIST] = [row[k] for k in dims]
+    return out
+
+
+def expand_curve(row: dict[str, Any]) -> dict[str, Any]:
+    """The inverse of ``compact_curve`` (a row without the list is returned as it is)."""
+    values = row.get(KL_LIST)
+    if not isinstance(values, list):
+        return row
+    out = {k: v for k, v in row.items() if k != KL_LIST}
+    out.update({f"{KL_LIST}/{i:02d}": float(v) for i, v in enumerate(values)})
+    return out

@@ -89,7 +89,7 @@ def train_trial(config: dict[str, Any]) -> None:
     import ray
     from ray import tune
 
-    from analysis.trial_files import HISTORY, read_history
+    from analysis.trial_files import HISTORY, compact_curve, read_history
     from sweeps.trial.announce import announce_worker
     from sweeps.trial.config import TrialConfig
 
@@ -114,9 +114,12 @@ def train_trial(config: dict[str, Any]) -> None:
         if step % trial.checkpoint_every == 0 or step == trial.steps:
             with tempfile.TemporaryDirectory() as tmp:
                 _write_state(trial, history, Path(tmp))
-                tune.report({**row, **where}, checkpoint=tune.Checkpoint.from_directory(tmp))
+                tune.report(
+                    {**compact_curve(row), **where},
+                    checkpoint=tune.Checkpoint.from_directory(tmp),
+                )
         else:
-            tune.report({**row, **where})
+            tune.report({**compact_curve(row), **where})
     time.sleep(pause)
     _final(trial, history, rng)
 

@@ -17,6 +17,7 @@ from sweeps.config.settings import PROG, SweepSettings
 from sweeps.driver._renamed import alias_renamed_modules
 from sweeps.driver.parent import ParentRun, run_source_tags
 from sweeps.driver.progress import Progress
+from sweeps.driver.snapshot import restore_named_checkpoints
 from sweeps.driver.stall import StallWatch
 from sweeps.search.plan import build_searcher
 from sweeps.search.study import StudyLink
@@ -36,12 +37,9 @@ def tune_environment() -> None:
     """Tune's and MLflow's switches, set before either is used."""
     # Intermediate results carry curves; the searched metric exists only in the final one.
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
-    # Tune snapshots its experiment state every 10 s by default, in the background; old trial
-    # checkpoints are deleted as new ones register. A driver killed in between left a state
-    # that pointed at a deleted checkpoint, and --resume then failed that trial (seen in CI:
-    # "Could not recover from checkpoint as it does not exist on storage anymore"). A snapshot
-    # every second plus the last KEEP_CHECKPOINTS checkpoints keeps the one it names on disk.
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
+    # Tune's experiment snapshot keeps its "auto" period (≤ ~5% of the driver's time, however
+    # many trials it holds); a snapshot naming a checkpoint deleted since is mended before a
+    # resume (sweeps.driver.snapshot).
     # The driver prints its own one line per trial and the experiment's address at the end;
     # MLflow's per-run links and artifact progress bars would drown Tune's table.
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
@@ -87,6 +85,7 @@ def build_tuner(
     storage_path, experiment_path = folder.tune_paths()
     if settings.resume and tune.Tuner.can_restore(experiment_path):
         alias_renamed_modules()  # a sweep started before the subpackages names the old paths
+        restore_named_checkpoints(*folder.filesystem())
         # A trial that ended in ERROR (a worker lost too often, a checkpoint that would not
         # load) is retried from its last checkpoint; a diverged one reported its end.
         return tune.Tuner.restore(

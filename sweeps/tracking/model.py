@@ -3,8 +3,9 @@
 MLflow "models from code": this file is the model's definition (MLflow copies it into the
 model and runs it to load), and the model's only artifacts are the trial's
 ``model.safetensors`` and ``config.json``; nothing is pickled. The codes are the posterior
-means ``[n, latent_dim]``, what the disentanglement metrics score. Loading needs this package
-installed (``pip install betavae-frontier``), for ``betavae.models``.
+means ``[n, latent_dim]``, what the disentanglement metrics score. The model carries the code
+it runs (``betavae/models.py`` as ``betavae_models``): loading needs torch, numpy, safetensors
+and mlflow, not this package.
 
     model = mlflow.pyfunc.load_model(f"models:/{model_id}")   # or runs:/RUN_ID/model
     codes = model.predict(images.astype(np.float32))
@@ -30,7 +31,10 @@ class BetaVAEEncoder(PythonModel):
         import safetensors.torch
         import torch
 
-        from betavae.models import build_model
+        try:  # the model's own copy of betavae/models.py (code_paths)
+            from betavae_models import build_model
+        except ImportError:  # a model logged with the whole betavae package
+            from betavae.models import build_model
 
         with open(context.artifacts[CONFIG]) as f:
             config = json.load(f)

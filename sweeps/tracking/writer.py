@@ -23,6 +23,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
+import tempfile
 import threading
 import time
 import traceback
@@ -52,9 +54,11 @@ from analysis.trial_files import (
     MODEL_DIR,
     RESULT,
     WEIGHTS_FILE,
+    expand_curve,
     read_history,
 )
 from sweeps.config import live
+from sweeps.store.finished import keep_only_final, weights_reference
 from sweeps.tracking.runs import (
     dataset_input,
     find_runs,
@@ -359,7 +363,7 @@ class MLflowWriter:
         self.client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
 
     def _log_result(self, record: dict[str, Any]) -> None:
-        result, trial_id = record["result"], record["trial_id"]
+        result, trial_id = expand_curve(record["result"]), record["trial_id"]
         run_id = self.run_id(record)
         step = int(result.get("step", 0))
         now = int(time.time() * 1000)
@@ -427,6 +431,8 @@ class MLflowWriter:
             except Exception as err:  # the run keeps its metrics; say what is missing
                 logger.warning("artifacts of %s not logged: %s", record["name"], redact(str(err)))
                 self.client.set_tag(run_id, "artifacts_error", redact(str(err))[:_MAX_TAG])
+            else:
+                self._keep_only_final(run_id, checkpoint, record["name"])
         self.client.set_tag(run_id, "feasible", str(bool(result.get("feasible"))).lower())
         self.client.set_terminated(run_id, status="FINISHED")
 
@@ -457,6 +463,20 @@ class MLflowWriter:
         if metrics:
             logger.warning("back-filled %d curve values of run %s", len(metrics), run_id)
 
+    def _keep_only_final(self, run_id: str, checkpoint: Any, name: str) -> None:
+        """A finished trial's storage pruned (``sweeps.store.finished``): its weights referred
+        to MLflow's model once the run names one. Before the run is marked FINISHED, so that
+        a driver killed in between prunes again."""
+        model_id = self.client.get_run(run_id).data.tags.get(MODEL_ID_TAG)
+        model = None
+        if model_id:
+            location = self.client.get_logged_model(model_id).artifact_location
+            model = {"model_id": model_id, "weights_uri": f"{location}/artifacts/{WEIGHTS_FILE}"}
+        try:
+            keep_only_final(checkpoint, model)
+        except OSError as err:  # the storage refused: the trial keeps more than it needs
+            logger.warning("could not prune the checkpoints of %s: %s", name, redact(str(err)))
+
     def _log_artifacts(self, run_id: str, checkpoint: Any) -> None:
         with checkpoint.as_directory() as directory:
             root = Path(directory)
@@ -469,17 +489,58 @@ class MLflowWriter:
             if "dataset" in final:
                 self.client.log_inputs(run_id, datasets=[dataset_input(final["dataset"])])
             tags = self.client.get_run(run_id).data.tags
-            weights = root / MODEL_DIR / WEIGHTS_FILE
-            if MODEL_ID_TAG not in tags and weights.is_file() and "input_shape" in final:
-                config = json.loads((root / MODEL_DIR / CONFIG_FILE).read_text())
+            if MODEL_ID_TAG in tags or "input_shape" not in final:
+                return
+            with tempfile.TemporaryDirectory() as tmp:
+                model_dir = self._weights_here(root / MODEL_DIR, Path(tmp))
+                if model_dir is None:
+                    return
+                config = json.loads((model_dir / CONFIG_FILE).read_text())
                 model_id = log_trained_model(
                     self.tracking_uri,
                     run_id,
-                    root / MODEL_DIR,
+                    model_dir,
                     final["input_shape"],
                     int(config["latent_dim"]),
                 )
-                self.client.set_tag(run_id, MODEL_ID_TAG, model_id)
+            self.client.set_tag(run_id, MODEL_ID_TAG, model_id)
+
+    def _weights_here(self, model_dir: Path, scratch: Path) -> Path | None:
+        """A folder with the trial's ``model.safetensors`` and ``config.json``: its own, or
+        (a finished trial whose weights MLflow held, ``--rebuild-mlflow``) one with the weights
+        downloaded from the model its ``weights.json`` names, checked against their sha256.
+        None when neither is there (the run then has no model, said in a warning)."""
+        if (model_dir / WEIGHTS_FILE).is_file():
+            return model_dir
+        reference = weights_reference(model_dir.parent)
+        if reference is None:
+            return None
+        import mlflow.artifacts
+
+        shutil.copy(model_dir / CONFIG_FILE, scratch / CONFIG_FILE)
+        try:
+            got = Path(
+                mlflow.artifacts.download_artifacts(
+                    artifact_uri=reference["weights_uri"],
+                    dst_path=str(scratch / "download"),
+                    tracking_uri=self.tracking_uri,
+                )
+            )
+            digest = hashlib.sha256(got.read_bytes()).hexdigest()
+        except Exception as err:
+            logger.warning(
+                "the weights of model %s are not where its trial's weights.json says (%s): "
+                "the run gets no model",
+                reference.get("model_id"),
+                redact(last_line(str(err))),
+            )
+            return None
+        if digest != reference["sha256"]:
+            logger.warning("the weights at %s are not the trial's (sha256 differs): no model",
+                           redact(reference["weights_uri"]))  # fmt: skip
+            return None
+        got.replace(scratch / WEIGHTS_FILE)
+        return scratch
 
     # -- a server that goes away -------------------------------------------------------
     def _best_effort(self, what: str, action: Any) -> None:

@@ -27,8 +27,6 @@ def save_grid(
     from PIL import Image
 
     x = frames.detach().cpu().float()
-    if x.shape[1] == 1:
-        x = x.expand(-1, 3, -1, -1)  # grey frames drawn as RGB
     count, channels, height, width = x.shape
     columns, rows = min(nrow, count), -(-count // nrow)
     cell_h, cell_w = height + padding, width + padding
@@ -37,7 +35,8 @@ def save_grid(
         top, left = (i // columns) * cell_h + padding, (i % columns) * cell_w + padding
         grid[:, top : top + height, left : left + width] = frame
     pixels = grid.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
-    Image.fromarray(pixels).save(path)
+    # Grey frames stay one channel (an 8-bit grey PNG, a third of the RGB one's bytes).
+    Image.fromarray(pixels[..., 0] if channels == 1 else pixels).save(path, optimize=True)
     return path
 
 

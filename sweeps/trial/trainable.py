@@ -24,7 +24,15 @@ import ray
 import torch
 from ray import tune
 
-from analysis.trial_files import ARTIFACTS, HISTORY, MODEL_DIR, RESULT, TRIAL_CONFIG, read_history
+from analysis.trial_files import (
+    ARTIFACTS,
+    HISTORY,
+    MODEL_DIR,
+    RESULT,
+    TRIAL_CONFIG,
+    compact_curve,
+    read_history,
+)
 from betavae.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from betavae.config import TrainConfig
 from betavae.data import load_dataset
@@ -98,20 +106,61 @@ def _restore(config: TrainConfig) -> tuple[Trainer, list[dict[str, Any]]]:
 
 
 def _newest_first(checkpoint: tune.Checkpoint | None) -> list[tune.Checkpoint]:
-    """``checkpoint`` then the trial's older kept checkpoints (``checkpoint_NNNNNN``)."""
+    """Every ``checkpoint_NNNNNN`` of the trial ``checkpoint`` is one of, newest training
+    step first (the step its ``history.jsonl`` ends at; the folder's number breaks ties).
+
+    Not only ``checkpoint`` and the ones before it: after a killed driver, Tune's snapshot
+    may name an older checkpoint than the trial reached, or a deleted one (recreated empty by
+    ``sweeps.driver.snapshot``), and a resumed trial writes its numbers again over folders
+    of the run before.
+    """
     if checkpoint is None:
         return []
     import pyarrow.fs
 
-    folder, _, name = checkpoint.path.rstrip("/").rpartition("/")
-    found = checkpoint.filesystem.get_file_info(pyarrow.fs.FileSelector(folder))
-    older = sorted(
-        (f.path for f in found
-         if f.type == pyarrow.fs.FileType.Directory and f.base_name.startswith("checkpoint_")
-         and f.base_name < name),
-        reverse=True,
-    )  # fmt: skip
-    return [checkpoint, *(tune.Checkpoint(p, filesystem=checkpoint.filesystem) for p in older)]
+    fs = checkpoint.filesystem
+    folder = checkpoint.path.rstrip("/").rpartition("/")[0]
+    found = fs.get_file_info(pyarrow.fs.FileSelector(folder))
+    paths = [
+        f.path for f in found
+        if f.type == pyarrow.fs.FileType.Directory and f.base_name.startswith("checkpoint_")
+    ]  # fmt: skip
+
+    def last_step(path: str) -> int:
+        try:
+            with fs.open_input_stream(f"{path}/{HISTORY}") as stream:
+                lines = stream.read().decode(errors="replace").splitlines()
+        except OSError:  # no history: an empty folder Tune's snapshot named
+            return -1
+        for line in reversed(lines):
+            try:
+                return int(json.loads(line)["step"])
+            except (ValueError, KeyError, TypeError):  # a torn last line
+                continue
+        return -1
+
+    paths.sort(key=lambda p: (last_step(p), p.rpartition("/")[2]), reverse=True)
+    return [tune.Checkpoint(p, filesystem=fs) for p in paths] or [checkpoint]
+
+
+def _report_finished_again(checkpoint: tune.Checkpoint | None) -> bool:
+    """A trial restored from a snapshot taken before it finished, whose final checkpoint is
+    on storage (the driver was killed after it; a finished trial keeps only that one,
+    ``sweeps.store.finished``): its final result is reported again, with that checkpoint,
+    instead of training it again. Returns whether it was."""
+    import pyarrow.fs
+
+    newest = _newest_first(checkpoint)[:1]
+    if not newest:
+        return False
+    fs, path = newest[0].filesystem, newest[0].path
+    if fs.get_file_info(f"{path}/{RESULT}").type != pyarrow.fs.FileType.File:
+        return False
+    with fs.open_input_stream(f"{path}/{RESULT}") as stream:
+        saved = json.loads(stream.read())
+    result = {k: v for k, v in saved.items() if not isinstance(v, list | dict)}
+    tune.report(result, checkpoint=newest[0])
+    return True
 
 
 def _write_state(trainer: Trainer, history: list[dict[str, Any]], directory: Path) -> None:
@@ -126,6 +175,8 @@ def train_trial(config: dict[str, Any]) -> None:
     # First thing, so that a hang in what follows (restore, data, GPU) can be killed.
     announce_worker()
     trial = TrialConfig.from_tune(config)
+    if _report_finished_again(tune.get_checkpoint()):
+        return
     torch.set_num_threads(max(1, int(trial.cpus_per_trial)))
     train_config = trial.train_config()
     trainer, history = _restore(train_config)
@@ -145,9 +196,12 @@ def train_trial(config: dict[str, Any]) -> None:
         if trainer.step % checkpoint_every == 0 or trainer.step == steps:
             with tempfile.TemporaryDirectory() as tmp:
                 _write_state(trainer, history, Path(tmp))
-                tune.report({**row, **where}, checkpoint=tune.Checkpoint.from_directory(tmp))
+                tune.report(
+                    {**compact_curve(row), **where},
+                    checkpoint=tune.Checkpoint.from_directory(tmp),
+                )
         else:
-            tune.report({**row, **where})
+            tune.report({**compact_curve(row), **where})
     _final(trainer, history, trial)
 
 

@@ -66,6 +66,9 @@ def _report(sweep: Path) -> bool:
 MOMENTS = {
     "trials-starting": _trial_started,
     "mid-training": _mid_training,
+    # Mid-training, then each checkpoint Tune's snapshot names is deleted: what a kill between
+    # Tune deleting a trial's oldest kept checkpoint and its next snapshot leaves.
+    "named-checkpoint-deleted": _mid_training,
     "final-evaluation": _final_evaluation,
     "report": _report,
 }
@@ -74,6 +77,8 @@ MOMENTS = {
 @pytest.mark.parametrize("moment", list(MOMENTS))
 def test_killed_driver_resumes_without_duplicates_or_gaps(tmp_path, moment):
     env = sweep_env()
+    if moment == "named-checkpoint-deleted":  # a snapshot a second: one that names checkpoints
+        env["TUNE_GLOBAL_CHECKPOINT_S"] = "1"
     first = subprocess.Popen(
         argv(tmp_path),
         cwd=tmp_path,
@@ -90,6 +95,8 @@ def test_killed_driver_resumes_without_duplicates_or_gaps(tmp_path, moment):
     assert first.poll() is None, f"the sweep ended before the moment {moment!r} was seen"
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
+    if moment == "named-checkpoint-deleted":
+        assert delete_named_checkpoints(checkpoints), "the snapshot named no checkpoint"
     second = run_sweep([*argv(tmp_path), "--resume"], tmp_path, env)
     assert second.returncode == 0, second.stderr[-4000:]
 
@@ -103,7 +110,8 @@ def test_killed_driver_resumes_without_duplicates_or_gaps(tmp_path, moment):
     assert all(r.info.status == "FINISHED" for r in runs), statuses
     for run in children:
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
-        assert steps == list(range(REPORT, STEPS + 1, REPORT)), steps
+        # Each step once; a point the killed driver had not sent is back-filled at the end.
+        assert sorted(steps) == list(range(REPORT, STEPS + 1, REPORT)), steps
         assert "metric.mig" in run.data.metrics
         if run.data.params["objective"] == "capacity":
             c_max = float(run.data.params["capacity_max"])
@@ -121,3 +129,19 @@ def test_killed_driver_resumes_without_duplicates_or_gaps(tmp_path, moment):
 
     report = json.loads((checkpoints / "report" / "frontier.json").read_text())
     assert report["counts"]["trials"] == N and report["counts"]["finished"] == N
+
+
+def delete_named_checkpoints(sweep: Path) -> list[Path]:
+    """Delete every checkpoint the newest Tune snapshot names for an unfinished trial."""
+    import shutil
+
+    from sweeps.driver.snapshot import SNAPSHOT_GLOB, named_checkpoints
+
+    snapshots = sorted(sweep.glob(SNAPSHOT_GLOB))
+    if not snapshots:
+        return []
+    named = named_checkpoints(json.loads(snapshots[-1].read_text()))
+    deleted = [sweep / trial / checkpoint for trial, checkpoint in named.items()]
+    for path in deleted:
+        shutil.rmtree(path, ignore_errors=True)
+    return deleted

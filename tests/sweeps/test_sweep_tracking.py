@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -78,6 +81,25 @@ def test_a_new_callback_finds_the_trials_run_instead_of_creating_one(store):
     assert "pid" not in run.data.metrics
 
 
+def test_a_results_kl_list_becomes_one_mlflow_curve_per_latent(store):
+    """Trials report the per-latent KL as one list (one entry in Tune's snapshot, not one per
+    latent); MLflow still gets ``train/kl_per_dim/NN`` curves."""
+    from analysis.trial_files import compact_curve, expand_curve
+
+    row = {"step": 10, "train/loss": 5.0, "train/kl_per_dim/00": 0.5, "train/kl_per_dim/01": 2.0}
+    compact = compact_curve(row)
+    assert compact == {"step": 10, "train/loss": 5.0, "train/kl_per_dim": [0.5, 2.0]}
+    assert expand_curve(compact) == row
+    client, exp, parent, uri = store
+    cb = MLflowTracking(uri, exp, parent, background=False)
+    trial = FakeTrial("kl")
+    cb.on_trial_start(0, [], trial)
+    cb.on_trial_result(0, [], trial, compact)
+    (run,) = children(client, exp)
+    assert run.data.metrics == {"train/loss": 5.0, "train/kl_per_dim/00": 0.5,
+                                "train/kl_per_dim/01": 2.0}  # fmt: skip
+
+
 def test_state_round_trip_keeps_the_map_and_the_last_step(store):
     _, exp, parent, uri = store
     cb = MLflowTracking(uri, exp, parent, background=False)
@@ -109,6 +131,68 @@ def test_final_result_and_completion(store):
     assert run.info.status == "FINISHED" and run.data.tags["feasible"] == "true"
     assert run.data.metrics["metric.mig"] == 0.1 and "hostname" not in run.data.metrics
     assert run.data.params["beta"] == "4.0" and run.data.params["gamma"] == "n/a"
+
+
+def test_a_finished_trial_keeps_its_final_checkpoint_and_its_weights_once(store, tmp_path):
+    """Once MLflow holds the model, the trial's folder keeps its final checkpoint without the
+    optimiser state and with weights.json for the weights; a rebuilt MLflow database gets the
+    model back from there. A checkpoint that is not final is never pruned."""
+    import json
+
+    import mlflow
+    import safetensors.torch
+    from ray import tune
+
+    from betavae.config import TrainConfig
+    from betavae.models import build_model
+
+    client, exp, parent, uri = store
+    trial_dir = tmp_path / "b4-z6-s1-fin"
+    for index in range(3):
+        model_dir = trial_dir / f"checkpoint_{index:06d}" / "model"
+        model_dir.mkdir(parents=True)
+        (model_dir / "trainer_state.pt").write_bytes(b"adam" * 1000)
+        (model_dir.parent / "history.jsonl").write_text('{"step": 10, "train/loss": 1.0}\n')
+        safetensors.torch.save_file(build_model("burgess", 6, 1).state_dict(),
+                                    str(model_dir / "model.safetensors"))  # fmt: skip
+        (model_dir / "config.json").write_text(json.dumps(TrainConfig(latent_dim=6).to_dict()))
+    final_dir = trial_dir / "checkpoint_000002"
+    weights = (final_dir / "model" / "model.safetensors").read_bytes()
+    final = {"step": 40, "final": 1.0, "recon_nll": 80.0, "metric.mig": 0.1, "feasible": 1.0}
+    (final_dir / "result.json").write_text(json.dumps({**final, "input_shape": [1, 64, 64]}))
+
+    not_final = FakeTrial("mid", checkpoint=tune.Checkpoint(str(trial_dir / "checkpoint_000001")))
+    from sweeps.store.finished import keep_only_final
+
+    assert keep_only_final(not_final.checkpoint, None) == 0
+    assert len(list(trial_dir.glob("checkpoint_*/model/trainer_state.pt"))) == 3
+
+    trial = FakeTrial("fin", checkpoint=tune.Checkpoint(str(final_dir)))
+    trial.last_result = final
+    cb = MLflowTracking(uri, exp, parent, background=False)
+    cb.on_trial_start(0, [], trial)
+    cb.on_trial_result(0, [], trial, final)
+    cb.on_trial_complete(0, [], trial)
+    assert sorted(p.name for p in trial_dir.iterdir()) == ["checkpoint_000002"]
+    assert sorted(p.name for p in (final_dir / "model").iterdir()) == ["config.json",
+                                                                        "weights.json"]  # fmt: skip
+    reference = json.loads((final_dir / "model" / "weights.json").read_text())
+    (run,) = children(client, exp)
+    assert reference["model_id"] == run.data.tags["betavae.model_id"]
+    stored = mlflow.artifacts.download_artifacts(reference["weights_uri"], tracking_uri=uri)
+    assert Path(stored).read_bytes() == weights  # the same bytes, once
+
+    # --rebuild-mlflow into a new database: the model comes back from the reference.
+    rebuilt = MlflowClient(f"sqlite:///{tmp_path / 'rebuilt.db'}")
+    again = experiment_id(rebuilt, "unit")
+    new_parent = parent_run(rebuilt, again, "/sweeps/unit", run_name="unit", tags={}, params={})
+    cb = MLflowTracking(f"sqlite:///{tmp_path / 'rebuilt.db'}", again, new_parent,
+                        background=False)  # fmt: skip
+    cb.on_trial_start(0, [], trial)
+    cb.on_trial_complete(0, [], trial)
+    (run,) = children(rebuilt, again)
+    assert run.info.status == "FINISHED" and "betavae.model_id" in run.data.tags
+    assert "artifacts_error" not in run.data.tags
 
 
 def test_errors_end_the_run_failed_with_the_reason(store):
@@ -280,6 +364,20 @@ def test_a_trained_model_is_an_mlflow_model_that_encodes_images(store, tmp_path)
     np.testing.assert_allclose(codes, expected, rtol=1e-5, atol=1e-6)
     artifacts = mlflow.artifacts.list_artifacts(f"{logged.artifact_location}/artifacts")
     assert {a.path.rsplit("/", 1)[-1] for a in artifacts} == {"model.safetensors", "config.json"}
+    # Where betavae is not installed, the model runs the copy of betavae/models.py it carries.
+    np.save(tmp_path / "images.npy", images)
+    alone = (
+        "import sys; sys.modules['betavae'] = None\n"  # import betavae → ImportError
+        "import mlflow, numpy as np\n"
+        f"mlflow.set_tracking_uri({uri!r})\n"
+        f"codes = mlflow.pyfunc.load_model({logged.model_uri!r}).predict("
+        f"np.load({str(tmp_path / 'images.npy')!r}))\n"
+        f"np.save({str(tmp_path / 'codes.npy')!r}, codes)\n"
+    )
+    subprocess.run([sys.executable, "-c", alone], check=True, capture_output=True, cwd=tmp_path)
+    np.testing.assert_allclose(np.load(tmp_path / "codes.npy"), expected, rtol=1e-5, atol=1e-6)
+    (shipped,) = mlflow.artifacts.list_artifacts(f"{logged.artifact_location}/code")
+    assert shipped.path.endswith("betavae_models.py") and shipped.file_size < 20_000
 
 
 def test_a_torn_history_line_is_skipped_not_fatal(tmp_path, caplog):

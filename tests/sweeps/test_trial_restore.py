@@ -69,3 +69,38 @@ def test_with_every_checkpoint_damaged_the_trial_starts_over(monkeypatch, trial_
     assert trainer.step == 0 and history == []
     messages = [str(w.message) for w in caught]
     assert len(messages) == 4 and "from step 0" in messages[-1], messages
+
+
+def test_a_snapshot_naming_an_older_or_a_recreated_checkpoint_resumes_from_the_newest_step(
+    monkeypatch, trial_folder
+):
+    """After a killed driver, Tune's snapshot may name a checkpoint older than the trial
+    reached, or one deleted since (``sweeps.driver.snapshot`` recreates it empty)."""
+    trainer, history = restore(monkeypatch, trial_folder, newest="checkpoint_000000")
+    assert trainer.step == 30 and [r["step"] for r in history] == [10, 20, 30]
+    # A run resumed from checkpoint_000000 before wrote checkpoint_000001 again, at step 40.
+    (trial_folder / "checkpoint_000003").mkdir()  # named by the snapshot, deleted, recreated
+    trainer.fit(40, log_every=10)
+    history.append({"step": 40, "train/loss": 1.0})
+    trainable._write_state(trainer, history, trial_folder / "checkpoint_000001")
+    trainer, history = restore(monkeypatch, trial_folder, newest="checkpoint_000003")
+    assert trainer.step == 40 and [r["step"] for r in history] == [10, 20, 30, 40]
+
+
+def test_a_finished_trial_restored_from_an_old_snapshot_reports_its_final_result_again(
+    monkeypatch, trial_folder
+):
+    import json
+
+    final = trial_folder / "checkpoint_000002"
+    (final / "result.json").write_text(
+        json.dumps({"step": 30, "final": 1.0, "metric.mig": 0.2, "kl_per_dim": [1.0]})
+    )
+    reported = []
+    monkeypatch.setattr(trainable.tune, "report", lambda r, checkpoint=None: reported.append(
+        (r, checkpoint.path)))  # fmt: skip
+    older = tune.Checkpoint.from_directory(str(trial_folder / "checkpoint_000000"))
+    assert trainable._report_finished_again(older)
+    assert reported == [({"step": 30, "final": 1.0, "metric.mig": 0.2}, str(final))]
+    (final / "result.json").unlink()
+    assert not trainable._report_finished_again(older)

@@ -1,0 +1,74 @@
+"""What a finished trial keeps on the sweep's storage: its final checkpoint, without the
+optimiser state, and its weights once.
+
+A trial checkpoints its whole training state (``model.safetensors`` + ``trainer_state.pt``, the
+Adam moments twice the weights' size) every ``--checkpoint-every`` steps so that a killed or
+lost trial resumes exactly. Once the trial has ended with its final result and MLflow holds
+its model, none of that is needed again: the older checkpoints go, the final one loses
+``trainer_state.pt``, and its ``model.safetensors`` is replaced by ``weights.json``, which names
+the MLflow model holding the same bytes (its id, the weights' artifact URI and their sha256;
+``--rebuild-mlflow`` downloads them from there). Pictures, curves, the result and the configs
+stay. A trial that ended in ERROR keeps everything until it is retried; a trial whose model
+MLflow does not hold (an outage) keeps its weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from analysis.trial_files import MODEL_DIR, RESULT, WEIGHTS_FILE
+
+#: The reference that replaces a finished trial's ``model/model.safetensors``.
+WEIGHTS_REFERENCE = "weights.json"
+TRAINING_STATE = "trainer_state.pt"  # betavae.checkpoint.STATE, named here without torch
+
+
+def sha256_of(fs: Any, path: str) -> tuple[str, int]:
+    digest, size = hashlib.sha256(), 0
+    with fs.open_input_stream(path) as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def keep_only_final(checkpoint: Any, model: dict[str, str] | None) -> int:
+    """Prune the trial folder of ``checkpoint`` (a ``tune.Checkpoint`` holding the final
+    result) to what a finished trial keeps; ``model``: ``{"model_id", "weights_uri"}`` of the
+    MLflow model holding its weights, or None (the weights stay). Idempotent (a driver killed
+    halfway prunes again). Returns the checkpoint folders deleted."""
+    import pyarrow.fs
+
+    fs, final = checkpoint.filesystem, checkpoint.path.rstrip("/")
+    if fs.get_file_info(f"{final}/{RESULT}").type != pyarrow.fs.FileType.File:
+        return 0  # not a final checkpoint: nothing may go
+    folder, _, name = final.rpartition("/")
+    older = [
+        f.path for f in fs.get_file_info(pyarrow.fs.FileSelector(folder))
+        if f.type == pyarrow.fs.FileType.Directory
+        and f.base_name.startswith("checkpoint_") and f.base_name != name
+    ]  # fmt: skip
+    for path in older:
+        fs.delete_dir(path)
+    model_dir = f"{final}/{MODEL_DIR}"
+    state = f"{model_dir}/{TRAINING_STATE}"
+    if fs.get_file_info(state).type == pyarrow.fs.FileType.File:
+        fs.delete_file(state)
+    weights = f"{model_dir}/{WEIGHTS_FILE}"
+    if model and fs.get_file_info(weights).type == pyarrow.fs.FileType.File:
+        digest, size = sha256_of(fs, weights)
+        reference = {**model, "file": WEIGHTS_FILE, "sha256": digest, "bytes": size}
+        with fs.open_output_stream(f"{model_dir}/{WEIGHTS_REFERENCE}") as out:
+            out.write(json.dumps(reference, indent=2).encode())
+        fs.delete_file(weights)
+    return len(older)
+
+
+def weights_reference(directory: Any) -> dict[str, Any] | None:
+    """The ``weights.json`` of a local checkpoint copy's ``model/`` folder, if there is one."""
+    from pathlib import Path
+
+    path = Path(directory) / MODEL_DIR / WEIGHTS_REFERENCE
+    return json.loads(path.read_text()) if path.is_file() else None
