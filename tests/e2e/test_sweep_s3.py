@@ -104,10 +104,13 @@ def test_a_sweep_on_s3_storage_writes_there_and_resumes_from_there(tmp_path, s3_
     # The bucket is the session's: other tests' sweeps live beside this one.
     trials = {f.split("/")[2] for f in files if f.startswith(root) and f.endswith("/params.json")}
     assert len(trials) == N
-    for trial in trials:  # each trial's final checkpoint holds its model and its result
+    for trial in trials:  # a finished trial keeps its final checkpoint only (pruned on S3)
         finals = [f for f in files if f.startswith(f"{root}/{trial}/checkpoint_")]
-        assert any(f.endswith("/model/model.safetensors") for f in finals), trial
+        assert len({f.split("/")[3] for f in finals}) == 1, finals
+        # ... with its result, and its weights referred to MLflow's model (stored once there)
         assert any(f.endswith("/result.json") for f in finals), trial
+        assert any(f.endswith("/model/weights.json") for f in finals), trial
+        assert not any(f.endswith(("/model.safetensors", "/trainer_state.pt")) for f in finals)
     assert not storage(tmp_path).exists()  # nothing went to the local default
     assert (tmp_path / "reports" / NAME / "report.html").is_file()  # a local copy to open
 
