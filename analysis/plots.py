@@ -47,6 +47,12 @@ def _empty(path: Path, message: str, size: tuple[float, float] = (6.4, 4.0)) -> 
     return _save(fig, path)
 
 
+#: Past this many scored settings the frontier plot draws the trials as a density (hexbin)
+#: and only the frontier's settings as points; the seed plot shows the best SPREAD_ROWS.
+DENSE_SETTINGS = 300
+SPREAD_ROWS = 60
+
+
 def _colours(fig: Any, ax: Any, settings: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """A colour per setting (by its family's parameter) and one colour bar per family."""
     colours: dict[str, Any] = {}
@@ -74,9 +80,17 @@ def frontier(doc: Mapping[str, Any], path: Path) -> Path:
     if not settings:
         return _empty(path, f"No finished trial has {metric} and recon_nll ({failed} failed).")
     fig, ax = plt.subplots(figsize=(7.6, 5.0), layout="constrained")
-    colours = _colours(fig, ax, settings)
     trials = {t["trial_id"]: t for t in doc["trials"]}
-    for s in settings:
+    dense = len(settings) > DENSE_SETTINGS
+    if dense:  # thousands of points: their density, and the frontier settings drawn over it
+        _density(fig, ax, [t["metrics"] for t in trials.values()], metric)
+        drawn = {s["setting"] for s in doc["frontier"]}
+        colours = _colours(fig, ax, [s for s in settings if s["setting"] in drawn])
+        settings_drawn = [s for s in settings if s["setting"] in drawn]
+    else:
+        colours = _colours(fig, ax, settings)
+        settings_drawn = settings
+    for s in settings_drawn:
         marker = _FAMILIES.get(s["params"].get("objective"), ("o",))[0]
         colour = colours.get(s["setting"], "grey")
         seeds = [trials[t]["metrics"] for t in s["trial_ids"] if t in trials]
@@ -130,8 +144,11 @@ def frontier(doc: Mapping[str, Any], path: Path) -> Path:
         )
     ax.scatter([], [], marker="o", facecolors="grey", edgecolors="grey", label="within budget")
     ax.scatter([], [], marker="o", facecolors="none", edgecolors="grey", label="over budget")
-    ax.scatter([], [], marker="o", s=14, color="grey", alpha=0.3, label="one seed")
+    if not dense:
+        ax.scatter([], [], marker="o", s=14, color="grey", alpha=0.3, label="one seed")
     title = f"{len(settings)} settings, {doc['counts']['scored']} scored trials (median, min–max)"
+    if dense:
+        title += "; frontier settings drawn, all trials as density"
     if failed:
         title += f"; {failed} failed"
     ax.set(xlabel="reconstruction NLL (nats per image) ←", ylabel=f"{metric} →")
@@ -141,12 +158,28 @@ def frontier(doc: Mapping[str, Any], path: Path) -> Path:
     return _save(fig, path)
 
 
+def _density(fig: Any, ax: Any, points: Sequence[Mapping[str, Any]], metric: str) -> None:
+    """Every trial's (recon_nll, metric) as a hexbin of counts (log colour)."""
+    xy = np.array(
+        [(m["recon_nll"], m[metric]) for m in points
+         if is_finite(m.get(metric)) and is_finite(m.get("recon_nll"))],
+        dtype=float,
+    ).reshape(-1, 2)  # fmt: skip
+    if len(xy):
+        cells = ax.hexbin(xy[:, 0], xy[:, 1], gridsize=60, bins="log", cmap="Greys", mincnt=1,
+                          linewidths=0, zorder=0)  # fmt: skip
+        fig.colorbar(cells, ax=ax, label="trials per cell", pad=0.01)
+
+
 def seed_spread(doc: Mapping[str, Any], path: Path) -> Path:
-    """Each setting's seeds as dots on the metric axis, settings by decreasing median."""
+    """Each setting's seeds as dots on the metric axis, settings by decreasing median (the
+    best ``SPREAD_ROWS`` of a larger sweep)."""
     metric = doc["sweep"]["metric"]
     settings = [s for s in doc["settings"] if s["seeds"]]
     if not settings:
         return _empty(path, "No scored trials: no seed spread to show.")
+    shown_of = len(settings)
+    settings = sorted(settings, key=lambda s: -s["metric"]["median"])[:SPREAD_ROWS]
     trials = {t["trial_id"]: t for t in doc["trials"]}
     height = 1.2 + 0.32 * len(settings)
     fig, ax = plt.subplots(figsize=(7.6, height), layout="constrained")
@@ -169,7 +202,10 @@ def seed_spread(doc: Mapping[str, Any], path: Path) -> Path:
     ax.plot([], [], color="tab:blue", label="β family")
     ax.plot([], [], color="tab:orange", label="capacity family")
     ax.scatter([], [], color="black", marker="|", s=160, label="median")
-    ax.set(xlabel=f"{metric} →", title="Seeds of each setting (dots) and their median")
+    title = "Seeds of each setting (dots) and their median"
+    if shown_of > len(settings):
+        title += f": the best {len(settings)} of {shown_of} settings"
+    ax.set(xlabel=f"{metric} →", title=title)
     ax.grid(alpha=0.3, axis="x")
     ax.legend(fontsize=8, loc="lower right")
     return _save(fig, path)

@@ -78,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     print(format_summary(outcome["document"]))
     if outcome["report"]:
         print(f"report: {outcome['report']}")
+    if outcome.get("best_model"):
+        print(f"best model: mlflow.pyfunc.load_model({outcome['best_model']!r})")
     print(mlflow_ui_lines(settings.tracking_uri, outcome["experiment_id"]))
     if outcome["mlflow_missing"]:
         shown = ", ".join(

@@ -37,13 +37,29 @@ def finish(
     doc, report = summarise(settings, folder, parent, grid, from_tune=bool(missing))
     folder.write_text(SUMMARY_FILE, json.dumps(doc, indent=2, default=str))
     parent.finish(doc, settings.metric_key)
+    best = register_best_model(parent, settings.name, doc)
     return {
+        "best_model": best,
         "document": doc,
         "report": report,
         "parent_run_id": parent.run_id,
         "experiment_id": parent.experiment,
         "mlflow_missing": missing,
     }
+
+
+def register_best_model(parent: ParentRun, name: str, doc: dict[str, Any]) -> str | None:
+    """``models:/NAME@best`` pointed at the best feasible model (``sweeps.tracking.registry``);
+    its URI, or None. A registry that refuses is a warning: the sweep's result stands."""
+    from sweeps.tracking.registry import BEST_ALIAS, register_best
+
+    try:
+        version = register_best(parent.client, name, doc)
+    except Exception as err:
+        print(f"{PROG}: warning: the best model was not registered: {redact(str(err))}",
+              file=sys.stderr)  # fmt: skip
+        return None
+    return None if version is None else f"models:/{name}@{BEST_ALIAS}"
 
 
 def result_trial_id(result: Any) -> str:

@@ -52,6 +52,16 @@ def tune_environment() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(MLFLOW_HTTP_RETRIES))
 
 
+#: Sweeps of more trials than this run without Tune's table: at its end Tune prints it with
+#: every trial (10,000 rows at 10,000 trials); the driver's one line per trial stays.
+TUNE_TABLE_MAX_TRIALS = 50
+
+
+def tune_verbosity(num_samples: int) -> int:
+    """Tune's ``verbose``: 1 (its status table) for sweeps up to ``TUNE_TABLE_MAX_TRIALS``."""
+    return 1 if num_samples <= TUNE_TABLE_MAX_TRIALS else 0
+
+
 def trial_constants(settings: SweepSettings) -> dict[str, Any]:
     """The part of every trial's config the search does not choose."""
     return {
@@ -127,6 +137,6 @@ def build_tuner(
             ],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
             failure_config=tune.FailureConfig(max_failures=settings.max_failures),
-            verbose=1,
+            verbose=tune_verbosity(settings.num_samples),
         ),
     )

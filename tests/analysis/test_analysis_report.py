@@ -226,3 +226,30 @@ def test_the_report_command_starts_without_torch_ray_or_sweeps():
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_sweep_of_thousands_of_settings_plots_legibly_in_bounded_time(tmp_path):
+    """Past plots.DENSE_SETTINGS the frontier plot draws the trials as a hexbin and only the
+    frontier's settings as points; the seed plot keeps the best SPREAD_ROWS settings."""
+    from PIL import Image
+
+    from analysis import plots
+    from analysis.report import build_document
+
+    rng = np.random.default_rng(1)
+    rows = []
+    for i in range(2000):
+        recon, mig = float(rng.uniform(80, 160)), float(rng.uniform(0, 0.3))
+        rows.append(trial(i, beta=float(rng.uniform(1, 32)), recon=recon, mig=mig))
+    for i, row in enumerate(rows):
+        row["trial_id"], row["run_id"], row["setting"] = f"t{i}", f"r{i}", f"s{i}"
+    doc = build_document(sweep_of(rows))
+    assert len(doc["settings"]) == 2000
+    plots.frontier(doc, tmp_path / "frontier.png")
+    plots.seed_spread(doc, tmp_path / "seed_spread.png")
+    with Image.open(tmp_path / "seed_spread.png") as spread:
+        width, height = spread.size
+    assert height < 3 * width, (width, height)  # 60 rows, not 2,000 (a figure 640 inches high)
+    with Image.open(tmp_path / "frontier.png") as drawn:
+        frontier = np.asarray(drawn.convert("L"))
+    assert frontier.shape[0] < frontier.shape[1] and frontier.min() < 100  # drawn, not blank

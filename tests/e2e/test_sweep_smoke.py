@@ -215,6 +215,12 @@ def test_summary_is_the_frontier_document_and_the_best_setting_honours_the_budge
         best = max(feasible, key=lambda s: s["metric"]["median"])
         assert summary["best_feasible"]["metric"]["median"] == best["metric"]["median"]
         assert "Best within budget: " in done.stdout
+        # ... and its median seed's model is registered as models:/NAME@best.
+        from mlflow.tracking import MlflowClient
+
+        version = MlflowClient(tracking_uri(tmp)).get_model_version_by_alias("smoke-test", "best")
+        assert version.tags["betavae.trial_id"] == summary["best_feasible"]["median_trial_id"]
+        assert "best model: mlflow.pyfunc.load_model('models:/smoke-test@best')" in done.stdout
     else:
         assert summary["best_feasible"] is None
         assert "No setting is within the budget on every seed." in done.stdout

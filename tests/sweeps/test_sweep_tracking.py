@@ -171,6 +171,11 @@ def test_a_finished_trial_keeps_its_final_checkpoint_and_its_weights_once(store,
     trial.last_result = final
     cb = MLflowTracking(uri, exp, parent, background=False)
     cb.on_trial_start(0, [], trial)
+    trial.error = "worker lost"  # in ERROR: everything kept for --resume to retry it from
+    cb.on_trial_error(0, [], trial)
+    assert len(list(trial_dir.glob("checkpoint_*/model/trainer_state.pt"))) == 3
+    trial.error = None
+    cb.on_trial_start(0, [], trial)  # retried, and this time it finishes
     cb.on_trial_result(0, [], trial, final)
     cb.on_trial_complete(0, [], trial)
     assert sorted(p.name for p in trial_dir.iterdir()) == ["checkpoint_000002"]
