@@ -7,9 +7,10 @@ lost trial resumes exactly. Once the trial has ended with its final result and M
 its model, none of that is needed again: the older checkpoints go, the final one loses
 ``trainer_state.pt``, and its ``model.safetensors`` is replaced by ``weights.json``, which names
 the MLflow model holding the same bytes (its id, the weights' artifact URI and their sha256;
-``--rebuild-mlflow`` downloads them from there). Pictures, curves, the result and the configs
-stay. A trial that ended in ERROR keeps everything until it is retried; a trial whose model
-MLflow does not hold (an outage) keeps its weights.
+``--rebuild-mlflow`` downloads them from there). The curves, the result, the configs and the
+traversals (which the report reads from here when MLflow cannot be read) stay; the other
+pictures are MLflow's. A trial that ended in ERROR keeps everything until it is retried; a
+trial whose model MLflow does not hold (an outage) keeps its weights and pictures.
 """
 
 from __future__ import annotations
@@ -18,10 +19,13 @@ import hashlib
 import json
 from typing import Any
 
-from analysis.trial_files import MODEL_DIR, RESULT, WEIGHTS_FILE
+from analysis.trial_files import ARTIFACTS, MODEL_DIR, RESULT, WEIGHTS_FILE
 
 #: The reference that replaces a finished trial's ``model/model.safetensors``.
 WEIGHTS_REFERENCE = "weights.json"
+#: The pictures a finished trial's folder keeps once MLflow holds them all: the report's
+#: fallback to Tune's folder (``analysis.runs.load_tune``) draws the traversals.
+KEPT_PICTURES = ("traversals.png",)
 TRAINING_STATE = "trainer_state.pt"  # betavae.checkpoint.STATE, named here without torch
 
 
@@ -56,6 +60,13 @@ def keep_only_final(checkpoint: Any, model: dict[str, str] | None) -> int:
     state = f"{model_dir}/{TRAINING_STATE}"
     if fs.get_file_info(state).type == pyarrow.fs.FileType.File:
         fs.delete_file(state)
+    if model:  # MLflow has the run's pictures too: keep the one the report reads from here
+        pictures = fs.get_file_info(
+            pyarrow.fs.FileSelector(f"{final}/{ARTIFACTS}", allow_not_found=True)
+        )
+        for picture in pictures:
+            if picture.base_name.endswith(".png") and picture.base_name not in KEPT_PICTURES:
+                fs.delete_file(picture.path)
     weights = f"{model_dir}/{WEIGHTS_FILE}"
     if model and fs.get_file_info(weights).type == pyarrow.fs.FileType.File:
         digest, size = sha256_of(fs, weights)

@@ -157,6 +157,9 @@ def test_a_finished_trial_keeps_its_final_checkpoint_and_its_weights_once(store,
                                     str(model_dir / "model.safetensors"))  # fmt: skip
         (model_dir / "config.json").write_text(json.dumps(TrainConfig(latent_dim=6).to_dict()))
     final_dir = trial_dir / "checkpoint_000002"
+    (final_dir / "artifacts").mkdir()
+    for picture in ("traversals.png", "reconstructions.png", "kl_per_latent.png"):
+        (final_dir / "artifacts" / picture).write_bytes(b"png")
     weights = (final_dir / "model" / "model.safetensors").read_bytes()
     final = {"step": 40, "final": 1.0, "recon_nll": 80.0, "metric.mig": 0.1, "feasible": 1.0}
     (final_dir / "result.json").write_text(json.dumps({**final, "input_shape": [1, 64, 64]}))
@@ -181,6 +184,8 @@ def test_a_finished_trial_keeps_its_final_checkpoint_and_its_weights_once(store,
     assert sorted(p.name for p in trial_dir.iterdir()) == ["checkpoint_000002"]
     assert sorted(p.name for p in (final_dir / "model").iterdir()) == ["config.json",
                                                                         "weights.json"]  # fmt: skip
+    # The pictures are MLflow's; the folder keeps the one the report's fallback reads.
+    assert [p.name for p in (final_dir / "artifacts").iterdir()] == ["traversals.png"]
     reference = json.loads((final_dir / "model" / "weights.json").read_text())
     (run,) = children(client, exp)
     assert reference["model_id"] == run.data.tags["betavae.model_id"]
