@@ -24,6 +24,7 @@ from betavae.metrics.information import (
 )
 from betavae.metrics.sampling import CodeCache, beta_vae_score, factor_vae_score, sample_codes
 from betavae.metrics.sap import sap
+from betavae.metrics.udr import udr
 
 __all__ = [
     "FAST",
@@ -44,5 +45,6 @@ __all__ = [
     "modularity_from_mutual_info",
     "sample_codes",
     "sap",
+    "udr",
     "unsupervised",
 ]
