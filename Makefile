@@ -32,10 +32,11 @@ test: lint browser
 
 # The developer's loop: lint and every test not marked slow (~2.5 minutes on 2 cores).
 check: lint
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -rs -m "not slow"
 
 # The report test opens report.html in Debian's chromium: installed here when this user may
-# (root or passwordless sudo); otherwise that one test is skipped and says why.
+# (root or passwordless sudo), and then a failed install fails `make test`; without root or
+# sudo that one test is skipped and says why (as under `make check`, which installs nothing).
 browser:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; \
@@ -44,7 +45,7 @@ browser:
 	  $$SUDO apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1 || \
 	  { $$SUDO apt-get update -q >/dev/null 2>&1 && \
 	    $$SUDO apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1; } || \
-	  echo "chromium could not be installed: the browser test will be skipped"; }
+	  { echo "error: chromium could not be installed (apt-get as $$(id -un)): the report's browser test cannot run" >&2; exit 1; }; }
 
 bench: $(STAMP)
 	$(BIN)/python bench/train_throughput.py

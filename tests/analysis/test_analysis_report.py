@@ -253,3 +253,42 @@ def test_a_sweep_of_thousands_of_settings_plots_legibly_in_bounded_time(tmp_path
     with Image.open(tmp_path / "frontier.png") as drawn:
         frontier = np.asarray(drawn.convert("L"))
     assert frontier.shape[0] < frontier.shape[1] and frontier.min() < 100  # drawn, not blank
+
+
+@pytest.mark.parametrize("settings", [30, 310])  # drawn one by one, and as a density
+def test_the_frontier_plot_draws_the_documents_points(tmp_path, monkeypatch, settings):
+    """Read from the figure's data (not its pixels): each drawn setting's median is at the
+    document's (recon_nll, metric) medians, and the frontier line runs through the document's
+    frontier settings, in order."""
+    from analysis import plots
+    from analysis.report import build_document
+
+    rng = np.random.default_rng(settings)
+    rows = []
+    for i in range(settings):  # three seeds a setting: median, min and max differ
+        beta = float(rng.uniform(1, 32))
+        for seed in range(3):
+            recon, mig = float(rng.uniform(80, 160)), float(rng.uniform(0, 0.3))
+            rows.append(trial(i, beta=beta, recon=recon, mig=mig, seed=seed))
+            rows[-1].update(trial_id=f"t{i}-{seed}", run_id=f"r{i}-{seed}", setting=f"s{i}")
+    doc = build_document(sweep_of(rows))
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or path)
+    plots.frontier(doc, tmp_path / "frontier.png")
+    (ax,) = [a for a in figures[0].axes if a.get_xlabel().startswith("reconstruction")]
+
+    medians = {  # the large median markers (size 52), one per drawn setting
+        tuple(np.round(point, 9))
+        for c in ax.collections
+        if hasattr(c, "get_sizes") and len(c.get_sizes()) and c.get_sizes()[0] == 52
+        for point in c.get_offsets()
+    }
+    drawn = doc["settings"] if settings <= plots.DENSE_SETTINGS else doc["frontier"]
+    expected = {
+        (round(s["recon_nll"]["median"], 9), round(s["metric"]["median"], 9)) for s in drawn
+    }
+    assert medians == expected
+    (line,) = [ln for ln in ax.get_lines() if ln.get_label().startswith("frontier")]
+    front = doc["frontier"]
+    assert list(line.get_xdata()) == [s["recon_nll"]["median"] for s in front]
+    assert list(line.get_ydata()) == [s["metric"]["median"] for s in front]
