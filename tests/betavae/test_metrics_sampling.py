@@ -152,3 +152,35 @@ def test_fast_mode_scores_the_same_keys_close_to_reference():
     assert fast.settings["predictor"] == "gbt-fast" and fast.settings["classifier_points"] == 1000
     for key in ("metric.mig", "metric.dci.disentanglement", "metric.beta_vae", "metric.factor_vae"):
         assert fast.scores[key] == pytest.approx(small_reference.scores[key], abs=0.05), key
+
+
+def _entangled(mixing: list[list[float]], noise: float):
+    """An encoder whose codes mix the factors and add noise fixed per image (each image is
+    encoded once: the dataset is deterministic), so every score lies well inside (0, 1)."""
+    matrix = np.array(mixing)
+
+    def transform(z):
+        draw = np.random.default_rng(np.round(z * 1000).astype(np.int64).sum(axis=1)[:, None])
+        return z @ matrix + noise * draw.normal(size=z.shape)
+
+    return transform
+
+
+@pytest.mark.parametrize(
+    "mixing, noise",
+    [
+        ([[1.0, 0.6, 0.0], [0.0, 1.0, 0.7], [0.5, 0.0, 1.0]], 0.15),  # mildly entangled
+        ([[1.0, 0.8, 0.3], [0.2, 1.0, 0.8], [0.7, 0.3, 1.0]], 0.6),  # entangled and noisy
+    ],
+)
+def test_fast_mode_agrees_with_reference_on_an_imperfect_representation(mixing, noise):
+    """The mode sweeps score with, against disentanglement_lib's sample sizes, within the 0.034
+    docs/METRICS.md states, on codes where the scores are not all ≈ 1 (a perfect code leaves
+    every mode at 1 and cannot tell them apart)."""
+    encoder = _entangled(mixing, noise)
+    fast = evaluate(Toy(), Counting(encoder), mode="fast", seed=0).scores
+    reference = evaluate(Toy(), Counting(encoder), mode="reference", seed=0).scores
+    keys = ("metric.mig", "metric.dci.disentanglement", "metric.beta_vae", "metric.factor_vae")
+    assert min(reference[k] for k in keys) < 0.9  # not a perfect code
+    for key in keys:
+        assert fast[key] == pytest.approx(reference[key], abs=0.034), key
