@@ -305,3 +305,38 @@ def test_macro_auc_is_roc_auc_score_per_class_ties_included():
     expected = np.mean([roc_auc_score(y == c, proba[:, c]) for c in range(5)])
     assert _macro_auc(y, proba, classes) == pytest.approx(expected, abs=1e-12)
     assert _macro_auc(np.zeros(10, int), proba[:10, :1], classes[:1]) == 0.5
+
+
+@pytest.mark.parametrize(
+    "predictor, tol", [("gbt", 0.01), ("gbt-fast", 0.07), ("sklearn-gbt", 0.01)]
+)
+def test_dci_known_answers_on_codes(predictor, tol):
+    """Two factors (5 and 4 classes). Each in its own latent: D = C = I = 1. Both in one latent
+    (mixed radix) beside a noise latent: D = 0 (that latent serves two factors), C = 1, I = 1.
+    Factor 2 in no latent: I_test = (1 + 1/4) / 2, the second factor at chance. Every
+    predictor, scikit-learn's own included."""
+    rng = np.random.default_rng(0)
+
+    def factors(n):
+        return np.stack([rng.integers(0, 5, n), rng.integers(0, 4, n)], axis=1)
+
+    def jitter(n):
+        return 0.01 * rng.normal(size=n)
+
+    cases = {
+        "separate": lambda f: np.stack([f[:, 0] + jitter(len(f)), f[:, 1] + jitter(len(f))], 1),
+        "one latent": lambda f: np.stack(
+            [4 * f[:, 0] + f[:, 1] + jitter(len(f)), rng.normal(size=len(f))], 1
+        ),
+        "second absent": lambda f: np.stack([f[:, 0] + jitter(len(f)), rng.normal(size=len(f))], 1),
+    }
+    train, test = factors(1000), factors(500)
+    out = {name: dci(code(train), train, code(test), test, predictor=predictor)
+           for name, code in cases.items()}  # fmt: skip
+    assert out["separate"]["disentanglement"] == pytest.approx(1.0, abs=tol)
+    assert out["separate"]["completeness"] == pytest.approx(1.0, abs=tol)
+    assert out["separate"]["informativeness_test"] == pytest.approx(1.0, abs=tol)
+    assert out["one latent"]["disentanglement"] == pytest.approx(0.0, abs=tol)
+    assert out["one latent"]["completeness"] == pytest.approx(1.0, abs=tol)
+    assert out["one latent"]["informativeness_test"] == pytest.approx(1.0, abs=max(tol, 0.03))
+    assert out["second absent"]["informativeness_test"] == pytest.approx(0.625, abs=0.05)
