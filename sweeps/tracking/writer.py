@@ -471,7 +471,11 @@ class MLflowWriter:
         model = None
         if model_id:
             location = self.client.get_logged_model(model_id).artifact_location
-            model = {"model_id": model_id, "weights_uri": f"{location}/artifacts/{WEIGHTS_FILE}"}
+            model = {
+                "model_id": model_id,
+                "weights_uri": f"{location}/artifacts/{WEIGHTS_FILE}",
+                "run_artifacts": self.client.get_run(run_id).info.artifact_uri,
+            }
         try:
             keep_only_final(checkpoint, model)
         except OSError as err:  # the storage refused: the trial keeps more than it needs
@@ -481,7 +485,9 @@ class MLflowWriter:
         with checkpoint.as_directory() as directory:
             root = Path(directory)
             if (root / ARTIFACTS).is_dir():
-                self.client.log_artifacts(run_id, str(root / ARTIFACTS))
+                with tempfile.TemporaryDirectory() as tmp:
+                    pictures = self._pictures_here(root / ARTIFACTS, root, Path(tmp))
+                    self.client.log_artifacts(run_id, str(pictures))
             if not (root / RESULT).is_file():
                 return
             self.client.log_artifact(run_id, str(root / RESULT))
@@ -504,6 +510,37 @@ class MLflowWriter:
                     int(config["latent_dim"]),
                 )
             self.client.set_tag(run_id, MODEL_ID_TAG, model_id)
+
+    def _pictures_here(self, pictures: Path, root: Path, scratch: Path) -> Path:
+        """The trial's pictures: its folder's, plus (a finished trial whose other pictures
+        MLflow held, ``--rebuild-mlflow``) those downloaded from the run its ``weights.json``
+        names. Without them (the old artifact store gone) the folder's alone, with a warning."""
+        reference = weights_reference(root) or {}
+        if "run_artifacts" not in reference:
+            return pictures
+        import mlflow.artifacts
+
+        shutil.copytree(pictures, scratch / ARTIFACTS)
+        try:
+            listed = mlflow.artifacts.list_artifacts(
+                artifact_uri=reference["run_artifacts"], tracking_uri=self.tracking_uri
+            )
+            for item in listed:
+                name = item.path.rsplit("/", 1)[-1]
+                if name.endswith(".png") and not (scratch / ARTIFACTS / name).exists():
+                    mlflow.artifacts.download_artifacts(
+                        artifact_uri=f"{reference['run_artifacts']}/{name}",
+                        dst_path=str(scratch / ARTIFACTS),
+                        tracking_uri=self.tracking_uri,
+                    )
+        except Exception as err:
+            logger.warning(
+                "the pictures of model %s's run are not where its trial's weights.json says "
+                "(%s): the run gets the traversals only",
+                reference.get("model_id"),
+                redact(last_line(str(err))),
+            )
+        return scratch / ARTIFACTS
 
     def _weights_here(self, model_dir: Path, scratch: Path) -> Path | None:
         """A folder with the trial's ``model.safetensors`` and ``config.json``: its own, or

@@ -203,6 +203,9 @@ def test_a_finished_trial_keeps_its_final_checkpoint_and_its_weights_once(store,
     (run,) = children(rebuilt, again)
     assert run.info.status == "FINISHED" and "betavae.model_id" in run.data.tags
     assert "artifacts_error" not in run.data.tags
+    # ... and the pictures the folder gave up come back from the old run's artifacts.
+    names = {a.path for a in rebuilt.list_artifacts(run.info.run_id)}
+    assert {"traversals.png", "reconstructions.png", "kl_per_latent.png"} <= names
 
 
 def test_errors_end_the_run_failed_with_the_reason(store):
