@@ -57,8 +57,8 @@ def listening() -> set[tuple[str, str]]:
     """``(local address:port, process name)`` of every listening TCP socket.
 
     A socket that no live process holds any more (its owner exited between the kernel's
-    listing and ``ss``'s look-up, e.g. a Ray worker shutting down) is left out: it has no
-    owner to attribute and is closing.
+    listing and ``ss``'s look-up, e.g. a Ray worker shutting down) is kept as ``(no owner)``:
+    its address counts for the loopback check all the same.
     """
     out = subprocess.run(["ss", "-ltnpeH"], capture_output=True, text=True).stdout
     found = set()
@@ -66,8 +66,7 @@ def listening() -> set[tuple[str, str]]:
         fields = line.split()
         users = next((f for f in fields if f.startswith("users:")), "")
         name = users.split('"')[1] if '"' in users else _owner(line)
-        if name is not None:
-            found.add((fields[3], name))
+        found.add((fields[3], name or "(no owner)"))
     return found
 
 
