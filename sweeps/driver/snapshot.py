@@ -28,9 +28,11 @@ logger = logging.getLogger(__name__)
 SNAPSHOT_GLOB = "experiment_state-*.json"
 
 
-def named_checkpoints(snapshot: dict) -> dict[str, str]:
-    """``{trial folder name: checkpoint folder name}`` for each unfinished trial of a snapshot
-    (a parsed ``experiment_state-*.json``) that names a checkpoint."""
+def named_checkpoints(snapshot: dict) -> dict[str, list[str]]:
+    """``{trial folder name: [checkpoint folder names]}`` for each unfinished trial of a
+    snapshot (a parsed ``experiment_state-*.json``): the checkpoints Tune tracks for it, the
+    one it restores from last. Tune deletes the oldest tracked one as a new one registers, and
+    fails that step if it is gone, so every one must be there, not only the newest."""
     from ray.tune.trainable.metadata import _TrainingRunMetadata
 
     named = {}
@@ -38,10 +40,12 @@ def named_checkpoints(snapshot: dict) -> dict[str, str]:
         if json.loads(trial_json).get("status") == "TERMINATED":
             continue
         manager = _TrainingRunMetadata.from_json_state(metadata_json).checkpoint_manager
+        tracked = list(getattr(manager, "_checkpoint_results", None) or [])
         latest = manager.latest_checkpoint_result if manager else None
-        if latest is not None:
-            path = PurePosixPath(latest.checkpoint.path)
-            named[path.parent.name] = path.name
+        paths = [PurePosixPath(r.checkpoint.path) for r in [*tracked, latest] if r is not None]
+        names = list(dict.fromkeys(p.name for p in paths))  # in order, once each
+        if paths:
+            named[paths[-1].parent.name] = names
     return named
 
 
@@ -59,11 +63,12 @@ def restore_named_checkpoints(fs, experiment: str) -> list[str]:
     with fs.open_input_stream(snapshots[-1]) as stream:
         snapshot = json.loads(stream.read())
     restored = []
-    for trial, checkpoint in sorted(named_checkpoints(snapshot).items()):
-        path = f"{experiment}/{trial}/{checkpoint}"
-        if fs.get_file_info(path).type == pyarrow.fs.FileType.NotFound:
-            fs.create_dir(path)
-            restored.append(f"{trial}/{checkpoint}")
+    for trial, checkpoints in sorted(named_checkpoints(snapshot).items()):
+        for checkpoint in checkpoints:
+            path = f"{experiment}/{trial}/{checkpoint}"
+            if fs.get_file_info(path).type == pyarrow.fs.FileType.NotFound:
+                fs.create_dir(path)
+                restored.append(f"{trial}/{checkpoint}")
     if restored:
         logger.warning(
             "Tune's snapshot named %d deleted checkpoint(s) (%s); those trials resume from "

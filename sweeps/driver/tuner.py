@@ -8,6 +8,7 @@ Imports Ray: the driver imports this module once its environment switches are se
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 from ray import tune
@@ -95,7 +96,11 @@ def build_tuner(
     storage_path, experiment_path = folder.tune_paths()
     if settings.resume and tune.Tuner.can_restore(experiment_path):
         alias_renamed_modules()  # a sweep started before the subpackages names the old paths
-        restore_named_checkpoints(*folder.filesystem())
+        try:
+            restore_named_checkpoints(*folder.filesystem())
+        except Exception as err:  # a snapshot this cannot read: Tune's own restore decides
+            print(f"{PROG}: warning: Tune's snapshot was not checked for deleted checkpoints "
+                  f"({type(err).__name__}: {err})", file=sys.stderr)  # fmt: skip
         # A trial that ended in ERROR (a worker lost too often, a checkpoint that would not
         # load) is retried from its last checkpoint; a diverged one reported its end.
         return tune.Tuner.restore(

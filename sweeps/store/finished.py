@@ -46,8 +46,15 @@ def keep_only_final(checkpoint: Any, model: dict[str, str] | None) -> int:
     import pyarrow.fs
 
     fs, final = checkpoint.filesystem, checkpoint.path.rstrip("/")
-    if fs.get_file_info(f"{final}/{RESULT}").type != pyarrow.fs.FileType.File:
-        return 0  # not a final checkpoint: nothing may go
+    model_dir = f"{final}/{MODEL_DIR}"
+
+    def is_file(path: str) -> bool:
+        return fs.get_file_info(path).type == pyarrow.fs.FileType.File
+
+    weights, reference = f"{model_dir}/{WEIGHTS_FILE}", f"{model_dir}/{WEIGHTS_REFERENCE}"
+    whole = is_file(f"{final}/{RESULT}") and is_file(f"{model_dir}/config.json")
+    if not (whole and (is_file(weights) or is_file(reference))):
+        return 0  # not a whole final checkpoint (or one cut short): nothing may go
     folder, _, name = final.rpartition("/")
     older = [
         f.path for f in fs.get_file_info(pyarrow.fs.FileSelector(folder))
@@ -56,7 +63,6 @@ def keep_only_final(checkpoint: Any, model: dict[str, str] | None) -> int:
     ]  # fmt: skip
     for path in older:
         fs.delete_dir(path)
-    model_dir = f"{final}/{MODEL_DIR}"
     state = f"{model_dir}/{TRAINING_STATE}"
     if fs.get_file_info(state).type == pyarrow.fs.FileType.File:
         fs.delete_file(state)
@@ -67,14 +73,35 @@ def keep_only_final(checkpoint: Any, model: dict[str, str] | None) -> int:
         for picture in pictures:
             if picture.base_name.endswith(".png") and picture.base_name not in KEPT_PICTURES:
                 fs.delete_file(picture.path)
-    weights = f"{model_dir}/{WEIGHTS_FILE}"
-    if model and fs.get_file_info(weights).type == pyarrow.fs.FileType.File:
+    if model and is_file(weights):
         digest, size = sha256_of(fs, weights)
-        reference = {**model, "file": WEIGHTS_FILE, "sha256": digest, "bytes": size}
-        with fs.open_output_stream(f"{model_dir}/{WEIGHTS_REFERENCE}") as out:
-            out.write(json.dumps(reference, indent=2).encode())
+        if is_file(reference) and _read_reference(fs, reference).get("sha256") != digest:
+            return len(older)  # trained again over a pruned folder: keep the new weights
+        written = {**model, "file": WEIGHTS_FILE, "sha256": digest, "bytes": size}
+        with fs.open_output_stream(f"{reference}.tmp") as out:  # whole or not at all
+            out.write(json.dumps(written, indent=2).encode())
+        fs.move(f"{reference}.tmp", reference)
         fs.delete_file(weights)
     return len(older)
+
+
+def _read_reference(fs: Any, path: str) -> dict[str, Any]:
+    try:
+        with fs.open_input_stream(path) as stream:
+            found = json.loads(stream.read())
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def weights_may_leave(storage_is_local: bool, artifact_location: str) -> bool:
+    """Whether a finished trial's weights may live in MLflow's model only: when the sweep's
+    storage is this machine's disk too, or MLflow's artifacts are on a remote store. A sweep on
+    S3 whose MLflow artifacts are on the head's disk (``file:``) keeps its weights on S3: a new
+    head would find the database (backed up) but not those artifacts."""
+    from urllib.parse import urlsplit
+
+    return storage_is_local or urlsplit(artifact_location).scheme not in ("", "file")
 
 
 def weights_reference(directory: Any) -> dict[str, Any] | None:
@@ -82,4 +109,8 @@ def weights_reference(directory: Any) -> dict[str, Any] | None:
     from pathlib import Path
 
     path = Path(directory) / MODEL_DIR / WEIGHTS_REFERENCE
-    return json.loads(path.read_text()) if path.is_file() else None
+    try:
+        found = json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, ValueError):  # torn: as if there were none
+        return None
+    return found if isinstance(found, dict) else None

@@ -45,7 +45,9 @@ def register_best(client: Any, name: str, doc: dict[str, Any]) -> str | None:
         return None
     try:
         current = client.get_model_version_by_alias(name, BEST_ALIAS)
-    except MlflowException:  # no such model or alias yet
+    except MlflowException as err:  # no such model, or no alias yet (what the stores answer)
+        if err.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            raise
         current = None
     if current is not None and current.run_id == run_id:
         return str(current.version)

@@ -58,7 +58,7 @@ from analysis.trial_files import (
     read_history,
 )
 from sweeps.config import live
-from sweeps.store.finished import keep_only_final, weights_reference
+from sweeps.store.finished import keep_only_final, weights_may_leave, weights_reference
 from sweeps.tracking.runs import (
     dataset_input,
     find_runs,
@@ -467,18 +467,20 @@ class MLflowWriter:
         """A finished trial's storage pruned (``sweeps.store.finished``): its weights referred
         to MLflow's model once the run names one. Before the run is marked FINISHED, so that
         a driver killed in between prunes again."""
-        model_id = self.client.get_run(run_id).data.tags.get(MODEL_ID_TAG)
-        model = None
-        if model_id:
-            location = self.client.get_logged_model(model_id).artifact_location
-            model = {
-                "model_id": model_id,
-                "weights_uri": f"{location}/artifacts/{WEIGHTS_FILE}",
-                "run_artifacts": self.client.get_run(run_id).info.artifact_uri,
-            }
         try:
+            run = self.client.get_run(run_id)
+            model_id, model = run.data.tags.get(MODEL_ID_TAG), None
+            if model_id:
+                location = self.client.get_logged_model(model_id).artifact_location
+                local = checkpoint.filesystem.type_name == "local"
+                if weights_may_leave(local, location):
+                    model = {
+                        "model_id": model_id,
+                        "weights_uri": f"{location}/artifacts/{WEIGHTS_FILE}",
+                        "run_artifacts": run.info.artifact_uri,
+                    }
             keep_only_final(checkpoint, model)
-        except OSError as err:  # the storage refused: the trial keeps more than it needs
+        except Exception as err:  # pruning only saves space: the trial keeps more than it needs
             logger.warning("could not prune the checkpoints of %s: %s", name, redact(str(err)))
 
     def _log_artifacts(self, run_id: str, checkpoint: Any) -> None:

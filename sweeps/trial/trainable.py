@@ -107,7 +107,8 @@ def _restore(config: TrainConfig) -> tuple[Trainer, list[dict[str, Any]]]:
 
 def _newest_first(checkpoint: tune.Checkpoint | None) -> list[tune.Checkpoint]:
     """Every ``checkpoint_NNNNNN`` of the trial ``checkpoint`` is one of, newest training
-    step first (the step its ``history.jsonl`` ends at; the folder's number breaks ties).
+    step first (the step its ``history.jsonl`` ends at; a final checkpoint, then the folder's
+    number, breaks ties).
 
     Not only ``checkpoint`` and the ones before it: after a killed driver, Tune's snapshot
     may name an older checkpoint than the trial reached, or a deleted one (recreated empty by
@@ -116,11 +117,15 @@ def _newest_first(checkpoint: tune.Checkpoint | None) -> list[tune.Checkpoint]:
     """
     if checkpoint is None:
         return []
+    folder = checkpoint.path.rstrip("/").rpartition("/")[0]
+    return _checkpoints_in(checkpoint.filesystem, folder) or [checkpoint]
+
+
+def _checkpoints_in(fs: Any, folder: str) -> list[tune.Checkpoint]:
+    """The checkpoints in a trial's folder on ``fs``, newest first (see ``_newest_first``)."""
     import pyarrow.fs
 
-    fs = checkpoint.filesystem
-    folder = checkpoint.path.rstrip("/").rpartition("/")[0]
-    found = fs.get_file_info(pyarrow.fs.FileSelector(folder))
+    found = fs.get_file_info(pyarrow.fs.FileSelector(folder, allow_not_found=True))
     paths = [
         f.path for f in found
         if f.type == pyarrow.fs.FileType.Directory and f.base_name.startswith("checkpoint_")
@@ -139,27 +144,65 @@ def _newest_first(checkpoint: tune.Checkpoint | None) -> list[tune.Checkpoint]:
                 continue
         return -1
 
-    paths.sort(key=lambda p: (last_step(p), p.rpartition("/")[2]), reverse=True)
-    return [tune.Checkpoint(p, filesystem=fs) for p in paths] or [checkpoint]
+    def is_final(path: str) -> bool:
+        return fs.get_file_info(f"{path}/{RESULT}").type == pyarrow.fs.FileType.File
+
+    paths.sort(key=lambda p: (last_step(p), is_final(p), p.rpartition("/")[2]), reverse=True)
+    return [tune.Checkpoint(p, filesystem=fs) for p in paths]
+
+
+def _stored_checkpoints() -> list[tune.Checkpoint]:
+    """The checkpoints in this trial's folder on the sweep's storage, newest first: for a
+    trial Tune restores without a checkpoint (its snapshot predates the first one)."""
+    try:
+        storage = tune.get_context().get_storage()
+        return _checkpoints_in(storage.storage_filesystem, storage.trial_fs_path)
+    except Exception:  # no storage context (outside Tune): nothing stored
+        return []
+
+
+def _finished_result(fs: Any, path: str) -> dict[str, Any] | None:
+    """The final result a checkpoint folder holds, if it is a whole final checkpoint: a
+    ``result.json`` that parses with ``final``, the model's config, and its weights or the
+    reference to them (a final checkpoint cut short is not one)."""
+    import pyarrow.fs
+
+    from sweeps.store.finished import WEIGHTS_REFERENCE
+
+    def exists(name: str) -> bool:
+        return fs.get_file_info(f"{path}/{name}").type == pyarrow.fs.FileType.File
+
+    weights = exists(f"{MODEL_DIR}/model.safetensors") or exists(f"{MODEL_DIR}/{WEIGHTS_REFERENCE}")
+    if not (exists(RESULT) and exists(f"{MODEL_DIR}/config.json") and weights):
+        return None
+    try:
+        with fs.open_input_stream(f"{path}/{RESULT}") as stream:
+            saved = json.loads(stream.read())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(saved, dict) or not saved.get("final"):
+        return None
+    return {k: v for k, v in saved.items() if not isinstance(v, list | dict)}
 
 
 def _report_finished_again(checkpoint: tune.Checkpoint | None) -> bool:
-    """A trial restored from a snapshot taken before it finished, whose final checkpoint is
-    on storage (the driver was killed after it; a finished trial keeps only that one,
-    ``sweeps.store.finished``): its final result is reported again, with that checkpoint,
-    instead of training it again. Returns whether it was."""
-    import pyarrow.fs
+    """A trial restored from a snapshot taken before it finished, whose whole final
+    checkpoint is on storage (the driver was killed after it; a finished trial keeps only
+    that one, ``sweeps.store.finished``): its final result is reported again, with a copy of
+    that checkpoint, instead of training it again. Returns whether it was.
 
-    newest = _newest_first(checkpoint)[:1]
-    if not newest:
+    The copy is made through a local folder: Tune copies a reported checkpoint to the next
+    number, which may be the very folder it came from (S3 refuses to copy an object onto
+    itself)."""
+    candidates = _newest_first(checkpoint) if checkpoint is not None else _stored_checkpoints()
+    if not candidates:
         return False
-    fs, path = newest[0].filesystem, newest[0].path
-    if fs.get_file_info(f"{path}/{RESULT}").type != pyarrow.fs.FileType.File:
+    newest = candidates[0]
+    result = _finished_result(newest.filesystem, newest.path)
+    if result is None:
         return False
-    with fs.open_input_stream(f"{path}/{RESULT}") as stream:
-        saved = json.loads(stream.read())
-    result = {k: v for k, v in saved.items() if not isinstance(v, list | dict)}
-    tune.report(result, checkpoint=newest[0])
+    with tempfile.TemporaryDirectory() as tmp:
+        tune.report(result, checkpoint=tune.Checkpoint.from_directory(newest.to_directory(tmp)))
     return True
 
 

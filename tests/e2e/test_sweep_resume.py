@@ -141,7 +141,7 @@ def delete_named_checkpoints(sweep: Path) -> list[Path]:
     if not snapshots:
         return []
     named = named_checkpoints(json.loads(snapshots[-1].read_text()))
-    deleted = [sweep / trial / checkpoint for trial, checkpoint in named.items()]
+    deleted = [sweep / trial / name for trial, names in named.items() for name in names]
     for path in deleted:
         shutil.rmtree(path, ignore_errors=True)
     return deleted

@@ -90,6 +90,9 @@ def test_a_snapshot_naming_an_older_or_a_recreated_checkpoint_resumes_from_the_n
 def test_a_finished_trial_restored_from_an_old_snapshot_reports_its_final_result_again(
     monkeypatch, trial_folder
 ):
+    """Its whole final checkpoint is found (from the snapshot's older checkpoint, or from the
+    trial's folder when the snapshot named none) and reported again through a local copy; a
+    final checkpoint cut short (no weights, a torn result.json) is not taken for one."""
     import json
 
     final = trial_folder / "checkpoint_000002"
@@ -97,10 +100,25 @@ def test_a_finished_trial_restored_from_an_old_snapshot_reports_its_final_result
         json.dumps({"step": 30, "final": 1.0, "metric.mig": 0.2, "kl_per_dim": [1.0]})
     )
     reported = []
-    monkeypatch.setattr(trainable.tune, "report", lambda r, checkpoint=None: reported.append(
-        (r, checkpoint.path)))  # fmt: skip
+
+    def report(result, checkpoint=None):
+        copied = Path(checkpoint.path)
+        assert copied != final  # a copy: Tune may copy it onto the folder it came from
+        reported.append((result, sorted(p.name for p in copied.iterdir())))
+
+    monkeypatch.setattr(trainable.tune, "report", report)
     older = tune.Checkpoint.from_directory(str(trial_folder / "checkpoint_000000"))
     assert trainable._report_finished_again(older)
-    assert reported == [({"step": 30, "final": 1.0, "metric.mig": 0.2}, str(final))]
-    (final / "result.json").unlink()
+    expected = ({"step": 30, "final": 1.0, "metric.mig": 0.2},
+                ["history.jsonl", "model", "result.json"])  # fmt: skip
+    assert reported == [expected]
+    in_folder = trainable._checkpoints_in(older.filesystem, str(trial_folder))
+    monkeypatch.setattr(trainable, "_stored_checkpoints", lambda: in_folder)
+    assert trainable._report_finished_again(None) and reported[-1] == expected
+
+    (final / "model" / "model.safetensors").unlink()  # cut short: no weights
+    assert not trainable._report_finished_again(older)
+    (final / "model" / "weights.json").write_text("{}")  # finished, weights in MLflow
+    assert trainable._report_finished_again(older)
+    (final / "result.json").write_text('{"step": 30, "fin')  # torn
     assert not trainable._report_finished_again(older)
