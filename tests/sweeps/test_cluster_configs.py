@@ -143,7 +143,6 @@ def test_kuberay_job_has_token_auth_gpu_workers_and_no_exposed_service():
     spec = job["spec"]["rayClusterSpec"]
     assert spec["rayVersion"] == RAY_VERSION and spec["authOptions"]["mode"] == "token"
     head = spec["headGroupSpec"]
-    assert head["rayStartParams"]["dashboard-host"] == "127.0.0.1"
     assert "serviceType" not in head  # no LoadBalancer/NodePort for the head
     containers = {c["name"]: c for c in head["template"]["spec"]["containers"]}
     mlflow = containers["mlflow"]["command"]
@@ -286,8 +285,10 @@ def test_kuberay_job_validates_against_the_rayjob_crd():
     assert [(d["apiVersion"], d["kind"]) for d in docs] == [
         ("ray.io/v1", "RayJob"),
         ("v1", "PersistentVolumeClaim"),
+        ("networking.k8s.io/v1", "NetworkPolicy"),
     ]
     assert crd_problems(docs[0]) == []
+    assert networkpolicy_problems(docs[2]) == []
 
 
 @pytest.mark.parametrize(
@@ -316,14 +317,11 @@ def head_pod(job: dict) -> dict:
 
 
 def test_kuberay_job_submits_from_a_sidecar_in_the_head_pod():
-    """The dashboard listens on the head's loopback only, so the submitter must run in the
-    head pod (SidecarMode); what KubeRay 1.5's validation refuses in that mode is absent."""
+    """The submitter runs in the head pod (SidecarMode: no submitter pod needs a way in); what
+    KubeRay 1.5's validation refuses in that mode is absent."""
     job = load("kuberay-rayjob.yaml")
     spec = job["spec"]
     assert spec["submissionMode"] == "SidecarMode"
-    assert spec["rayClusterSpec"]["headGroupSpec"]["rayStartParams"]["dashboard-host"] == (
-        "127.0.0.1"
-    )
     for refused in ("submitterPodTemplate", "submitterConfig", "clusterSelector"):
         assert refused not in spec, refused
     pod = head_pod(job)
@@ -331,9 +329,6 @@ def test_kuberay_job_submits_from_a_sidecar_in_the_head_pod():
     names = [c["name"] for c in pod["containers"]]
     assert names[0] == "ray-head"  # KubeRay takes the first container for Ray's
     assert "ray-job-submitter" not in names  # the name of the container KubeRay adds
-    # The operator polls the job through the head's Service, which the loopback dashboard
-    # does not answer: every finished RayJob reads Failed, and a backoffLimit would rerun it.
-    assert not spec.get("backoffLimit")
     header = (CLUSTER / "kuberay-rayjob.yaml").read_text().split("apiVersion:")[0]
     assert "-c ray-job-submitter" in header and "job/betavae-frontier" not in header
 
@@ -386,3 +381,193 @@ def test_kuberay_head_restores_the_mlflow_database_before_its_server_starts(tmp_
     subprocess.run(argv, cwd=CLUSTER.parent, check=True)
     with sqlite3.connect(restored) as db:
         assert db.execute("select count(*) from runs").fetchone() == (0,)
+
+
+# Who may reach the head pod of the RayJob's cluster: the NetworkPolicy read with Kubernetes'
+# rules (a pod selected by some policy takes only what one of their rules admits; a rule
+# admits a peer matched by one of its `from` entries on one of its ports; no `from` = anyone,
+# no `ports` = every port).
+
+
+def ray_pod_labels(template: dict, node_type: str) -> dict:
+    """The labels KubeRay 1.5 gives a Ray pod: its own (`labelPod` in common/pod.go), then the
+    template's, which may not override node type, group or cluster."""
+    own = {
+        "ray.io/is-ray-node": "yes",
+        "ray.io/cluster": "betavae-frontier-x7k2p",  # KubeRay's generated name
+        "ray.io/node-type": node_type,
+        "ray.io/group": "headgroup" if node_type == "head" else "gpu",
+        "app.kubernetes.io/name": "kuberay",
+        "app.kubernetes.io/created-by": "kuberay-operator",
+    }
+    fixed = ("ray.io/node-type", "ray.io/group", "ray.io/cluster")
+    extra = template.get("metadata", {}).get("labels", {})
+    return own | {k: v for k, v in extra.items() if k not in fixed}
+
+
+def matches(selector: dict | None, labels: dict) -> bool:
+    if selector is None:
+        return True
+    assert set(selector) <= {"matchLabels"}, selector  # matchExpressions: not modelled here
+    return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
+
+
+def admitted(policies: list[dict], pod: dict, peer: dict, port: int) -> bool:
+    """Whether ``peer`` ({labels, namespace labels}) may open TCP ``port`` on ``pod``."""
+    selecting = [p for p in policies if matches(p["spec"]["podSelector"], pod)]
+    selecting = [p for p in selecting if "Ingress" in p["spec"].get("policyTypes", ["Ingress"])]
+    if not selecting:
+        return True  # no policy selects the pod: everything gets in
+    for policy in selecting:
+        for rule in policy["spec"].get("ingress", []):
+            ports = rule.get("ports")
+            if ports and not any(p.get("port") == port and p.get("protocol", "TCP") == "TCP"
+                                 for p in ports):  # fmt: skip
+                continue
+            sources = rule.get("from")
+            if not sources:
+                return True
+            for source in sources:
+                # A podSelector alone means the policy's own namespace.
+                in_namespace = (
+                    matches(source["namespaceSelector"], peer["namespace"])
+                    if "namespaceSelector" in source
+                    else peer["namespace"].get("kubernetes.io/metadata.name") == "sweeps"
+                )
+                if in_namespace and matches(source.get("podSelector"), peer["labels"]):
+                    return True
+    return False
+
+
+def rayjob_and_policies(job: dict | None = None) -> tuple[dict, list[dict]]:
+    docs = list(yaml.safe_load_all((CLUSTER / "kuberay-rayjob.yaml").read_text()))
+    policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    return job or docs[0], policies
+
+
+def test_only_the_operator_and_the_sweeps_own_pods_reach_the_head():
+    """The dashboard listens on the head pod's address so that the operator can read the job's
+    status; the NetworkPolicy lets in the cluster's own pods (every port: GCS, object store)
+    and the KubeRay operator (the dashboard's port only), and nothing else."""
+    job, policies = rayjob_and_policies()
+    cluster = job["spec"]["rayClusterSpec"]
+    assert cluster["authOptions"]["mode"] == "token"  # the first guard of the dashboard
+    dashboard = int(cluster["headGroupSpec"]["rayStartParams"].get("dashboard-port", 8265))
+    head = ray_pod_labels(cluster["headGroupSpec"]["template"], "head")
+    (gpu,) = cluster["workerGroupSpecs"]
+    worker = ray_pod_labels(gpu["template"], "worker")
+    here = {"kubernetes.io/metadata.name": "sweeps"}
+    elsewhere = {"kubernetes.io/metadata.name": "ray-system"}
+    operator = {  # the operator's pod, as its Helm chart labels it, in its own namespace
+        "labels": {"app.kubernetes.io/name": "kuberay-operator",
+                   "app.kubernetes.io/instance": "kuberay-operator",
+                   "app.kubernetes.io/component": "kuberay-operator"},
+        "namespace": elsewhere,
+    }  # fmt: skip
+    kustomized = {"labels": {"app.kubernetes.io/name": "kuberay",
+                             "app.kubernetes.io/component": "kuberay-operator"},
+                  "namespace": elsewhere}  # fmt: skip
+    neighbour = {"labels": {"app": "notebook"}, "namespace": here}
+    other_ray = {"labels": ray_pod_labels({}, "worker"), "namespace": here}  # another RayCluster
+    assert admitted(policies, head, operator, dashboard)
+    assert admitted(policies, head, kustomized, dashboard)
+    assert not admitted(policies, head, operator, 6379)  # the GCS: not the operator's business
+    for port in (dashboard, 6379, 8076):
+        assert admitted(policies, head, {"labels": worker, "namespace": here}, port)
+        assert not admitted(policies, head, neighbour, port)
+        assert not admitted(policies, head, other_ray, port)
+
+
+@pytest.mark.parametrize(
+    "plant",
+    [
+        lambda policy: policy["spec"]["ingress"][1].pop("ports"),  # operator on every port
+        lambda policy: policy["spec"]["ingress"][0].pop("from"),  # everyone on every port
+        lambda policy: policy["spec"]["ingress"][1]["from"][0].pop("podSelector"),
+        lambda policy: policy["spec"]["podSelector"]["matchLabels"].update(app="betavae"),
+    ],
+    ids=["operator-any-port", "open-rule", "whole-namespace", "selects-no-pod"],
+)
+def test_the_reachability_check_catches_a_planted_defect(plant):
+    job, policies = rayjob_and_policies()
+    plant(policies[0])
+    cluster = job["spec"]["rayClusterSpec"]
+    head = ray_pod_labels(cluster["headGroupSpec"]["template"], "head")
+    stranger = {"labels": {"app": "notebook"}, "namespace": {"kubernetes.io/metadata.name": "x"}}
+    operator_ns = {"labels": {"app": "other"},
+                   "namespace": {"kubernetes.io/metadata.name": "ray-system"}}  # fmt: skip
+    operator = {"labels": {"app.kubernetes.io/component": "kuberay-operator"},
+                "namespace": operator_ns["namespace"]}  # fmt: skip
+    assert (
+        admitted(policies, head, stranger, 8265)
+        or admitted(policies, head, operator, 6379)
+        or admitted(policies, head, operator_ns, 8265)
+    )
+
+
+# The NetworkPolicy against Kubernetes' own OpenAPI schema of networking.k8s.io/v1.
+
+KUBERNETES = KUBERAY.parent / "kubernetes"  # its README says where it came from
+
+
+def networkpolicy_problems(policy: dict) -> list[str]:
+    """What the API server would refuse (jsonschema) or drop (a key no schema declares)."""
+    import jsonschema
+
+    fixture = json.loads((KUBERNETES / "networkpolicy-v1-openapi.json").read_text())
+    schemas = dict(fixture["schemas"])
+    # Kubernetes takes an integer or a string there; the published schema says string only.
+    schemas["io.k8s.apimachinery.pkg.util.intstr.IntOrString"] = {"type": ["integer", "string"]}
+
+    def resolve(node: dict | None) -> dict | None:
+        while node is not None and "$ref" in node:
+            node = schemas[node["$ref"].rsplit("/", 1)[-1]]
+        return node
+
+    root = {"$ref": f"#/components/schemas/{fixture['root']}", "components": {"schemas": schemas}}
+    problems = [
+        f"{e.json_path}: {e.message}"
+        for e in jsonschema.Draft202012Validator(root).iter_errors(policy)
+    ]
+
+    def walk(value, node, path):
+        node = resolve(node)
+        if node is None:
+            problems.append(f"{path}: not in the NetworkPolicy schema (the API server drops it)")
+        elif isinstance(value, dict) and "properties" in node:
+            for key, item in value.items():
+                walk(item, node["properties"].get(key), f"{path}.{key}")
+        elif isinstance(value, list) and "items" in node:
+            for i, item in enumerate(value):
+                walk(item, node["items"], f"{path}[{i}]")
+
+    walk(policy, schemas[fixture["root"]], "$")
+    return problems
+
+
+def test_the_kubernetes_fixture_is_networkpolicy_v1():
+    source = json.loads((KUBERNETES / "source.json").read_text())
+    assert source["root"] == "io.k8s.api.networking.v1.NetworkPolicy"
+    assert re.fullmatch(r"[0-9a-f]{40}", source["commit"])
+    schemas = json.loads((KUBERNETES / "networkpolicy-v1-openapi.json").read_text())["schemas"]
+    (kind,) = schemas[source["root"]]["x-kubernetes-group-version-kind"]
+    assert kind == {"group": "networking.k8s.io", "kind": "NetworkPolicy", "version": "v1"}
+
+
+@pytest.mark.parametrize(
+    ("plant", "expected"),
+    [
+        (lambda p: p["spec"].update(podSelecter=p["spec"].pop("podSelector")), "podSelecter"),
+        (lambda p: p["spec"].update(policyTypes="Ingress"), "is not of type 'array'"),
+        (lambda p: p["spec"]["ingress"][1]["ports"][0].update(port=[8265]), "$.spec.ingress"),
+        (lambda p: p["spec"]["ingress"][0].update(form=p["spec"]["ingress"][0].pop("from")),
+         "$.spec.ingress[0].form"),
+        (lambda p: p["spec"]["ingress"][0]["from"].append({"ipBlock": {}}), "'cidr' is a required"),
+    ],
+    ids=["misspelled-selector", "types-not-a-list", "port-type", "misspelled-from", "required"],
+)  # fmt: skip
+def test_the_networkpolicy_check_catches_a_planted_defect(plant, expected):
+    _, policies = rayjob_and_policies()
+    plant(policies[0])
+    problems = networkpolicy_problems(policies[0])
+    assert any(expected in p for p in problems), problems
