@@ -7,6 +7,10 @@ running the same command again reuses the finished ones. ``--scale``:
 - ``cpu`` (default): the largest that fits a few hours of a 2-core CPU;
 - ``gpu``: the scale of ``bench/reproduce_gpu.sh`` (minutes on one H100-class card);
 - ``smoke``: seconds; checks the command, not the science.
+
+A run killed part-way continues from its last probe when the command is run again (see
+``analysis.reproduce.training``). ``--partial`` trains nothing and writes the report of the
+runs as they stand (capacity-order: an unfinished run read at its last probe, and said so).
 """
 
 from __future__ import annotations
@@ -97,7 +101,9 @@ def _train_config(protocol: Any, **values: Any) -> dict[str, Any]:
     ).to_dict()
 
 
-def capacity_order(protocol: CapacityProtocol, out: Path, workers: int, cores: int) -> dict:
+def capacity_order(
+    protocol: CapacityProtocol, out: Path, workers: int, cores: int, partial: bool = False
+) -> dict:
     from analysis.reproduce import capacity_order as effect
     from analysis.reproduce.training import run_all
     from betavae.data import load_dataset
@@ -124,17 +130,25 @@ def capacity_order(protocol: CapacityProtocol, out: Path, workers: int, cores: i
         cores=cores,
         log_every=protocol.log_every,
         probe_every=protocol.probe_every,
+        partial=partial,
     )
+    if not runs:
+        raise SystemExit(f"{PROG}: error: --partial: no run under {out / 'runs'} has a probe yet")
     ignore_input = ignore_input_nll(load_dataset("dsprites"))
     result = effect.analyse(runs, out, ignore_input)
     result["ignore_input_nll"] = ignore_input
     return result, effect.markdown(result, {"summary": protocol.summary()})
 
 
-def beta_ladder(protocol: LadderProtocol, out: Path, workers: int, cores: int) -> dict:
+def beta_ladder(
+    protocol: LadderProtocol, out: Path, workers: int, cores: int, partial: bool = False
+) -> dict:
     from analysis.reproduce import beta_ladder as effect
     from analysis.reproduce.training import run_all
 
+    if partial:
+        raise SystemExit(f"{PROG}: error: --partial is for capacity-order (the ladder's scores "
+                         "are measured at a run's end)")  # fmt: skip
     jobs = [
         (f"beta{beta:g}-seed{seed}", _train_config(protocol, beta=beta, seed=seed))
         for beta in protocol.betas
@@ -180,6 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--betas", type=_numbers(float), help="beta-ladder: β values, e.g. 1,4,16")
     p.add_argument("--metric-mode", choices=["fast", "reference"], help="beta-ladder: scoring")
     p.add_argument(
+        "--partial",
+        action="store_true",
+        help="train nothing: report the runs as they stand (unfinished ones at their last probe)",
+    )
+    p.add_argument(
         "--workers", type=int, default=2, help="runs trained at once (default: 2, one per core)"
     )
     return p
@@ -212,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     cores = os.cpu_count() or 1
     start = time.perf_counter()
     print(f"{args.effect}: {protocol.summary()}", flush=True)
-    result, report = EFFECTS[args.effect](protocol, args.out, args.workers, cores)
+    result, report = EFFECTS[args.effect](protocol, args.out, args.workers, cores, args.partial)
     result["protocol"] = {**asdict(protocol), "summary": protocol.summary()}
     result["seconds"] = time.perf_counter() - start
     (args.out / "result.json").write_text(json.dumps(result, indent=2) + "\n")

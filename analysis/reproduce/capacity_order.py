@@ -144,6 +144,7 @@ def analyse(runs: dict[str, dict[str, Any]], folder: Path, ignore_input: float) 
             "kl": run["kl"],
             "latents": [x.__dict__ for x in found],
             "figure": f"{name}.png",
+            "partial_step": run.get("partial_step"),  # unfinished: read at its last probe
         }
     ranks = ["not reproduced", "partly reproduced", "reproduced"]
     counts = [sum(r["verdict"] == v for r in results.values()) for v in ranks]
@@ -163,9 +164,16 @@ def markdown(result: dict[str, Any], protocol: dict[str, Any]) -> str:
         "",
     ]
     for name, run in result["runs"].items():
+        unfinished = run.get("partial_step")
+        note = (
+            [f"*Unfinished: read at its last probe, step {unfinished:,} (recon_nll and KL "
+             "of that step's training batch).*", ""]
+            if unfinished else []
+        )  # fmt: skip
         lines += [
             f"## {name}: {run['verdict']}",
             "",
+            *note,
             f"{run['why']}.",
             "",
             "| latent | factor | information | switched on at step | C then (nats) | final KL |",

@@ -1,9 +1,17 @@
 """One reproduction run in a worker process: train, probe the latents as training goes,
-evaluate, keep everything on disk (``OUT/runs/NAME/``)."""
+evaluate, keep everything on disk (``OUT/runs/NAME/``).
+
+A run checkpoints at every probe (``resume/step_NNNNNN``: weights, optimiser, RNGs, written
+whole then renamed into place) after its history lines up to that step are on disk; run again,
+it continues from the newest checkpoint exactly as if never stopped, history lines past that
+step dropped. A long run (the papers' 120k steps: hours on a CPU) survives a kill.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -13,6 +21,47 @@ PROBE_IMAGES = 10_000
 PROBE_SEED = 12_345
 FINAL = "final.json"
 HISTORY = "history.jsonl"
+RESUME = "resume"
+
+
+def latest_checkpoint(folder: Path) -> tuple[int, Path] | None:
+    """``(step, folder)`` of a run's newest resume checkpoint, or None."""
+    found = [
+        (int(p.name.removeprefix("step_")), p)
+        for p in (folder / RESUME).glob("step_*")
+        if p.name.removeprefix("step_").isdigit()
+    ]
+    return max(found) if found else None
+
+
+def _checkpoint(trainer: Any, folder: Path) -> None:
+    """The trainer's state as ``resume/step_N``, complete or absent; older ones removed."""
+    from betavae.checkpoint import save_checkpoint
+
+    resume = folder / RESUME
+    final = resume / f"step_{trainer.step:06d}"
+    partial = resume / f".partial_{trainer.step:06d}"
+    shutil.rmtree(partial, ignore_errors=True)  # torn by a kill while it was written
+    save_checkpoint(trainer, partial)
+    os.replace(partial, final)  # a resumed run never saves its resume step again
+    for old in resume.iterdir():
+        if old != final:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _history_until(folder: Path, step: int) -> list[str]:
+    """The history lines of steps ≤ ``step`` (a resumed run's; later ones are retrained)."""
+    path = folder / HISTORY
+    if not path.is_file():
+        return []
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line + "\n")
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue
+    return kept
 
 
 def done(folder: Path) -> dict[str, Any] | None:
@@ -42,7 +91,7 @@ def train_run(
     import numpy as np
     import torch
 
-    from betavae.checkpoint import save_checkpoint
+    from betavae.checkpoint import load_checkpoint, save_checkpoint
     from betavae.config import TrainConfig
     from betavae.data import load_dataset
     from betavae.metrics import evaluate
@@ -56,11 +105,19 @@ def train_run(
     torch.set_num_threads(threads)
     train_config = TrainConfig.from_dict(config)
     dataset = load_dataset(train_config.dataset)
-    trainer = Trainer(train_config, dataset)
+    resumed = latest_checkpoint(out)
+    if resumed is None:
+        trainer, kept = Trainer(train_config, dataset), []
+    else:
+        trainer = load_checkpoint(resumed[1], dataset, config=train_config)
+        kept = _history_until(out, trainer.step)
+        print(f"  {out.name}: resumed at step {trainer.step:,} of {train_config.steps:,}",
+              flush=True)  # fmt: skip
     probe_rng = np.random.default_rng(PROBE_SEED)
     probe_factors = dataset.sample_factors(PROBE_IMAGES, probe_rng)
     probe_images = dataset.images(probe_factors)
     varying = list(dataset.varying_factors)
+    factor_names = [dataset.factor_names[j] for j in varying]
 
     def information() -> list[list[float]]:
         mu, logvar = trainer.posterior(probe_images)
@@ -68,16 +125,28 @@ def train_run(
         return factor_information(codes, probe_factors[:, varying]).tolist()
 
     start = time.perf_counter()
+    before = float(json.loads(kept[-1]).get("train_seconds", 0.0)) if kept else 0.0
     with (out / HISTORY).open("w") as history:
+        history.writelines(kept)
+        history.flush()
         while trainer.step < train_config.steps:
             until = min(train_config.steps, (trainer.step // probe_every + 1) * probe_every)
             rows: list[dict[str, Any]] = []
             trainer.fit(until, log_every=log_every, callback=rows.append)
             rows[-1]["information"] = information()
+            rows[-1]["factor_names"] = factor_names
+            rows[-1]["train_seconds"] = before + time.perf_counter() - start
             for row in rows:
                 history.write(json.dumps(row) + "\n")
             history.flush()
-    train_seconds = time.perf_counter() - start
+            os.fsync(history.fileno())
+            _checkpoint(trainer, out)
+            if until < train_config.steps:
+                seconds = rows[-1]["train_seconds"]
+                left = seconds / trainer.step * (train_config.steps - trainer.step)
+                print(f"  {out.name}: step {trainer.step:,} of {train_config.steps:,}, "
+                      f"~{left / 60:.0f} min left", flush=True)  # fmt: skip
+    train_seconds = before + time.perf_counter() - start
     final = trainer.evaluate(num_images=10_000, seed=0)
     record: dict[str, Any] = {
         "config": train_config.to_dict(),
@@ -85,7 +154,7 @@ def train_run(
         "kl": final["kl"],
         "kl_per_dim": final["kl_per_dim"],
         "information": information(),
-        "factor_names": [dataset.factor_names[j] for j in varying],
+        "factor_names": factor_names,
         "train_seconds": train_seconds,
         "threads": threads,
     }
@@ -102,6 +171,7 @@ def train_run(
         record["scoring"] = scored.settings
     save_checkpoint(trainer, out / "checkpoint")
     (out / FINAL).write_text(json.dumps(record, indent=2) + "\n")
+    shutil.rmtree(out / RESUME, ignore_errors=True)  # the final checkpoint supersedes it
     return record
 
 
@@ -116,16 +186,32 @@ def history(folder: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def partial_record(folder: Path) -> dict[str, Any] | None:
+    """An unfinished run as its last probe saw it, in a final record's shape (its ELBO terms
+    are that step's training batch's, not 10,000 held-out images'); None before a probe."""
+    probes = (
+        [r for r in history(folder) if "information" in r] if (folder / HISTORY).is_file() else []
+    )
+    if not probes or "factor_names" not in probes[-1]:
+        return None
+    last = probes[-1]
+    keys = ("recon_nll", "kl", "kl_per_dim", "information", "factor_names")
+    return {**{k: last[k] for k in keys}, "partial_step": last["step"]}
+
+
 def run_all(
     jobs: list[tuple[str, dict[str, Any]]],
     runs: Path,
     *,
     workers: int,
     cores: int,
+    partial: bool = False,
     **options: Any,
 ) -> dict[str, dict[str, Any]]:
     """Train every ``(name, config)`` job under ``runs/NAME`` on ``workers`` processes that
-    share ``cores`` CPU threads; finished runs are read back, not retrained."""
+    share ``cores`` CPU threads; finished runs are read back, not retrained. ``partial``:
+    train nothing; unfinished runs are read as their last probe saw them (``partial_record``),
+    runs without a probe left out."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -135,6 +221,11 @@ def run_all(
     for name, config in jobs:
         if (record := done(runs / name)) is not None:
             results[name] = record
+        elif partial:
+            if (record := partial_record(runs / name)) is not None:
+                results[name] = record
+                print(f"  {name}: unfinished, read at step {record['partial_step']:,} of "
+                      f"{config['steps']:,}", flush=True)  # fmt: skip
         else:
             todo.append((name, config))
     if todo:

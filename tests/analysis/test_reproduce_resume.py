@@ -1,0 +1,82 @@
+"""A reproduction run killed part-way continues from its last probe's checkpoint, exactly as
+if never stopped: the papers' 120k-step schedule takes hours on a CPU."""
+
+from __future__ import annotations
+
+import pytest
+
+from analysis.reproduce import capacity_order, training
+from analysis.reproduce.training import (
+    FINAL,
+    HISTORY,
+    RESUME,
+    latest_checkpoint,
+    run_all,
+    train_run,
+)
+from betavae.config import TrainConfig
+
+OPTIONS = {"threads": 1, "log_every": 10, "probe_every": 20}
+
+
+class Killed(Exception):
+    pass
+
+
+def rows(folder):
+    """History rows without their wall-clock fields."""
+    out = []
+    for row in training.history(folder):  # a torn line skipped
+        for clock in ("train_seconds", "images_per_s"):
+            row.pop(clock, None)
+        out.append(row)
+    return out
+
+
+def test_a_run_killed_between_its_history_and_its_checkpoint_continues_exactly(
+    tmp_path, monkeypatch, capsys
+):
+    config = TrainConfig(
+        steps=60, latent_dim=4, objective="capacity", capacity_max=5.0,
+        capacity_anneal_steps=60, seed=3,
+    ).to_dict()  # fmt: skip
+    whole = train_run(config, str(tmp_path / "whole"), **OPTIONS)
+
+    # Killed after step 40's history lines were written, before its checkpoint: the run
+    # restarts from step 20 and the lines of steps 30 and 40 are trained again.
+    cut = tmp_path / "runs" / "cut"
+    real, calls = training._checkpoint, []
+
+    def checkpoint(trainer, folder):
+        calls.append(trainer.step)
+        if len(calls) == 2:
+            raise Killed
+        real(trainer, folder)
+
+    monkeypatch.setattr(training, "_checkpoint", checkpoint)
+    with pytest.raises(Killed):
+        train_run(config, str(cut), **OPTIONS)
+    monkeypatch.undo()
+    assert latest_checkpoint(cut)[0] == 20 and not (cut / FINAL).exists()
+    assert [r["step"] for r in rows(cut)] == [10, 20, 30, 40]
+    with (cut / HISTORY).open("a") as history:
+        history.write('{"step": 50, "recon')  # and a line torn by the kill
+
+    # --partial: the run as it stands, read at its last probe, and the report says so.
+    partial = run_all([("cut", config)], tmp_path / "runs", workers=1, cores=1, partial=True)
+    assert partial["cut"]["partial_step"] == 40
+    assert partial["cut"]["information"] == rows(cut)[-1]["information"]
+    result = capacity_order.analyse(partial, tmp_path, ignore_input=3000.0)
+    text = capacity_order.markdown(result, {"summary": "test"})
+    assert "Unfinished: read at its last probe, step 40" in text
+    assert (tmp_path / "cut.png").is_file()
+
+    again = train_run(config, str(cut), **OPTIONS)
+
+    assert "cut: resumed at step 20 of 60" in capsys.readouterr().out
+    assert rows(cut) == rows(tmp_path / "whole")
+    probes = [r for r in rows(cut) if "information" in r]
+    assert [r["step"] for r in probes] == [20, 40, 60]
+    for key in ("recon_nll", "kl", "kl_per_dim", "information"):
+        assert again[key] == whole[key], key
+    assert not (cut / RESUME).exists() and (cut / "checkpoint").is_dir()
