@@ -18,6 +18,8 @@ from typing import Any
 SWEEP_DIR_TAG = "betavae.sweep_dir"  # parent run: the sweep's storage folder
 ROLE_TAG = "betavae.role"  # "sweep" (the parent) or "trial" (a child)
 TRIAL_ID_TAG = "betavae.trial_id"
+#: Logged beside ``metric.udr``: how many of the setting's seeds the score stands on (its step).
+UDR_SEEDS_KEY = "udr.seeds"
 SETTING_TAG = "betavae.setting"  # shared by the seed replicates of one setting
 SCORING_TAG = "betavae.scoring"  # parent run: how the scores were measured (JSON)
 ERROR_TAG = "error"

@@ -6,6 +6,10 @@ writer and ``analysis``: one layout, one reader. A leaf module (no torch, Ray or
       history.jsonl      one curve row per report: {"step": …, "train/loss": …, …}
       result.json        the final checkpoint only: scores, timings, dataset, versions
       artifacts/         the final checkpoint only: pictures and trial_config.json
+
+and, beside the trials, when the sweep scores UDR (one file per finished trial):
+
+    STORAGE/NAME/udr_codes/TRIAL_ID.npz   codes [1000, d] of the sweep's UDR inputs, kl [d]
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ HISTORY = "history.jsonl"
 RESULT = "result.json"
 ARTIFACTS = "artifacts"
 TRIAL_CONFIG = "trial_config.json"
+UDR_CODES_DIR = "udr_codes"
+UDR_CODES_SUFFIX = ".npz"
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +58,8 @@ KL_LIST = "train/kl_per_dim"
 def compact_curve(row: dict[str, Any]) -> dict[str, Any]:
     """A curve row with ``train/kl_per_dim/NN`` keys → the same row with one ``KL_LIST``."""
     prefix = KL_LIST + "/"
-    dims = sorted(k for k in row if k.startswith(prefix))
+    # By latent number: past 99 latents the names (``/100``) no longer sort as text.
+    dims = sorted((k for k in row if k.startswith(prefix)), key=lambda k: int(k[len(prefix) :]))
     out = {k: v for k, v in row.items() if not k.startswith(prefix)}
     if dims:
         out[KL_LIST] = [row[k] for k in dims]
@@ -67,3 +74,13 @@ def expand_curve(row: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in row.items() if k != KL_LIST}
     out.update({f"{KL_LIST}/{i:02d}": float(v) for i, v in enumerate(values)})
     return out
+
+
+def read_udr_codes(data: bytes) -> tuple[Any, Any]:
+    """``(codes, kl)`` of a trial's ``udr_codes/TRIAL_ID.npz`` (its bytes); never unpickles."""
+    import io
+
+    import numpy as np
+
+    with np.load(io.BytesIO(data), allow_pickle=False) as stored:
+        return stored["codes"], stored["kl"]

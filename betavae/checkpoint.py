@@ -17,7 +17,7 @@ import safetensors.torch
 import torch
 
 from betavae.config import TrainConfig
-from betavae.data import GroundTruthDataset, load_dataset
+from betavae.data import ImageDataset, load_dataset
 from betavae.training import Trainer
 
 WEIGHTS = "model.safetensors"
@@ -62,7 +62,7 @@ def read_config(directory: str | Path) -> TrainConfig:
 
 def load_checkpoint(
     directory: str | Path,
-    dataset: GroundTruthDataset | None = None,
+    dataset: ImageDataset | None = None,
     *,
     config: TrainConfig | None = None,
     device: torch.device | None = None,

@@ -82,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=int, default=1000,
                    help="steps between checkpoints (default: 1000)")  # fmt: skip
     p.add_argument("--eval-images", type=int, default=10_000,
-                   help="images in the final ELBO evaluation (default: 10000)")  # fmt: skip
+                   help="images in the final ELBO evaluation, from the held-out ones of a "
+                   "dataset that has them (default: 10000)")  # fmt: skip
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: torch's choice)")  # fmt: skip
     return p
@@ -187,7 +188,7 @@ def _run(trainer: Trainer, args: argparse.Namespace, ckpt_dir: Path) -> int:
         "kl_per_dim": final["kl_per_dim"],
         "step": trainer.step,
         "images_per_s": images / train_seconds if train_seconds else None,
-        "eval_images": min(args.eval_images, len(trainer.dataset)),
+        "eval_images": min(args.eval_images, len(trainer.eval_rows)),
         "device": str(trainer.device),
         "autocast_dtype": str(trainer.autocast_dtype) if trainer.autocast_dtype else "fp32",
         "config": config.to_dict(),

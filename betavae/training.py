@@ -1,7 +1,8 @@
 """The training loop: a :class:`Trainer` that owns the step, the optimiser and every RNG.
 
 Data live on the training device as one uint8 storage tensor; each step gathers a batch by
-index and decodes it there. Logged values are accumulated on the device and read back only
+index from the training rows and decodes it there; evaluation draws from the held-out rows
+when the dataset has them. Logged values are accumulated on the device and read back only
 every ``log_every`` steps, so the loop never waits on the device in between. The capacity
 target is ``capacity(step)``: a restored run continues C where it stopped, and evaluation never
 advances it.
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 
 from betavae.config import TrainConfig
-from betavae.data import GroundTruthDataset
+from betavae.data import ImageDataset
 from betavae.models import VAE, build_model
 from betavae.objectives import (
     bernoulli_nll,
@@ -67,10 +68,14 @@ def _as_tensor(array: np.ndarray) -> torch.Tensor:
 
 
 class Trainer:
-    """Trains one VAE on one ground-truth dataset according to a :class:`TrainConfig`."""
+    """Trains one VAE on one dataset according to a :class:`TrainConfig`.
+
+    Training batches come from the dataset's rows ``[0, train_rows)``; :meth:`evaluate` scores
+    the held-out rows ``[train_rows, N)`` when there are any, else all rows.
+    """
 
     def __init__(
-        self, config: TrainConfig, dataset: GroundTruthDataset, device: torch.device | None = None
+        self, config: TrainConfig, dataset: ImageDataset, device: torch.device | None = None
     ) -> None:
         self.config = config
         self.dataset = dataset
@@ -89,6 +94,12 @@ class Trainer:
         )
         self._forward = torch.compile(self.model) if config.compile else self.model
         self.storage = _as_tensor(dataset.storage()).to(self.device)
+        rows = self.storage.shape[0]
+        if not 1 <= dataset.train_rows <= rows:
+            raise ValueError(f"dataset.train_rows must be in [1, {rows}], got {dataset.train_rows}")
+        self.train_rows = dataset.train_rows
+        #: The rows :meth:`evaluate` draws from: the held-out ones, or all when there are none.
+        self.eval_rows = range(self.train_rows, rows) if self.train_rows < rows else range(rows)
         self.batch_rng = torch.Generator(self.device).manual_seed(config.seed)
         self.noise_rng = torch.Generator(self.device).manual_seed(config.seed + 1)
 
@@ -149,7 +160,7 @@ class Trainer:
         if log_every < 1:
             raise ValueError(f"log_every must be >= 1, got {log_every}")
         self.model.train()
-        batch_size, n = self.config.batch_size, self.storage.shape[0]
+        batch_size, n = self.config.batch_size, self.train_rows
         sums = torch.zeros(3, device=self.device)  # loss, recon, kl
         kl_sums = torch.zeros(self.config.latent_dim, device=self.device)
         window_start, window_steps, last = time.perf_counter(), 0, None
@@ -193,14 +204,16 @@ class Trainer:
     # -- evaluation ----------------------------------------------------------------------
     @torch.inference_mode()
     def evaluate(self, num_images: int = 10_000, seed: int = 0, batch_size: int = 1024) -> Metrics:
-        """ELBO terms on a fixed random subset of the data: ``recon_nll``, ``kl``, ``kl_per_dim``.
+        """ELBO terms on a fixed random subset of :attr:`eval_rows` (the held-out rows, or all
+        rows of a dataset without a split): ``recon_nll``, ``kl``, ``kl_per_dim``.
 
         Uses its own generator: the training RNGs and the step are untouched.
         """
         self.model.eval()
         rng = torch.Generator(self.device).manual_seed(seed)
-        n = min(num_images, self.storage.shape[0])
-        index = torch.randperm(self.storage.shape[0], generator=rng, device=self.device)[:n]
+        pool = self.eval_rows
+        n = min(num_images, len(pool))
+        index = pool.start + torch.randperm(len(pool), generator=rng, device=self.device)[:n]
         recon_sum, kl_sum = 0.0, torch.zeros(self.config.latent_dim, device=self.device)
         for chunk in index.split(batch_size):
             x = self._batch(chunk, rng)

@@ -2,6 +2,7 @@
 
 python -m betavae.data dsprites --out FILE.npz     # the procedural set as the official npz
 python -m betavae.data stats dsprites-npz:FILE.npz  # mean pixel, ignore-the-input NLL
+python -m betavae.data stats images:FOLDER          # the same for your own images
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     stats = sub.add_parser(
         "stats", help="a dataset's mean pixel and the NLL of a model that ignores its input"
     )
-    stats.add_argument("spec", help="a dataset spec, e.g. dsprites or dsprites-npz:FILE.npz")
+    stats.add_argument(
+        "spec", help="a dataset spec, e.g. dsprites, dsprites-npz:FILE.npz or images:FOLDER"
+    )
     args = parser.parse_args(argv)
     if args.dataset == "stats":
         return _stats(args.spec)
@@ -43,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _stats(spec: str) -> int:
     from betavae.data import DatasetFileError, load_dataset
-    from betavae.data.stats import ignore_input_nll, mean_image
+    from betavae.data.stats import bernoulli_floor_nll, ignore_input_nll, mean_image
 
     try:
         dataset = load_dataset(spec)
@@ -51,8 +54,14 @@ def _stats(spec: str) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"{spec}: {len(dataset):,} images, mean pixel {mean_image(dataset).mean():.4f}")
+    held_out = len(dataset) - dataset.train_rows
+    if held_out:
+        print(f"{dataset.train_rows:,} for training, {held_out:,} held out for scoring")
     if dataset.likelihood == "bernoulli" and dataset.deterministic:
         print(f"ignore-the-input reconstruction NLL: {ignore_input_nll(dataset):.1f} nats")
+        if not dataset.has_factors:  # grey levels: even a perfect reconstruction costs nats
+            floor = bernoulli_floor_nll(dataset)
+            print(f"perfect-reconstruction NLL (the Bernoulli floor): {floor:.1f} nats")
     return 0
 
 

@@ -1,11 +1,14 @@
-"""The ground-truth dataset interface every dataset implements.
+"""The dataset interfaces: a set of images, and the ground-truth datasets built on it.
 
-A ground-truth dataset is the full Cartesian grid of its generative factors, one image per
-combination, stored in mixed-radix order of the factor classes with the last factor fastest
-(the order of the official dSprites and Shapes3D files). Images are kept in a compact uint8
-*storage* form (bit-packed for binary sets) so a whole set fits on the training device as one
-tensor; :meth:`GroundTruthDataset.decode` turns a gathered batch of storage rows into float
-images. Batches are gathered by index; there is no per-sample Python on the hot path.
+An :class:`ImageDataset` is images in a compact uint8 *storage* form (bit-packed for binary
+sets) so a whole set fits on the training device as one tensor; :meth:`ImageDataset.decode`
+turns a gathered batch of storage rows into float images. Rows ``[0, train_rows)`` are for
+training, the rest (if any) are held out for scoring. Batches are gathered by index; there is
+no per-sample Python on the hot path.
+
+A :class:`GroundTruthDataset` is the full Cartesian grid of its generative factors, one image
+per combination, stored in mixed-radix order of the factor classes with the last factor
+fastest (the order of the official dSprites and Shapes3D files). It has no held-out rows.
 """
 
 from __future__ import annotations
@@ -26,23 +29,73 @@ def mixed_radix_bases(factor_sizes: tuple[int, ...]) -> np.ndarray:
     return np.concatenate([np.cumprod(sizes[::-1])[::-1][1:], [1]]).astype(np.int64)
 
 
-class GroundTruthDataset(ABC):
-    """A dataset whose images are the full grid of known generative factors.
+class ImageDataset(ABC):
+    """A set of images: ``storage()`` rows, decoded to float ``[B, C, H, W]`` in [0, 1].
 
-    Subclasses set ``name``, ``factor_names``, ``factor_sizes``, ``num_channels`` and
-    implement :meth:`storage` and :meth:`decode`.
+    Subclasses set ``name`` and ``num_channels`` and implement :meth:`storage` and
+    :meth:`decode`; a set with a held-out split overrides :attr:`train_rows`.
     """
 
     name: str
-    factor_names: tuple[str, ...]
-    factor_sizes: tuple[int, ...]
     num_channels: int
     image_size: int = 64
     #: The reconstruction likelihood that fits the pixel values (binary → Bernoulli).
     likelihood: Likelihood = "bernoulli"
-    #: Whether an image is a function of its factors alone (no per-observation noise), so
-    #: its code can be computed once and reused.
+    #: Whether an image is a function of its row alone (no per-observation noise), so its
+    #: code can be computed once and reused.
     deterministic: bool = True
+    #: Whether the images come with ground-truth factors (the disentanglement metrics need them).
+    has_factors: bool = False
+
+    def __len__(self) -> int:
+        return int(self.storage().shape[0])
+
+    @property
+    def train_rows(self) -> int:
+        """Rows ``[0, train_rows)`` are for training; rows ``[train_rows, len)`` are held out
+        for scoring (none by default)."""
+        return len(self)
+
+    @property
+    def observation_shape(self) -> tuple[int, int, int]:
+        """Shape of one decoded image, ``(C, H, W)``."""
+        return (self.num_channels, self.image_size, self.image_size)
+
+    def _digest_label(self) -> str:
+        """What, besides the stored bytes, tells two sets apart in :meth:`content_digest`."""
+        return f"{self.name}|train {self.train_rows}"
+
+    def content_digest(self) -> str:
+        """A short SHA-256 of what the images are: the dataset's name, its layout and every
+        stored byte (for dSprites 377 MB, ~0.25 s). Equal digests, equal images."""
+        stored = np.ascontiguousarray(self.storage())
+        h = hashlib.sha256(f"{self._digest_label()}|{stored.shape}".encode())
+        h.update(memoryview(stored).cast("B"))
+        return h.hexdigest()[:16]
+
+    @abstractmethod
+    def storage(self) -> np.ndarray:
+        """All images in compact storage form, row ``i`` = image ``i``, dtype uint8."""
+
+    @abstractmethod
+    def decode(self, rows: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Storage rows ``[B, ...]`` uint8 → float images ``[B, C, H, W]`` in [0, 1].
+
+        Runs on whatever device ``rows`` lives on. Variants with per-observation noise draw
+        it from ``generator`` (which must live on the same device).
+        """
+
+
+class GroundTruthDataset(ImageDataset):
+    """A dataset whose images are the full grid of known generative factors.
+
+    Subclasses set ``name``, ``factor_names``, ``factor_sizes``, ``num_channels`` and
+    implement :meth:`storage` and :meth:`decode`. Every row is a training row.
+    """
+
+    factor_names: tuple[str, ...]
+    factor_sizes: tuple[int, ...]
+    has_factors = True
 
     @property
     def num_factors(self) -> int:
@@ -50,11 +103,6 @@ class GroundTruthDataset(ABC):
 
     def __len__(self) -> int:
         return int(np.prod(self.factor_sizes))
-
-    @property
-    def observation_shape(self) -> tuple[int, int, int]:
-        """Shape of one decoded image, ``(C, H, W)``."""
-        return (self.num_channels, self.image_size, self.image_size)
 
     # -- factors and indices -------------------------------------------------------------
     def classes_to_index(self, classes: np.ndarray) -> np.ndarray:
@@ -87,25 +135,8 @@ class GroundTruthDataset(ABC):
         return np.stack([rng.integers(0, s, size=n) for s in self.factor_sizes], axis=1)
 
     # -- images --------------------------------------------------------------------------
-    def content_digest(self) -> str:
-        """A short SHA-256 of what the images are: the dataset's name, its factor grid and
-        every stored byte (for dSprites 377 MB, ~0.25 s). Equal digests, equal images."""
-        stored = np.ascontiguousarray(self.storage())
-        h = hashlib.sha256(f"{self.name}|{self.factor_sizes}|{stored.shape}".encode())
-        h.update(memoryview(stored).cast("B"))
-        return h.hexdigest()[:16]
-
-    @abstractmethod
-    def storage(self) -> np.ndarray:
-        """All images in compact storage form, row ``i`` = image ``i``, dtype uint8."""
-
-    @abstractmethod
-    def decode(self, rows: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Storage rows ``[B, ...]`` uint8 → float images ``[B, C, H, W]`` in [0, 1].
-
-        Runs on whatever device ``rows`` lives on. Variants with per-observation noise draw
-        it from ``generator`` (which must live on the same device).
-        """
+    def _digest_label(self) -> str:
+        return f"{self.name}|{self.factor_sizes}"
 
     def images(self, classes: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         """Float32 images ``[n, C, H, W]`` for the given ``[n, k]`` factor classes."""

@@ -24,13 +24,14 @@ from betavae.metrics.information import (
 )
 from betavae.metrics.sampling import CodeCache, beta_vae_score, factor_vae_score, sample_codes
 from betavae.metrics.sap import sap
-from betavae.metrics.udr import udr
+from betavae.metrics.udr import UDR_POINTS, setting_udr, udr, udr_inputs
 
 __all__ = [
     "FAST",
     "METRICS",
     "PRIMARY_KEY",
     "REFERENCE",
+    "UDR_POINTS",
     "CodeCache",
     "Evaluation",
     "MetricSettings",
@@ -45,6 +46,8 @@ __all__ = [
     "modularity_from_mutual_info",
     "sample_codes",
     "sap",
+    "setting_udr",
     "udr",
+    "udr_inputs",
     "unsupervised",
 ]

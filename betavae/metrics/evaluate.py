@@ -3,7 +3,8 @@
 One set of training codes and one of test codes serve MIG, DCI, SAP, modularity/explicitness
 and the unsupervised scores; the β-VAE and FactorVAE metrics draw their own batches; a
 :class:`~betavae.metrics.sampling.CodeCache` encodes each image of a deterministic dataset at
-most once across all of them.
+most once across all of them. Every metric needs ground-truth factors; on a dataset without
+them (``images:PATH``) only ``kl`` and ``active_latents`` are scored (``metrics=[]``).
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from typing import Literal
 
 import numpy as np
 
-from betavae.catalogue import METRICS
-from betavae.data import GroundTruthDataset
+from betavae.catalogue import FACTOR_METRICS, METRICS
+from betavae.data import ImageDataset
 from betavae.metrics._checks import DEFAULT_LOGISTIC, Logistic
 from betavae.metrics.dci import Predictor, dci
 from betavae.metrics.information import mig, modularity_explicitness, unsupervised
@@ -122,7 +123,7 @@ class Evaluation:
 
 
 def evaluate(
-    dataset: GroundTruthDataset,
+    dataset: ImageDataset,
     encode: Encode | CodeCache,
     *,
     metrics: Sequence[str] = METRICS,
@@ -135,11 +136,17 @@ def evaluate(
     ``mode``: ``"reference"`` (disentanglement_lib's sample sizes), ``"fast"``, ``"smoke"``
     or explicit :class:`MetricSettings`. ``kl_per_dim`` (mean KL of each latent, e.g. from
     ``Trainer.evaluate``) adds ``kl`` and ``active_latents``. Seeded: the same model, data and
-    seed give the same scores.
+    seed give the same scores. A dataset without factors takes no metric (ValueError).
     """
     unknown = sorted(set(metrics) - set(METRICS))
     if unknown:
         raise ValueError(f"unknown metric {unknown[0]!r}; choose from {', '.join(METRICS)}")
+    needing = [m for m in metrics if m in FACTOR_METRICS]
+    if needing and not dataset.has_factors:
+        raise ValueError(
+            f"metric {needing[0]!r} needs ground-truth factors, which dataset {dataset.name!r} "
+            "has none of; pass metrics=[] to score only kl and active_latents"
+        )
     settings = settings_of(mode)
     rng = np.random.default_rng(seed)
     cache = as_cache(dataset, encode)

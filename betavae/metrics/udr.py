@@ -24,6 +24,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import Lasso
 from sklearn.preprocessing import StandardScaler
 
+from betavae.data.base import ImageDataset
 from betavae.metrics._checks import check_codes
 
 Correlation = Literal["lasso", "spearman"]
@@ -140,3 +141,52 @@ def udr(
             pair_score[source, target] = relative_strength(between_active)
 
     return [float(np.median(np.delete(pair_score[:, model], model))) for model in range(n_models)]
+
+
+#: disentanglement_lib's ``num_data_points``: every model of a setting encodes these inputs.
+UDR_POINTS = 1000
+
+
+def udr_inputs(dataset: ImageDataset, num_points: int = UDR_POINTS, seed: int = 0) -> np.ndarray:
+    """The images every model of a sweep encodes for UDR, float ``[n, C, 64, 64]``: the same
+    for every model on the same dataset (fixed ``seed``). A dataset with factors gives
+    ``num_points`` images of uniformly drawn factors (as disentanglement_lib samples them); one
+    without gives its held-out rows (all rows when fewer than ``num_points`` are held out), at
+    most ``num_points`` of them."""
+    import torch
+
+    rng = np.random.default_rng(seed)
+    if dataset.has_factors:
+        return dataset.images(dataset.sample_factors(num_points, rng), rng)
+    rows = np.arange(dataset.train_rows, len(dataset))
+    if len(rows) < num_points:
+        rows = np.arange(len(dataset))
+    rows = np.sort(rng.permutation(rows)[:num_points])
+    stored = torch.from_numpy(np.ascontiguousarray(dataset.storage()[rows]))
+    return dataset.decode(stored).float().numpy()
+
+
+def setting_udr(
+    codes: Sequence[np.ndarray],
+    kl: Sequence[np.ndarray],
+    *,
+    correlation: Correlation = "lasso",
+    kl_threshold: float = 0.01,
+) -> list[float | None]:
+    """UDR of the models of one setting (its seeds), in order, for a sweep: a model with no
+    active latent (collapsed, KL ≤ ``kl_threshold`` everywhere) scores 0 and is left out of
+    the others' comparisons (disentanglement_lib fails on it); None for every model while
+    fewer than two models have an active latent."""
+    alive = [m for m, model_kl in enumerate(kl) if np.any(np.asarray(model_kl) > kl_threshold)]
+    scores: list[float | None] = [0.0] * len(codes)
+    if len(alive) < 2:
+        return [None if m in alive else 0.0 for m in range(len(codes))]
+    among = udr(
+        [codes[m] for m in alive],
+        [kl[m] for m in alive],
+        correlation=correlation,
+        kl_threshold=kl_threshold,
+    )
+    for m, score in zip(alive, among, strict=True):
+        scores[m] = score
+    return scores

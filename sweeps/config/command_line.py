@@ -13,6 +13,7 @@ import os
 import sys
 from pathlib import Path
 
+from betavae.catalogue import spec_has_factors
 from sweeps.config.flags import build_parser
 from sweeps.config.presets import PRESETS
 from sweeps.config.settings import ENV_DEFAULTS, SweepSettings, UsageError
@@ -42,6 +43,8 @@ def parse_settings(argv: list[str] | None = None) -> SweepSettings:
     for key, variable in ENV_DEFAULTS.items():
         if key not in values and os.environ.get(variable):
             values[key] = os.environ[variable]
+    if "metric" not in args and not spec_has_factors(values.get("dataset", "dsprites")):
+        values["metric"] = "udr"  # the score of a sweep on images without factors
     settings = SweepSettings(preset=preset, **values)
     validate(settings)
     return settings

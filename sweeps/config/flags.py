@@ -15,7 +15,13 @@ from collections.abc import Callable
 from dataclasses import MISSING, dataclass, fields
 from typing import Any, NoReturn
 
-from betavae.catalogue import DATASET_SPECS, METRIC_MODES, check_dataset_spec
+from betavae.catalogue import (
+    DATASET_SPECS,
+    FACTOR_METRICS,
+    METRIC_MODES,
+    check_dataset_spec,
+    spec_has_factors,
+)
 from sweeps.config.presets import PRESETS
 from sweeps.config.settings import (
     ENV_DEFAULTS,
@@ -108,6 +114,22 @@ def _valid_dataset(spec: str, s: SweepSettings) -> bool:
     return True
 
 
+def _metric_fits(metric: str, s: SweepSettings) -> bool:
+    if metric == "udr":  # seeds of one setting scored against each other
+        return s.replicates >= 2 and s.objective == "constrained"
+    return metric not in FACTOR_METRICS or spec_has_factors(s.dataset)
+
+
+def _metric_allowed(s: SweepSettings) -> str:
+    if s.metric == "udr":
+        return (
+            "udr with at least 2 seeds per setting and --objective constrained (it scores a "
+            f"setting's seeds against each other); got --replicates {s.replicates}, "
+            f"--objective {s.objective}"
+        )
+    return f"udr, the one metric that needs no ground-truth factors ({s.dataset} has none)"
+
+
 _HOST_PORT = re.compile(r"[A-Za-z0-9.\-]+:[0-9]{1,5}|\[[0-9A-Fa-f:]+\]:[0-9]{1,5}")
 _TRACKING_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")
 STORAGE_SCHEMES = ("file", "s3", "gs", "abfs", "hdfs")
@@ -182,7 +204,8 @@ FLAGS: tuple[Flag, ...] = (
          allowed="a number of seconds > 0"),
     Flag("objective", "constrained: max metric s.t. recon_nll <= budget; pareto: both",
          choices=("constrained", "pareto")),
-    Flag("metric", "the disentanglement score to maximise", choices=SEARCH_METRICS),
+    Flag("metric", "the disentanglement score to maximise", choices=SEARCH_METRICS,
+         check=_metric_fits, allowed=_metric_allowed),
     Flag("recon_budget", "largest feasible reconstruction NLL, nats per image", type=_number,
          metavar="NATS", check=lambda v, s: math.isfinite(v) and v > 0,
          allowed="a positive number of nats"),

@@ -4,12 +4,14 @@ A resumed sweep runs the callbacks the sweep's first driver built (Tune restores
 ``tuner.pkl``), not the ones this driver would build: their settings are the first driver's.
 The few that must be this driver's reach them here: the stall limit (``--stall-timeout``), the
 MLflow database backup, the MLflow store (its URI with credentials, which nothing pickled
-holds, and its experiment and parent run), and the signal that is stopping the sweep.
+holds, and its experiment and parent run), and the signal that is stopping the sweep. One
+thing goes the other way, from the searcher to the MLflow callback of the same driver: the UDR
+scores of a setting's seeds, as they finish.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -29,6 +31,8 @@ class Live:
     """``(tracking URI, experiment id, parent run id)`` of this driver's MLflow store."""
     signal: str | None = None
     """The signal stopping this driver's sweep ("SIGINT", "SIGTERM"), once one came."""
+    scores: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Tune trial id → scores computed across its setting's seeds, not yet sent to MLflow."""
 
 
 LIVE = Live()
@@ -54,3 +58,16 @@ def backup(default: Any) -> Any:
 
 def tracking() -> tuple[str, str, str] | None:
     return LIVE.tracking
+
+
+def publish_scores(scores: dict[str, dict[str, float]]) -> None:
+    """Scores of finished trials computed by the searcher (``metric.udr``, ``udr.seeds``),
+    for the MLflow callback to record; a newer score of a trial replaces one not yet sent."""
+    for trial_id, values in scores.items():
+        LIVE.scores.setdefault(trial_id, {}).update(values)
+
+
+def take_scores() -> dict[str, dict[str, float]]:
+    """The scores published since the last call."""
+    taken, LIVE.scores = LIVE.scores, {}
+    return taken

@@ -9,12 +9,12 @@ import sys
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from betavae.catalogue import METRICS, PRIMARY_KEY
+from betavae.catalogue import METRICS, PRIMARY_KEY, SETTING_METRICS, spec_has_factors
 from betavae.command import program_name
 
 PROG = program_name("sweeps/beta_frontier.py")
 #: Metrics the search may maximise (``--metric``); each has one primary score.
-SEARCH_METRICS = ("beta_vae", "factor_vae", "mig", "dci")
+SEARCH_METRICS = ("beta_vae", "factor_vae", "mig", "dci", *SETTING_METRICS)
 
 
 #: Settings whose default comes from the environment when the flag is not given.
@@ -115,7 +115,11 @@ class SweepSettings:
 
     @property
     def evaluated_metrics(self) -> tuple[str, ...]:
-        return tuple(m for m in METRICS if m in self.metrics or m == self.metric)
+        """Every trial's scores: the searched metric and ``--metrics``; on a dataset without
+        factors only those that need none (UDR), the preset's factor metrics left out."""
+        factors = spec_has_factors(self.dataset)
+        chosen = tuple(m for m in METRICS if m == self.metric or (m in self.metrics and factors))
+        return chosen + tuple(m for m in SETTING_METRICS if m == self.metric)
 
     def search_settings(self) -> dict[str, Any]:
         """What defines the search (and the retry limit Tune keeps with it); a ``--resume``
@@ -172,6 +176,23 @@ def exit_on_usage_error(error: UsageError) -> NoReturn:
 
     print(f"{PROG}: error: {redact(str(error))}", file=sys.stderr)
     raise SystemExit(2)
+
+
+def settings_warnings(settings: SweepSettings) -> list[str]:
+    """What is allowed but wastes part of the sweep: said at its start and by ``--dry-run``."""
+    warnings = []
+    lone = settings.num_samples % settings.replicates
+    if settings.metric == "udr" and settings.replicates > 1 and lone:
+        fewer = settings.num_samples - lone
+        more = fewer + settings.replicates
+        warnings.append(
+            f"--num-samples {settings.num_samples} is not a multiple of --replicates "
+            f"{settings.replicates}: the last setting gets {lone} seed{'s' if lone > 1 else ''}, "
+            "and UDR scores a setting only against another seed, so "
+            + ("that trial ends FAIL unscored" if lone == 1 else "its score rests on fewer seeds")
+            + f"; {fewer} or {more} trials would use every one"
+        )
+    return warnings
 
 
 def scoring(settings: SweepSettings) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 ``validate`` raises :class:`UsageError` with one line naming the flag, the value and what is
 allowed (``sweeps/BAD_INPUTS.md`` lists them): first ``check_values``, the rules of
 ``sweeps.config.flags.FLAGS`` (pure), then ``check_paths``, which looks at this machine's
-folders and reads the dataset file's header.
+folders and reads the dataset file's header (or checks the folder of your own images).
 """
 
 from __future__ import annotations
@@ -43,9 +43,13 @@ def check_values(settings: SweepSettings) -> None:
 
 def check_paths(s: SweepSettings) -> None:
     """What the values name on this machine: the dataset file, the sqlite database's folder,
-    a local storage folder; last, the dataset file's header (no images are read)."""
+    a local storage folder; last, the dataset file's header (no images are read), or for
+    ``images:PATH`` ``check_images`` (headers, and JPEGs decoded at 1/8 scale)."""
     name, _, path = s.dataset.partition(":")
-    if path and not Path(path).is_file():
+    if name == "images" and not Path(path).exists():
+        fail(f"--dataset: got {s.dataset!r}; allowed: images:PATH naming an existing folder of "
+             "PNG/JPEG files or .npy/.npz file")  # fmt: skip
+    if path and name != "images" and not Path(path).is_file():
         fail(f"--dataset: got {s.dataset!r}; allowed: a {name} spec naming an existing file")
     if s.tracking_uri.startswith("sqlite:///"):
         db_dir = Path(s.tracking_uri.removeprefix("sqlite:///")).expanduser().parent

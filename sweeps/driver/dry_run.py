@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sweeps.config.presets import BUDGET_BASIS, PRESETS
-from sweeps.config.settings import SweepSettings, sweep_record
+from sweeps.config.settings import SweepSettings, settings_warnings, sweep_record
 from sweeps.search.plan import initial_points, search_plan, search_space
 
 
@@ -28,4 +28,5 @@ def dry_run(settings: SweepSettings) -> dict[str, Any]:
             "nats": settings.recon_budget,
             "basis": "given by --recon-budget" if budget_given else BUDGET_BASIS[settings.preset],
         },
+        "warnings": settings_warnings(settings),
     }

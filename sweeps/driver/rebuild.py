@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from typing import Any
 
 from ray.tune import ExperimentAnalysis
 
 from analysis.schema import SETTINGS_FILE, SUMMARY_FILE
-from sweeps.config.settings import SweepSettings, UsageError
+from sweeps.config.settings import PROG, SweepSettings, UsageError
 from sweeps.driver.credentials import keys_in_a_private_file
 from sweeps.driver.parent import ParentRun, run_source_tags
+from sweeps.driver.snapshot import results_without_dataframes
 from sweeps.store.folder import SweepFolder
 from sweeps.store.lease import DriverLease
 from sweeps.tracking.callback import error_reason, kept_result
@@ -57,7 +59,8 @@ def rebuild(settings: SweepSettings) -> dict[str, Any]:
 
 def _rebuild(settings: SweepSettings, folder: SweepFolder) -> dict[str, Any]:
     _, experiment_path = folder.tune_paths()
-    analysis = ExperimentAnalysis(experiment_path)
+    with results_without_dataframes():
+        analysis = ExperimentAnalysis(experiment_path)
     parent = ParentRun.open(settings, folder.shown)
     client, experiment = parent.client, parent.experiment
     writer = MLflowWriter(
@@ -76,6 +79,8 @@ def _rebuild(settings: SweepSettings, folder: SweepFolder) -> dict[str, Any]:
             writer.submit({**record, "op": "complete", "result": kept}, checkpoint=trial.checkpoint)
         else:
             writer.record_unfinished(record, trial.checkpoint)
+    if settings.metric == "udr":
+        log_setting_udr(parent, folder, analysis.trials)
     summary = folder.read_text(SUMMARY_FILE)
     if summary is not None:
         client.log_dict(parent.run_id, json.loads(summary), SUMMARY_FILE)
@@ -88,3 +93,29 @@ def _rebuild(settings: SweepSettings, folder: SweepFolder) -> dict[str, Any]:
         "experiment_id": experiment,
         "parent_run_id": parent.run_id,
     }
+
+
+def log_setting_udr(parent: ParentRun, folder: SweepFolder, trials: list) -> None:
+    """Each setting's finished seeds scored against each other from the codes they left
+    (``sweeps.search.udr``), into their runs (``metric.udr`` at the step of the seeds behind
+    it): what the sweep logged as seeds finished. A lone seed has no score, as in the sweep."""
+    from analysis.schema import setting_id
+    from sweeps.search.udr import SettingUDR
+    from sweeps.tracking.runs import log_seed_scores
+
+    finished: dict[str, list[str]] = {}
+    for trial in trials:
+        result = trial.last_result or {}
+        if trial.status != "ERROR" and result.get("final") and not result.get("error"):
+            finished.setdefault(setting_id(trial.config), []).append(trial.trial_id)
+    udr = SettingUDR(folder.shown)
+    for setting, seeds in finished.items():
+        if len(seeds) < 2:
+            continue
+        try:
+            scores = udr.score(seeds)
+        except ValueError as err:
+            print(f"{PROG}: warning: setting {setting}: UDR not scored ({err})", file=sys.stderr)
+            continue
+        for trial_id, values in scores.items():
+            log_seed_scores(parent.client, parent.experiment, parent.run_id, trial_id, values)

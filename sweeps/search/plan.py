@@ -131,6 +131,13 @@ def build_searcher(
         storage = open_journal(storage)
     plan = plan or search_plan(settings)
     pareto = settings.objective == "pareto"
+    udr = None
+    if settings.metric == "udr":
+        from sweeps.search.udr import SettingUDR
+
+        if sweep_dir is None:
+            raise ValueError("a UDR sweep's searcher needs sweep_dir (where the codes are)")
+        udr = SettingUDR(sweep_dir)
     return ConstrainedOptunaSearch(
         space=search_space(settings),
         metric=[settings.metric_key, "recon_nll"] if pareto else settings.metric_key,
@@ -150,4 +157,5 @@ def build_searcher(
             PARENT_RUN_ATTR: parent_run_id,
             SWEEP_DIR_ATTR: sweep_dir,
         },
+        udr=udr,
     )

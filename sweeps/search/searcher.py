@@ -32,6 +32,8 @@ from analysis.schema import (
     REPLICATE_ATTR,
     TUNE_TRIAL_ATTR,
 )
+from sweeps.config import live
+from sweeps.search.udr import wait_for_setting
 
 logger = logging.getLogger(__name__)
 CONSTRAINT = "recon_nll_over_budget"
@@ -59,7 +61,12 @@ class ConstrainedOptunaSearch(Searcher):
             trial that never runs would stay WAITING in the study).
         study_attrs: set on the study (``study.user_attrs``): the sweep's settings, the MLflow
             parent run.
+        udr: when the searched metric is UDR, the scorer of a setting's finished seeds
+            (``sweeps.search.udr``): a finished trial waits for its setting's score.
     """
+
+    #: No UDR scorer: also what a searcher pickled before UDR existed restores with.
+    _udr: Any = None
 
     def __init__(
         self,
@@ -77,6 +84,7 @@ class ConstrainedOptunaSearch(Searcher):
         reseed_margin: float = 0.0,
         max_trials: int | None = None,
         study_attrs: dict[str, Any] | None = None,
+        udr: Any = None,
     ) -> None:
         super().__init__(metric=metric, mode=mode)
         self._space = space
@@ -91,6 +99,7 @@ class ConstrainedOptunaSearch(Searcher):
         self._reseed = reseed
         self._reseed_margin = float(reseed_margin)
         self._max_trials = max_trials
+        self._udr = udr
         self._sampler = sampler
         self._storage = storage if storage is not None else optuna.storages.InMemoryStorage()
         self._study_name = study_name or "betavae-sweep"
@@ -185,7 +194,14 @@ class ConstrainedOptunaSearch(Searcher):
             # Tune gave up on the trial (its worker lost too often): --resume retries it, so
             # its Optuna trial stays open (note_errored_trials records why).
             return
-        tell_result(self.study, trial, result or {}, self._metrics, self._recon_budget, error)
+        result = result or {}
+        if self._udr is not None and not error and not result.get("error") and result.get("final"):
+            record_recon(trial, result, self._recon_budget)
+            wait_for_setting(trial)
+            scores = self._udr.tell_setting(self.study, self._storage, trial.params, trial.number)
+            live.publish_scores(scores)
+        else:
+            tell_result(self.study, trial, result, self._metrics, self._recon_budget, error)
         self._done.add(trial_id)
         self._live.pop(trial_id, None)
         if self._reseed == "near-best" and self._worth_reseeding(trial.number):
@@ -232,10 +248,7 @@ def tell_result(
     values = [result.get(key) for key in metrics]
     if reason is None and not all(_finite(v) for v in values):
         reason = f"no finite {', '.join(metrics)} in the final result"
-    recon = result.get("recon_nll")
-    if _finite(recon):
-        trial.set_user_attr(RECON_ATTR, float(recon))
-        trial.set_constraint(CONSTRAINT, float(recon) - recon_budget)
+    record_recon(trial, result, recon_budget)
     state = TrialState.FAIL if reason is not None else TrialState.COMPLETE
     if reason is not None:
         trial.set_user_attr("error", str(reason)[:500])
@@ -243,6 +256,14 @@ def tell_result(
         study.tell(trial, None if reason else [float(v) for v in values], state=state)
     except Exception as exc:  # already finished (e.g. told before a crash)
         logger.warning("could not tell Optuna trial %s: %s", trial.number, exc)
+
+
+def record_recon(trial: optuna.Trial, result: dict, recon_budget: float) -> None:
+    """The trial's final ``recon_nll`` and its constraint ``recon_nll − budget``, if finite."""
+    recon = result.get("recon_nll")
+    if _finite(recon):
+        trial.set_user_attr(RECON_ATTR, float(recon))
+        trial.set_constraint(CONSTRAINT, float(recon) - recon_budget)
 
 
 def _feasible(trial: optuna.trial.FrozenTrial) -> bool:

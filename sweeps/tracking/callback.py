@@ -76,6 +76,13 @@ class MLflowTracking(Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         record = self._record("complete", trial, result=kept_result(trial.last_result))
         self.writer.submit(record, checkpoint=trial.checkpoint)
+        self._submit_scores()
+
+    def _submit_scores(self) -> None:
+        """Scores the searcher computed across a setting's seeds (UDR), for their runs."""
+        scores = live.take_scores()
+        if scores:
+            self.writer.submit({"op": "scores", "trial_id": "", "name": "", "scores": scores})
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.writer.submit(self._record("error", trial, reason=error_reason(trial)))
@@ -96,6 +103,7 @@ class MLflowTracking(Callback):
                 self.on_trial_complete(0, trials, trial)
             elif trial.status == "ERROR":
                 self.on_trial_error(0, trials, trial)
+        self._submit_scores()
         if self.writer.pending():
             logger.warning("waiting for MLflow to take %d queued records", self.writer.pending())
         if not self._flush():

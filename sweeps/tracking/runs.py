@@ -20,10 +20,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from mlflow.entities import Dataset, DatasetInput, InputTag, Param
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param
 from mlflow.tracking import MlflowClient
 
-from analysis.schema import INTERRUPTED_TAG, ROLE_TAG, SWEEP_DIR_TAG
+from analysis.schema import (
+    INTERRUPTED_TAG,
+    PARENT_TAG,
+    ROLE_TAG,
+    SWEEP_DIR_TAG,
+    TRIAL_ID_TAG,
+    UDR_SEEDS_KEY,
+)
 from analysis.trial_files import CONFIG_FILE, WEIGHTS_FILE
 from sweeps.trial.config import TrialConfig
 
@@ -100,6 +107,29 @@ def find_runs(client: MlflowClient, experiment: str, **tags: str) -> list:
     return client.search_runs(
         [experiment], filter_string=clauses, max_results=10, order_by=["attributes.start_time ASC"]
     )
+
+
+def log_seed_scores(
+    client: MlflowClient,
+    experiment: str,
+    parent_run_id: str,
+    trial_id: str,
+    scores: dict[str, float],
+    run_id: str | None = None,
+) -> bool:
+    """Scores computed across a setting's seeds (``metric.udr``) into the trial's run (found
+    by tag unless ``run_id`` is given), at the step of the number of seeds behind them
+    (``UDR_SEEDS_KEY``). False when the trial has no run."""
+    import time
+
+    if run_id is None:
+        found = find_runs(client, experiment, **{TRIAL_ID_TAG: trial_id, PARENT_TAG: parent_run_id})
+        if not found:
+            return False
+        run_id = found[0].info.run_id
+    step, now = int(scores.get(UDR_SEEDS_KEY, 0)), int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in scores.items()])
+    return True
 
 
 def parent_run(

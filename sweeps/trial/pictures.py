@@ -50,10 +50,18 @@ def _decode(trainer: Trainer, z: torch.Tensor) -> torch.Tensor:
 
 
 def _images(trainer: Trainer, count: int, seed: int) -> torch.Tensor:
+    """``count`` images drawn by ``seed``: of any factors, or, on a dataset without factors,
+    from its held-out rows (all rows when fewer are held out)."""
     rng = np.random.default_rng(seed)
-    index = rng.choice(len(trainer.dataset), size=count, replace=False)
-    classes = trainer.dataset.index_to_classes(np.sort(index))
-    return torch.as_tensor(trainer.dataset.images(classes, rng), dtype=torch.float32)
+    dataset = trainer.dataset
+    if not dataset.has_factors:
+        rows = np.asarray(trainer.eval_rows)
+        rows = np.sort(rng.choice(rows, size=min(count, len(rows)), replace=False))
+        stored = torch.from_numpy(np.ascontiguousarray(dataset.storage()[rows]))
+        return dataset.decode(stored).float()
+    index = rng.choice(len(dataset), size=count, replace=False)
+    classes = dataset.index_to_classes(np.sort(index))
+    return torch.as_tensor(dataset.images(classes, rng), dtype=torch.float32)
 
 
 def latent_traversals(

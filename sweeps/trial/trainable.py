@@ -30,15 +30,19 @@ from analysis.trial_files import (
     MODEL_DIR,
     RESULT,
     TRIAL_CONFIG,
+    UDR_CODES_DIR,
+    UDR_CODES_SUFFIX,
     compact_curve,
     read_history,
 )
+from betavae.catalogue import SETTING_METRICS
 from betavae.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from betavae.config import TrainConfig
 from betavae.data import load_dataset
-from betavae.metrics import evaluate
+from betavae.metrics import METRICS, evaluate, udr_inputs
 from betavae.training import Trainer
 from betavae.versions import library_versions
+from sweeps.store.uri import write_whole
 from sweeps.trial import pictures
 from sweeps.trial.announce import announce_worker
 from sweeps.trial.config import TrialConfig
@@ -259,7 +263,7 @@ def score(trainer: Trainer, trial: TrialConfig) -> tuple[dict[str, Any], Any, An
     evaluation = evaluate(
         trainer.dataset,
         trainer.encode,
-        metrics=list(trial.metrics),
+        metrics=[m for m in trial.metrics if m in METRICS],  # UDR: across seeds, by the sweep
         mode=trial.metric_mode,
         seed=0,
         kl_per_dim=elbo["kl_per_dim"],
@@ -273,9 +277,40 @@ def score(trainer: Trainer, trial: TrialConfig) -> tuple[dict[str, Any], Any, An
     return result, elbo, evaluation
 
 
+def save_udr_codes(trainer: Trainer, kl_per_dim: list[float]) -> None:
+    """The trial's codes of the sweep's UDR inputs (``betavae.metrics.udr_inputs``: the same
+    images for every trial) and its per-latent KL, as ``STORAGE/NAME/udr_codes/TRIAL_ID.npz``,
+    where the sweep's searcher scores the setting's seeds against each other."""
+    import io
+
+    import numpy as np
+
+    codes = trainer.encode(udr_inputs(trainer.dataset))
+    buffer = io.BytesIO()
+    np.savez(buffer, codes=codes.astype(np.float32), kl=np.asarray(kl_per_dim, np.float64))
+    context = tune.get_context()
+    storage = context.get_storage()
+    folder = f"{storage.experiment_fs_path}/{UDR_CODES_DIR}"
+    storage.storage_filesystem.create_dir(folder, recursive=True)
+    write_whole(
+        storage.storage_filesystem,
+        f"{folder}/{context.get_trial_id()}{UDR_CODES_SUFFIX}",
+        buffer.getvalue(),
+    )
+
+
+def _factors(dataset: Any) -> dict[str, int]:
+    """The dataset's factors and their sizes ({} for the user's own images)."""
+    if not dataset.has_factors:
+        return {}
+    return dict(zip(dataset.factor_names, dataset.factor_sizes, strict=True))
+
+
 def _final(trainer: Trainer, history: list[dict[str, Any]], trial: TrialConfig) -> None:
     start = time.perf_counter()
     result, elbo, evaluation = score(trainer, trial)
+    if any(m in SETTING_METRICS for m in trial.metrics):
+        save_udr_codes(trainer, elbo["kl_per_dim"])
     result.update(final=1.0, node_id=ray.get_runtime_context().get_node_id())
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
@@ -308,13 +343,7 @@ def _final(trainer: Trainer, history: list[dict[str, Any]], trial: TrialConfig) 
                         "name": trainer.dataset.name,
                         "digest": trainer.dataset.content_digest(),
                         "images": len(trainer.dataset),
-                        "factors": dict(
-                            zip(
-                                trainer.dataset.factor_names,
-                                trainer.dataset.factor_sizes,
-                                strict=True,
-                            )
-                        ),
+                        "factors": _factors(trainer.dataset),
                     },
                 },
                 indent=2,

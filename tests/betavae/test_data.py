@@ -165,10 +165,11 @@ def test_decode_runs_on_a_gathered_batch_of_storage_rows(dsprites):
 
 @pytest.mark.parametrize(
     "spec",
-    ["dsprites", "dsprites-noisy", "dsprites-color", "dsprites-npz:/x.npz", "shapes3d:/x.h5"],
-)
+    ["dsprites", "dsprites-noisy", "dsprites-color", "dsprites-npz:/x.npz", "shapes3d:/x.h5",
+     "images:/x"],
+)  # fmt: skip
 def test_known_specs_are_accepted(spec):
-    check_dataset_spec(spec)
+    assert check_dataset_spec(spec) is None  # raises ValueError on an unknown spec
 
 
 @pytest.mark.parametrize("spec", ["", "mnist", "dsprites-npz", "shapes3d:", "dsprites:x"])

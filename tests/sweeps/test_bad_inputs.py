@@ -91,6 +91,19 @@ def h5(name: str, images_shape: tuple[int, ...]) -> Callable[[Path], None]:
     return write
 
 
+def image_folder(name: str) -> Callable[[Path], None]:
+    """A folder of a few greyscale PNGs, the user's own images (no factors)."""
+
+    def write(folder: Path) -> None:
+        from PIL import Image
+
+        (folder / name).mkdir()
+        for i in range(4):
+            Image.fromarray(np.full((64, 64), 60 * i, np.uint8)).save(folder / name / f"{i}.png")
+
+    return write
+
+
 def existing_sweep(*argv: str) -> Callable[[Path], None]:
     """The ``sweep.json`` a sweep started with ``argv`` leaves in ``{dir}/rr/NAME``."""
 
@@ -346,6 +359,25 @@ CASES = [
         ("--preset", "smoke", S, "{dir}/rr"),
         "pass --resume to continue it",
         existing_sweep("--preset", "smoke"),
+    ),
+    # -- your own images (no factors) -------------------------------------------------------
+    Case(
+        "a metric that needs factors on your own images",
+        ("--dataset", "images:{dir}/cells", "--metric", "mig"),
+        "--metric: got 'mig'; allowed: udr, the one metric that needs no ground-truth factors",
+        image_folder("cells"),
+    ),
+    Case(
+        "UDR with one seed per setting",
+        ("--dataset", "images:{dir}/cells", "--replicates", "1"),
+        "--metric: got 'udr'; allowed: udr with at least 2 seeds per setting",
+        image_folder("cells"),
+    ),
+    Case(
+        "UDR with the Pareto objective",
+        ("--metric", "udr", "--objective", "pareto"),
+        "--metric: got 'udr'; allowed: udr with at least 2 seeds per setting and --objective "
+        "constrained",
     ),
 ]
 

@@ -173,6 +173,21 @@ def test_dry_run_prints_the_paper_preset_and_starts_nothing(tmp_path, monkeypatc
     }
 
 
+def test_dry_run_warns_of_a_lone_seed_udr_cannot_score(tmp_path, monkeypatch, capsys):
+    import json
+
+    from sweeps.beta_frontier import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["--preset", "paper", "--metric", "udr", "--dry-run"]) == 0
+    (warning,) = json.loads(capsys.readouterr().out)["warnings"]
+    assert warning.startswith("--num-samples 64 is not a multiple of --replicates 3")
+    assert "the last setting gets 1 seed," in warning and "63 or 66 trials" in warning
+    for fits in (["--num-samples", "63"], ["--metric", "mig"]):
+        assert main(["--preset", "paper", "--metric", "udr", "--dry-run", *fits]) == 0
+        assert json.loads(capsys.readouterr().out)["warnings"] == []
+
+
 def test_a_sweep_started_before_a_setting_existed_resumes_with_its_default(tmp_path):
     """``sweep.json`` of an older sweep lacks newer search settings: it ran with their
     defaults, so resuming with the default is allowed and with another value refused."""
