@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterable
+import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from analysis.schema import (
     anneal_steps,
     setting_id,
 )
-from analysis.trial_files import expand_curve
+from analysis.trial_files import UDR_CODES_DIR, UDR_CODES_SUFFIX, expand_curve, read_udr_codes
 
 #: Columns every trial table has, in order (``metric.*`` columns follow, sorted).
 COLUMNS: dict[str, pa.DataType] = {
@@ -158,18 +159,42 @@ def load_mlflow(tracking_uri: str, experiment: str, parent_run_id: str | None = 
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         raise SweepNotFound(f"no MLflow experiment named {experiment!r} at {redact(tracking_uri)}")
-    runs = _all_runs(client, exp.experiment_id)
-    parents = [
-        r
-        for r in runs
-        if r.data.tags.get(ROLE_TAG) == "sweep" and parent_run_id in (None, r.info.run_id)
-    ]
+    if parent_run_id is not None:
+        parents = [client.get_run(parent_run_id)]
+    else:
+        parents = search_all_runs(client, exp.experiment_id, f"tags.`{ROLE_TAG}` = 'sweep'")
     if not parents:
         raise SweepNotFound(
             f"experiment {experiment!r} at {redact(tracking_uri)} holds no sweep run"
         )
     parent = max(parents, key=lambda r: r.info.start_time)
-    children = [r for r in runs if r.data.tags.get(PARENT_TAG) == parent.info.run_id]
+    children = child_runs(client, exp.experiment_id, parent.info.run_id)
+    return sweep_from_runs(client, f"mlflow:{redact(tracking_uri)}#{experiment}", parent, children)
+
+
+def child_runs(client: Any, experiment_id: str, parent_run_id: str) -> list:
+    """The trial runs of the sweep whose parent run is ``parent_run_id``: one search, filtered
+    by the store (an experiment can hold other sweeps' runs)."""
+    return search_all_runs(client, experiment_id, f"tags.`{PARENT_TAG}` = '{parent_run_id}'")
+
+
+def search_all_runs(client: Any, experiment_id: str, filter_string: str = "") -> list:
+    """Every active run of the experiment that ``filter_string`` selects, page by page."""
+    runs, token = [], None
+    while True:
+        page = client.search_runs(
+            [experiment_id], filter_string, max_results=1000, page_token=token
+        )
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def sweep_from_runs(client: Any, source: str, parent: Any, children: list) -> Sweep:
+    """The sweep of ``parent`` (an MLflow ``Run``) and its ``children`` (already read: the
+    sweep's end compares them with Tune's results and summarises them, one read for both);
+    curves and pictures are fetched from ``client`` when the report asks for them."""
     records = []
     for run in children:
         tags, params = run.data.tags, run.data.params
@@ -213,23 +238,7 @@ def load_mlflow(tracking_uri: str, experiment: str, parent_run_id: str | None = 
         return cache[trial_id, name]
 
     settings["parent_run_id"] = parent.info.run_id
-    return Sweep(
-        build_table(records),
-        settings,
-        f"mlflow:{redact(tracking_uri)}#{experiment}",
-        curves,
-        artifact,
-    )
-
-
-def _all_runs(client: Any, experiment_id: str) -> list:
-    runs, token = [], None
-    while True:
-        page = client.search_runs([experiment_id], max_results=1000, page_token=token)
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
+    return Sweep(build_table(records), settings, source, curves, artifact)
 
 
 def _parent_settings(parent: Any) -> dict[str, Any]:
@@ -286,6 +295,7 @@ def load_tune(folder: str | Path) -> Sweep:
             }
         )
         dirs[trial_id] = trial_dir
+    score_udr(records, local_udr_codes(root / UDR_CODES_DIR))
 
     def curves(trial_id: str) -> list[dict[str, Any]]:
         rows = _result_rows(dirs[trial_id] / "result.json")
@@ -300,6 +310,43 @@ def load_tune(folder: str | Path) -> Sweep:
         return found[-1] if found else None
 
     return Sweep(build_table(records), settings, f"tune:{redact(str(root))}", curves, artifact)
+
+
+def score_udr(records: list[dict[str, Any]], codes_of: Callable[[str], Any]) -> None:
+    """Set ``metric.udr`` of every finished trial in ``records`` whose codes ``codes_of(trial
+    id)`` returns (``(codes, kl)``, or None): its setting's finished seeds scored against each
+    other, all of them (``betavae.metrics.setting_udr``). A setting whose codes UDR refuses
+    (NaN) is left unscored, with a warning naming it."""
+    from betavae.metrics import setting_udr
+
+    settings: dict[str, list[tuple[dict[str, Any], tuple[Any, Any]]]] = {}
+    for record in records:
+        if record["status"] == "FINISHED" and (codes := codes_of(record["trial_id"])) is not None:
+            settings.setdefault(record["setting"], []).append((record, codes))
+    for setting, seeds in settings.items():
+        try:
+            scores = setting_udr([c for _, (c, _) in seeds], [kl for _, (_, kl) in seeds])
+        except ValueError as err:
+            print(f"warning: setting {setting}: UDR not scored ({err})", file=sys.stderr)
+            continue
+        for (record, _), score in zip(seeds, scores, strict=True):
+            if score is not None:
+                record["metric.udr"] = score
+
+
+def local_udr_codes(folder: Path) -> Callable[[str], Any]:
+    """A ``codes_of`` for :func:`score_udr`: the codes a trial left in ``folder`` (a sweep's
+    ``udr_codes/``); None when it left none or they cannot be read."""
+
+    def codes_of(trial_id: str) -> Any:
+        path = folder / f"{trial_id}{UDR_CODES_SUFFIX}"
+        try:
+            return read_udr_codes(path.read_bytes()) if path.is_file() else None
+        except Exception as err:  # torn by a crash: that seed cannot be scored
+            print(f"warning: {path}: UDR codes not read ({err})", file=sys.stderr)
+            return None
+
+    return codes_of
 
 
 def _result_rows(path: Path) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ _WHERE = {
     "Interrupts": "signals",
     "StallWatch": "stall",
     "Progress": "progress",
+    "FinishedPrefixFIFO": "scheduler",
 }
 #: The entry points are modules of the same name as their function (``run.run``, …).
 _ENTRY_POINTS = ("dry_run", "rebuild", "run")

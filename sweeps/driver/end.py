@@ -17,9 +17,14 @@ from analysis.schema import REPORT_DIR, SUMMARY_FILE, setting_id
 from sweeps.config.settings import PROG, SweepSettings, sweep_record
 from sweeps.driver.parent import ParentRun
 from sweeps.driver.signals import Interrupts
-from sweeps.search.study import fail_unplaced_trials, note_errored_trials, tell_unreported
+from sweeps.search.study import (
+    fail_lone_seeds,
+    fail_unplaced_trials,
+    note_errored_trials,
+    tell_unreported,
+)
 from sweeps.store.folder import SweepFolder
-from sweeps.tracking.reconcile import missing_in_mlflow, tune_ends
+from sweeps.tracking.reconcile import missing_in_mlflow, statuses, tune_ends
 
 
 def finish(
@@ -32,9 +37,10 @@ def finish(
     if interrupts.received:
         return interrupted(parent, grid, interrupts)
     close_errored_trials(settings, folder, grid)
+    log_late_scores(parent)
     folder.upload_study()  # remote storage: the whole journal again, now with those ends
-    missing = compare_with_mlflow(parent, grid)
-    doc, report = summarise(settings, folder, parent, grid, from_tune=bool(missing))
+    sweep, missing = read_mlflow(settings, parent, grid)
+    doc, report = summarise(settings, folder, parent, grid, sweep)
     folder.write_text(SUMMARY_FILE, json.dumps(doc, indent=2, default=str))
     parent.finish(doc, settings.metric_key)
     best = register_best_model(parent, settings.name, doc)
@@ -62,6 +68,21 @@ def register_best_model(parent: ParentRun, name: str, doc: dict[str, Any]) -> st
     return None if version is None else f"models:/{name}@{BEST_ALIAS}"
 
 
+def log_late_scores(parent: ParentRun) -> None:
+    """Scores computed across seeds after the MLflow callback ended (a retried trial's setting
+    scored at the sweep's end), into their runs; a run MLflow cannot find or take is left,
+    with a warning (the report scores the setting from the codes)."""
+    from sweeps.config import live
+    from sweeps.tracking.runs import log_seed_scores
+
+    for trial_id, scores in live.take_scores().items():
+        try:
+            log_seed_scores(parent.client, parent.experiment, parent.run_id, trial_id, scores)
+        except Exception as err:
+            print(f"{PROG}: warning: the UDR of trial {trial_id} did not reach MLflow "
+                  f"({redact(str(err))})", file=sys.stderr)  # fmt: skip
+
+
 def result_trial_id(result: Any) -> str:
     """A Tune ``Result``'s trial id: from its metrics, else its folder's name (``…-<id>``)."""
     return (result.metrics or {}).get("trial_id") or Path(result.path or "").name.rsplit("-", 1)[-1]
@@ -82,29 +103,40 @@ def close_errored_trials(settings: SweepSettings, folder: SweepFolder, grid: Any
     journal = folder.study_location
     pareto = settings.objective == "pareto"
     keys = [settings.metric_key, "recon_nll"] if pareto else [settings.metric_key]
-    tell_unreported(journal, settings.name, finished, keys, settings.recon_budget)
+    udr = None
+    if settings.metric == "udr":
+        from sweeps.search.udr import SettingUDR
+
+        udr = SettingUDR(folder.shown)
+    tell_unreported(journal, settings.name, finished, keys, settings.recon_budget, udr)
     if errored:
         note_errored_trials(journal, settings.name, errored)
     # An Optuna trial asked for a Tune trial that Tune never recorded (a driver killed between
     # the two) would stay RUNNING for ever: it ends FAIL, and the study says why.
     fail_unplaced_trials(journal, settings.name, {result_trial_id(r) for r in grid})
+    if udr is not None:  # seeds whose setting never got a second one (none of it retried)
+        fail_lone_seeds(journal, settings.name)
 
 
-def compare_with_mlflow(parent: ParentRun, grid: Any) -> list:
-    """The trials Tune ended that MLflow does not show ended the same way (see
-    ``sweeps.tracking.reconcile``); [] when MLflow cannot be read (the summary says so)."""
-    ends = tune_ends(
-        (
-            result_trial_id(r),
-            r.metrics,
-            r.error is not None,
-        )
-        for r in grid
-    )
+def read_mlflow(settings: SweepSettings, parent: ParentRun, grid: Any) -> tuple[Any, list]:
+    """The sweep as MLflow holds it (``analysis.runs.Sweep``), read once, and the trials Tune
+    ended that MLflow does not show ended the same way (``sweeps.tracking.reconcile``).
+
+    The sweep is a string saying why it is not used when MLflow cannot be read or lacks
+    trials Tune ended: the summary is then built from Tune's results.
+    """
+    from analysis.runs import child_runs, sweep_from_runs
+
+    ends = tune_ends((result_trial_id(r), r.metrics, r.error is not None) for r in grid)
+    client = parent.client
     try:
-        return missing_in_mlflow(parent.client, parent.experiment, parent.run_id, ends)
-    except Exception:
-        return []
+        children = child_runs(client, parent.experiment, parent.run_id)
+        source = f"mlflow:{redact(settings.tracking_uri)}#{settings.name}"
+        sweep = sweep_from_runs(client, source, client.get_run(parent.run_id), children)
+    except Exception as err:  # MLflow unreachable, or its runs lost
+        return f"MLflow could not be read ({redact(str(err))})", []
+    missing = missing_in_mlflow(statuses(children), ends)
+    return ("MLflow lacks trials that Tune ended" if missing else sweep), missing
 
 
 def interrupted(parent: ParentRun, grid: Any, interrupts: Interrupts) -> dict[str, Any]:
@@ -121,29 +153,22 @@ def interrupted(parent: ParentRun, grid: Any, interrupts: Interrupts) -> dict[st
 
 
 def summarise(
-    settings: SweepSettings, folder: SweepFolder, parent: ParentRun, grid: Any, *,
-    from_tune: bool = False,
+    settings: SweepSettings, folder: SweepFolder, parent: ParentRun, grid: Any, sweep: Any,
 ) -> tuple[dict[str, Any], str | None]:  # fmt: skip
     """The frontier document, built once, and the report written from it.
 
-    The trials are read from MLflow; from Tune's results when MLflow cannot be read or lacks
-    trials Tune ended (``from_tune``). A report that fails is a warning: the document (and
-    ``summary.json``) still stands.
+    ``sweep``: the trials as MLflow holds them (``read_mlflow``), or why not; then (or if its
+    document cannot be built) Tune's results are summarised. A report that fails is a
+    warning: the document (and ``summary.json``) still stands.
     """
     from analysis.report import build_document, write_report
-    from analysis.runs import load_mlflow
 
     try:
-        if from_tune:
-            raise RuntimeError("it lacks trials that Tune ended")
-        sweep = load_mlflow(settings.tracking_uri, settings.name, parent.run_id)
+        if isinstance(sweep, str):
+            raise RuntimeError(sweep)
         doc = build_document(sweep)
-    except Exception as err:  # MLflow unreachable, or its runs lost
-        print(
-            f"{PROG}: warning: MLflow could not be read ({redact(str(err))}); summarising "
-            "Tune's results",
-            file=sys.stderr,
-        )
+    except Exception as err:
+        print(f"{PROG}: warning: {redact(str(err))}; summarising Tune's results", file=sys.stderr)
         sweep = tune_sweep(settings, folder, grid)
         doc = build_document(sweep)
     out = folder.report_dir
@@ -187,6 +212,11 @@ def tune_sweep(settings: SweepSettings, folder: SweepFolder, grid: Any):
                 "setting": setting_id(config),
             }
         )
+    if settings.metric == "udr":  # scored across seeds: not in any trial's result
+        from analysis.runs import score_udr
+        from sweeps.search.udr import SettingUDR
+
+        score_udr(records, SettingUDR(folder.shown).codes)
     record = sweep_record(settings)
     info = {**record["settings"], "metric_key": record["metric_key"], "scoring": record["scoring"]}
     return Sweep(build_table(records), info, f"tune:{folder.shown}")

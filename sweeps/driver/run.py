@@ -80,6 +80,7 @@ def _run_held(
 
     from sweeps.driver.end import finish
     from sweeps.driver.parent import ParentRun
+    from sweeps.driver.snapshot import prune_old_snapshots, results_without_dataframes
     from sweeps.driver.tuner import build_tuner
 
     start_ray(address, num_gpus=settings.num_gpus)  # a local Ray inherits the keys' file
@@ -100,7 +101,8 @@ def _run_held(
     else:
         folder.download_study()
     try:
-        tuner = build_tuner(settings, folder, parent, backup)
+        with results_without_dataframes():  # a restored Tuner reads every trial's results
+            tuner = build_tuner(settings, folder, parent, backup)
         # A restored Tuner runs the callbacks pickled by the sweep's first driver: this
         # driver's own settings (and its tracking URI's credentials) reach them through
         # sweeps.config.live.
@@ -109,7 +111,7 @@ def _run_held(
             backup=backup,
             tracking=(settings.tracking_uri, parent.experiment, parent.run_id),
         )
-        with interrupts.tune_loop():
+        with interrupts.tune_loop(), results_without_dataframes():
             grid = tuner.fit()
     except BaseException as err:
         parent.failed(err)
@@ -124,6 +126,11 @@ def _run_held(
                 f"{PROG}: warning: the Optuna journal was not copied: {redact(str(err))}",
                 file=sys.stderr,
             )
+        try:
+            prune_old_snapshots(*folder.filesystem())
+        except Exception as err:  # only storage is lost: Tune restores the newest
+            print(f"{PROG}: warning: older Tune snapshots were not deleted: "
+                  f"{redact(str(err))}", file=sys.stderr)  # fmt: skip
     try:
         return finish(settings, folder, parent, grid, interrupts)
     finally:

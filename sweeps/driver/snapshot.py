@@ -13,19 +13,38 @@ empty: Tune's existence check passes, and the trial's own restore
 (``sweeps.trial.trainable._restore``) skips a checkpoint that does not load and takes the
 newest one that does (by training step).
 
-Imports Ray (a private class of Tune's, pinned by ``constraints.txt``).
+Each driver session writes its own snapshot files (``experiment_state-<session>.json`` and the
+searcher's, the search generator's and the callbacks' beside it); Tune restores the newest of
+each and never deletes the others, so every resume of a 10,000-trial sweep left ~290 MB more.
+``prune_old_snapshots`` keeps the newest of each at a driver's end.
+
+``Tuner.restore`` and, at a fit's end, the ``ResultGrid`` read every trial's ``result.json`` into
+a DataFrame (10,000 files; on S3 10,000 requests) for ``Result.metrics_dataframe``, which the
+sweep never reads: ``results_without_dataframes`` skips that read.
+
+Imports Ray (private parts of Tune's, pinned by ``constraints.txt``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import PurePosixPath
 
 logger = logging.getLogger(__name__)
 
 #: Tune's snapshot file, one per driver session; the newest is the one restored.
 SNAPSHOT_GLOB = "experiment_state-*.json"
+#: Every file a driver session writes beside it (Tune's templates, ``{}``: the session).
+SESSION_FILES = (
+    "experiment_state-{}.json",
+    "searcher-state-{}.pkl",
+    "search_gen_state-{}.json",
+    "callback-states-{}.pkl",
+    "basic-variant-state-{}.json",
+)
 
 
 def named_checkpoints(snapshot: dict) -> dict[str, list[str]]:
@@ -77,3 +96,46 @@ def restore_named_checkpoints(fs, experiment: str) -> list[str]:
             ", ".join(restored),
         )
     return restored
+
+
+def prune_old_snapshots(fs, experiment: str) -> list[str]:
+    """Delete every session's snapshot file but the newest of each kind (the one Tune restores)
+    in ``experiment`` (a folder in the pyarrow filesystem ``fs``); returns the names deleted."""
+    import pyarrow.fs
+
+    names = [
+        PurePosixPath(f.path).name
+        for f in fs.get_file_info(pyarrow.fs.FileSelector(experiment))
+        if f.is_file
+    ]
+    deleted = []
+    for template in SESSION_FILES:
+        prefix, suffix = template.split("{}")
+        kind = sorted(n for n in names if n.startswith(prefix) and n.endswith(suffix))
+        for name in kind[:-1]:
+            fs.delete_file(f"{experiment}/{name}")
+            deleted.append(name)
+    return deleted
+
+
+@contextlib.contextmanager
+def results_without_dataframes() -> Iterator[None]:
+    """Within: Tune's ``ExperimentAnalysis`` (hence ``Tuner.fit``'s ``ResultGrid``) gives each
+    trial an empty ``metrics_dataframe`` instead of reading its ``result.json``; a trial's last
+    result (``Result.metrics``), config, checkpoint, path and error are as before."""
+    from pandas import DataFrame
+    from ray.tune.analysis.experiment_analysis import ExperimentAnalysis
+
+    original = ExperimentAnalysis.__dict__.get("_fetch_trial_dataframes")
+    if original is None:  # another Tune (tests/e2e/test_sweep_smoke.py says so): its own way
+        yield
+        return
+
+    def empty(self) -> dict:
+        return {trial.trial_id: DataFrame() for trial in self.trials}
+
+    ExperimentAnalysis._fetch_trial_dataframes = empty
+    try:
+        yield
+    finally:
+        ExperimentAnalysis._fetch_trial_dataframes = original

@@ -18,6 +18,7 @@ from sweeps.config.settings import PROG, SweepSettings
 from sweeps.driver._renamed import alias_renamed_modules
 from sweeps.driver.parent import ParentRun, run_source_tags
 from sweeps.driver.progress import Progress
+from sweeps.driver.scheduler import FinishedPrefixFIFO
 from sweeps.driver.snapshot import restore_named_checkpoints
 from sweeps.driver.stall import StallWatch
 from sweeps.search.plan import build_searcher
@@ -118,6 +119,8 @@ def build_tuner(
             ),
             num_samples=settings.num_samples,
             max_concurrent_trials=settings.max_concurrent,
+            # Tune's FIFO choice, minus a walk over every finished trial at each step.
+            scheduler=FinishedPrefixFIFO(),
             # A trial's worker goes on to the next trial: no new process, no imports, the
             # dataset already built (sweeps.trial.trainable.dataset_of).
             reuse_actors=True,

@@ -6,6 +6,7 @@ of trials Tune did not report to the searcher and the reasons of trials left in 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,12 @@ from optuna.storages.journal import BaseJournalBackend, JournalFileBackend
 from optuna.trial import TrialState
 
 from analysis.schema import MLFLOW_RUN_ATTR, TUNE_TRIAL_ATTR
-from sweeps.search.searcher import tell_result
+from sweeps.config import live
+from sweeps.search.searcher import record_recon, tell_result
+from sweeps.search.udr import fail_waiting, wait_for_setting
 from sweeps.store.journal import mirror_for
+
+logger = logging.getLogger(__name__)
 
 
 class MirroredJournal(BaseJournalBackend):
@@ -69,19 +74,45 @@ def _open_trials(journal: str, study_name: str):
 
 
 def tell_unreported(
-    journal: str, study_name: str, finished: dict[str, dict], metrics: list[str], budget: float
+    journal: str,
+    study_name: str,
+    finished: dict[str, dict],
+    metrics: list[str],
+    budget: float,
+    udr: Any = None,
 ) -> int:
     """Tell the results of trials Tune finished whose Optuna trials are still open (``finished``:
     Tune trial id → final result): a trial retried by ``--resume`` after it ended in ERROR is
-    not reported to the searcher by Tune (its concurrency limiter forgot it). Returns how many."""
-    study, _, running = _open_trials(journal, study_name)
-    told = 0
+    not reported to the searcher by Tune (its concurrency limiter forgot it). With ``udr`` (a
+    ``sweeps.search.udr.SettingUDR``) their settings are scored, the scores published for the
+    sweep's end to log (``sweeps.config.live``). Returns how many were told."""
+    study, storage, running = _open_trials(journal, study_name)
+    told, settings = 0, []
     for trial_id, tune_trial in running:
         result = finished.get(tune_trial)
-        if result is not None:
-            tell_result(study, optuna.Trial(study, trial_id), result, metrics, budget)
-            told += 1
+        if result is None:
+            continue
+        trial = optuna.Trial(study, trial_id)
+        if udr is not None and not result.get("error"):
+            record_recon(trial, result, budget)
+            wait_for_setting(trial)
+            if trial.params not in settings:
+                settings.append(trial.params)
+            continue
+        tell_result(study, trial, result, metrics, budget)
+        told += 1
+    for params in settings:
+        scored = udr.tell_setting(study, storage, params)
+        live.publish_scores(scored)
+        told += len(scored)
     return told
+
+
+def fail_lone_seeds(journal: str, study_name: str) -> int:
+    """End FAIL the trials still waiting for their setting's UDR (``sweeps.search.udr``), once
+    the sweep has ended. Returns how many."""
+    study, storage, _ = _open_trials(journal, study_name)
+    return fail_waiting(study, storage)
 
 
 def note_errored_trials(journal: str, study_name: str, errored: dict[str, str]) -> None:
@@ -98,6 +129,11 @@ def note_errored_trials(journal: str, study_name: str, errored: dict[str, str]) 
 class StudyLink:
     """Writes a trial's MLflow run id into its Optuna trial (``user_attrs``), from the driver.
 
+    Optuna refuses to change a finished trial, so a run created after its trial ended (the
+    MLflow writer a whole trial behind: trials of a second, a slow server) is not linked from
+    Optuna's side; the trial still names its Tune trial (``tune_trial_id``), and the run its
+    Optuna trial (tag ``optuna.trial_number``). Said once per driver, in one warning.
+
     Picklable (it travels with the tracking callback in Tune's experiment state): the study is
     opened on first use.
     """
@@ -106,16 +142,33 @@ class StudyLink:
         self.journal = journal
         self.study_name = study_name
         self._storage: Any = None
+        self.too_late = 0
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_storage": None}
+        return {**self.__dict__, "_storage": None, "too_late": 0}
 
-    def __call__(self, trial_number: int, run_id: str) -> None:
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update({"too_late": 0, **state})  # pickled before it had the count
+
+    def __call__(self, trial_number: int, run_id: str) -> bool:
+        """Whether the link was written (False: the trial had already ended)."""
         if self._storage is None:
             self._storage = open_journal(self.journal)
         study_id = self._storage.get_study_id_from_name(self.study_name)
         trial_id = self._storage.get_trial_id_from_study_id_trial_number(study_id, trial_number)
+        if self._storage.get_trial(trial_id).state.is_finished():
+            if not self.too_late:
+                logger.warning(
+                    "Optuna trial %d ended before its MLflow run %s was created: it is not "
+                    "linked from Optuna's side (the run names the trial in its tag "
+                    "optuna.trial_number; later ones are not reported)",
+                    trial_number,
+                    run_id,
+                )
+            self.too_late += 1
+            return False
         self._storage.set_trial_user_attr(trial_id, MLFLOW_RUN_ATTR, run_id)
+        return True
 
 
 def fail_unplaced_trials(journal: str, study_name: str, tune_trials: set[str]) -> int:

@@ -10,27 +10,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from analysis.schema import PARENT_TAG, TRIAL_ID_TAG
+from analysis.runs import child_runs
+from analysis.schema import TRIAL_ID_TAG
 
 
 def mlflow_children(client: Any, experiment: str, parent: str) -> dict[str, str]:
     """Trial id → status of the parent's child runs."""
-    runs, token = [], None
-    while True:
-        page = client.search_runs(
-            [experiment], filter_string=f"tags.`{PARENT_TAG}` = '{parent}'", page_token=token
-        )
-        runs += list(page)
-        token = page.token
-        if not token:
-            break
-    return {r.data.tags.get(TRIAL_ID_TAG): r.info.status for r in runs}
+    return statuses(child_runs(client, experiment, parent))
 
 
-def missing_in_mlflow(client: Any, experiment: str, parent: str, trials: dict[str, str]) -> list:
+def statuses(children: list) -> dict[str, str]:
+    """Trial id → status (MLflow's own: FINISHED, FAILED, RUNNING, KILLED, …) of child runs."""
+    return {r.data.tags.get(TRIAL_ID_TAG): r.info.status for r in children}
+
+
+def missing_in_mlflow(children: dict[str, str], trials: dict[str, str]) -> list:
     """``(trial id, Tune's end, MLflow's status)`` of every trial Tune ended that MLflow does not
-    show ended the same way; ``trials``: trial id → "FINISHED" or "FAILED" (as Tune ended it)."""
-    children = mlflow_children(client, experiment, parent)
+    show ended the same way; ``children``: trial id → MLflow's status (``statuses``);
+    ``trials``: trial id → "FINISHED" or "FAILED" (as Tune ended it)."""
     return [
         (trial_id, ended, children.get(trial_id, "absent"))
         for trial_id, ended in sorted(trials.items())

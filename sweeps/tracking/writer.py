@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 import tempfile
 import threading
 import time
@@ -31,7 +30,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.entities import Metric, Param, Run, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
 from analysis.redaction import redact, without_credentials
@@ -53,16 +52,17 @@ from analysis.trial_files import (
     HISTORY,
     MODEL_DIR,
     RESULT,
-    WEIGHTS_FILE,
     expand_curve,
     read_history,
 )
 from sweeps.config import live
-from sweeps.store.finished import keep_only_final, weights_may_leave, weights_reference
+from sweeps.store.finished import weights_reference
+from sweeps.tracking.finished_run import pictures_here, prune, weights_here
 from sweeps.tracking.runs import (
     dataset_input,
     find_runs,
     last_line,
+    log_seed_scores,
     log_trained_model,
     trial_params,
 )
@@ -73,6 +73,16 @@ logger = logging.getLogger(__name__)
 FINAL_KEYS = ("recon_nll", "kl", "active_latents", "feasible", "eval_seconds")
 _MAX_TAG = 5000
 _ENDS = ("complete", "error")
+#: The tag the writer sets last before marking a finished trial's run FINISHED. Logging the
+#: model marks the run FINISHED too (MLflow ends the run it opened), before the pruning and
+#: this tag: a run FINISHED without it was cut short there and is completed again.
+FEASIBLE_TAG = "feasible"
+
+
+def _ended(run: Any) -> bool:
+    """Whether MLflow holds the run's whole end: FAILED, or FINISHED with the last tag."""
+    status = run.info.status
+    return status == "FAILED" or (status == "FINISHED" and FEASIBLE_TAG in run.data.tags)
 
 
 def default_spool_path(parent_run_id: str) -> Path:
@@ -267,6 +277,8 @@ class MLflowWriter:
             )
         elif op == "result":
             self._best_effort("logging a result", lambda: self._log_result(record))
+        elif op == "scores":
+            self._best_effort("logging scores across seeds", lambda: self._log_scores(record))
         elif op == UNREADABLE:  # its trial's curve is back-filled, its end reconciled
             logger.warning("an unreadable MLflow record was dropped: %r", record.get("line"))
         elif op in _ENDS:
@@ -385,6 +397,13 @@ class MLflowWriter:
             with self._lock:
                 self.last_step[trial_id] = step
 
+    def _log_scores(self, record: dict[str, Any]) -> None:
+        """Scores computed across a setting's seeds (``metric.udr``), each at the step of the
+        number of seeds behind it, into the runs of the trials they score."""
+        for trial_id, scores in record["scores"].items():
+            log_seed_scores(self.client, self.experiment, self.parent_run_id, trial_id, scores,
+                            run_id=self.runs.get(trial_id))  # fmt: skip
+
     def record_unfinished(self, record: dict[str, Any], checkpoint: Any) -> None:
         """A trial Tune has not ended (``--rebuild-mlflow``): its run, the curve its newest
         checkpoint holds, and KILLED (a ``--resume`` reopens it)."""
@@ -408,11 +427,13 @@ class MLflowWriter:
 
     def _already_ended(self, run_id: str) -> bool:
         """An end recorded by an earlier driver (the status is the last thing written)."""
-        return self.client.get_run(run_id).info.status in ("FINISHED", "FAILED")
+        return _ended(self.client.get_run(run_id))
 
     def _complete(self, record: dict[str, Any]) -> None:
         run_id = self.run_id(record)
-        if self._already_ended(run_id):
+        # Read once: what ending the run changes after this, this code writes itself.
+        run = self.client.get_run(run_id)
+        if _ended(run):  # as ``_already_ended``
             return
         result = record.get("result") or {}
         if result.get("error"):
@@ -421,19 +442,18 @@ class MLflowWriter:
         checkpoint = self._checkpoints.get(record["trial_id"])
         if checkpoint is not None:
             self._backfill(run_id, checkpoint)
-        if result.get("final") and not any(
-            k.startswith("metric.") for k in self.client.get_run(run_id).data.metrics
-        ):
+        # (the back-fill logs ``train/`` points only: the run's scores are as read above)
+        if result.get("final") and not any(k.startswith("metric.") for k in run.data.metrics):
             self._log_result(record)  # the final result met an outage
         if checkpoint is not None:
             try:
-                self._log_artifacts(run_id, checkpoint)
+                model_id = self._log_artifacts(run, checkpoint)
             except Exception as err:  # the run keeps its metrics; say what is missing
                 logger.warning("artifacts of %s not logged: %s", record["name"], redact(str(err)))
                 self.client.set_tag(run_id, "artifacts_error", redact(str(err))[:_MAX_TAG])
-            else:
-                self._keep_only_final(run_id, checkpoint, record["name"])
-        self.client.set_tag(run_id, "feasible", str(bool(result.get("feasible"))).lower())
+            else:  # before FINISHED (``finished_run.prune``)
+                prune(self.client, checkpoint, model_id, run.info.artifact_uri, record["name"])
+        self.client.set_tag(run_id, FEASIBLE_TAG, str(bool(result.get("feasible"))).lower())
         self.client.set_terminated(run_id, status="FINISHED")
 
     def _fail_record(self, record: dict[str, Any]) -> None:
@@ -463,46 +483,31 @@ class MLflowWriter:
         if metrics:
             logger.warning("back-filled %d curve values of run %s", len(metrics), run_id)
 
-    def _keep_only_final(self, run_id: str, checkpoint: Any, name: str) -> None:
-        """A finished trial's storage pruned (``sweeps.store.finished``): its weights referred
-        to MLflow's model once the run names one. Before the run is marked FINISHED, so that
-        a driver killed in between prunes again."""
-        try:
-            run = self.client.get_run(run_id)
-            model_id, model = run.data.tags.get(MODEL_ID_TAG), None
-            if model_id:
-                location = self.client.get_logged_model(model_id).artifact_location
-                local = checkpoint.filesystem.type_name == "local"
-                if weights_may_leave(local, location):
-                    model = {
-                        "model_id": model_id,
-                        "weights_uri": f"{location}/artifacts/{WEIGHTS_FILE}",
-                        "run_artifacts": run.info.artifact_uri,
-                    }
-            keep_only_final(checkpoint, model)
-        except Exception as err:  # pruning only saves space: the trial keeps more than it needs
-            logger.warning("could not prune the checkpoints of %s: %s", name, redact(str(err)))
-
-    def _log_artifacts(self, run_id: str, checkpoint: Any) -> None:
+    def _log_artifacts(self, run: Run, checkpoint: Any) -> str | None:
+        """Log the checkpoint's pictures, result, dataset and model to ``run`` (as read when
+        its end began). Returns the id of the model the run names then (None: none)."""
+        run_id, tags = run.info.run_id, run.data.tags
         with checkpoint.as_directory() as directory:
             root = Path(directory)
+            reference = weights_reference(root)  # the pruned folder's weights.json, read once
             if (root / ARTIFACTS).is_dir():
                 with tempfile.TemporaryDirectory() as tmp:
-                    pictures = self._pictures_here(root / ARTIFACTS, root, Path(tmp))
+                    pictures = pictures_here(
+                        self.tracking_uri, root / ARTIFACTS, reference, Path(tmp)
+                    )
                     self.client.log_artifacts(run_id, str(pictures))
             if not (root / RESULT).is_file():
-                return
+                return tags.get(MODEL_ID_TAG)
             self.client.log_artifact(run_id, str(root / RESULT))
             final = json.loads((root / RESULT).read_text())
             if "dataset" in final:
                 self.client.log_inputs(run_id, datasets=[dataset_input(final["dataset"])])
-            tags = self.client.get_run(run_id).data.tags
             if MODEL_ID_TAG in tags or "input_shape" not in final:
-                return
+                return tags.get(MODEL_ID_TAG)
             with tempfile.TemporaryDirectory() as tmp:
-                model_dir = self._weights_here(root / MODEL_DIR, Path(tmp))
+                model_dir = weights_here(self.tracking_uri, root / MODEL_DIR, reference, Path(tmp))
                 if model_dir is None:
-                    return
+                    return None
                 config = json.loads((model_dir / CONFIG_FILE).read_text())
                 model_id = log_trained_model(
                     self.tracking_uri,
@@ -512,74 +517,7 @@ class MLflowWriter:
                     int(config["latent_dim"]),
                 )
             self.client.set_tag(run_id, MODEL_ID_TAG, model_id)
-
-    def _pictures_here(self, pictures: Path, root: Path, scratch: Path) -> Path:
-        """The trial's pictures: its folder's, plus (a finished trial whose other pictures
-        MLflow held, ``--rebuild-mlflow``) those downloaded from the run its ``weights.json``
-        names. Without them (the old artifact store gone) the folder's alone, with a warning."""
-        reference = weights_reference(root) or {}
-        if "run_artifacts" not in reference:
-            return pictures
-        import mlflow.artifacts
-
-        shutil.copytree(pictures, scratch / ARTIFACTS)
-        try:
-            listed = mlflow.artifacts.list_artifacts(
-                artifact_uri=reference["run_artifacts"], tracking_uri=self.tracking_uri
-            )
-            for item in listed:
-                name = item.path.rsplit("/", 1)[-1]
-                if name.endswith(".png") and not (scratch / ARTIFACTS / name).exists():
-                    mlflow.artifacts.download_artifacts(
-                        artifact_uri=f"{reference['run_artifacts']}/{name}",
-                        dst_path=str(scratch / ARTIFACTS),
-                        tracking_uri=self.tracking_uri,
-                    )
-        except Exception as err:
-            logger.warning(
-                "the pictures of model %s's run are not where its trial's weights.json says "
-                "(%s): the run gets the traversals only",
-                reference.get("model_id"),
-                redact(last_line(str(err))),
-            )
-        return scratch / ARTIFACTS
-
-    def _weights_here(self, model_dir: Path, scratch: Path) -> Path | None:
-        """A folder with the trial's ``model.safetensors`` and ``config.json``: its own, or
-        (a finished trial whose weights MLflow held, ``--rebuild-mlflow``) one with the weights
-        downloaded from the model its ``weights.json`` names, checked against their sha256.
-        None when neither is there (the run then has no model, said in a warning)."""
-        if (model_dir / WEIGHTS_FILE).is_file():
-            return model_dir
-        reference = weights_reference(model_dir.parent)
-        if reference is None:
-            return None
-        import mlflow.artifacts
-
-        shutil.copy(model_dir / CONFIG_FILE, scratch / CONFIG_FILE)
-        try:
-            got = Path(
-                mlflow.artifacts.download_artifacts(
-                    artifact_uri=reference["weights_uri"],
-                    dst_path=str(scratch / "download"),
-                    tracking_uri=self.tracking_uri,
-                )
-            )
-            digest = hashlib.sha256(got.read_bytes()).hexdigest()
-        except Exception as err:
-            logger.warning(
-                "the weights of model %s are not where its trial's weights.json says (%s): "
-                "the run gets no model",
-                reference.get("model_id"),
-                redact(last_line(str(err))),
-            )
-            return None
-        if digest != reference["sha256"]:
-            logger.warning("the weights at %s are not the trial's (sha256 differs): no model",
-                           redact(reference["weights_uri"]))  # fmt: skip
-            return None
-        got.replace(scratch / WEIGHTS_FILE)
-        return scratch
+        return model_id
 
     # -- a server that goes away -------------------------------------------------------
     def _best_effort(self, what: str, action: Any) -> None:

@@ -50,6 +50,20 @@ def _mid_training(sweep: Path) -> bool:
     return bool(list(sweep.glob("*/checkpoint_000001")))
 
 
+def _snapshot_names_a_checkpoint(sweep: Path) -> bool:
+    """A trial's checkpoint reaches the disk before the driver registers it and the next
+    snapshot names it; under load that gap is seconds, so wait for the snapshot itself."""
+    from sweeps.driver.snapshot import SNAPSHOT_GLOB, named_checkpoints
+
+    snapshots = sorted(sweep.glob(SNAPSHOT_GLOB))
+    try:
+        return bool(snapshots) and any(
+            named_checkpoints(json.loads(snapshots[-1].read_text())).values()
+        )
+    except (OSError, ValueError):  # replaced or half-written as it was read
+        return False
+
+
 def _final_evaluation(sweep: Path) -> bool:
     for trial in sweep.glob("*/"):
         if (trial / f"checkpoint_{LAST_TRAINING_CHECKPOINT:06d}").is_dir() and not (
@@ -68,7 +82,7 @@ MOMENTS = {
     "mid-training": _mid_training,
     # Mid-training, then each checkpoint Tune's snapshot names is deleted: what a kill between
     # Tune deleting a trial's oldest kept checkpoint and its next snapshot leaves.
-    "named-checkpoint-deleted": _mid_training,
+    "named-checkpoint-deleted": _snapshot_names_a_checkpoint,
     "final-evaluation": _final_evaluation,
     "report": _report,
 }
@@ -99,6 +113,8 @@ def test_killed_driver_resumes_without_duplicates_or_gaps(tmp_path, moment):
         assert delete_named_checkpoints(checkpoints), "the snapshot named no checkpoint"
     second = run_sweep([*argv(tmp_path), "--resume"], tmp_path, env)
     assert second.returncode == 0, second.stderr[-4000:]
+    # The sweep's Tuner carries its scheduler, which the resumed driver unpickled.
+    assert b"FinishedPrefixFIFO" in (checkpoints / "tuner.pkl").read_bytes()
 
     from mlflow.tracking import MlflowClient
 

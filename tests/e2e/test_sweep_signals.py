@@ -143,7 +143,8 @@ def test_signals_a_second_driver_and_a_truncated_checkpoint_lose_nothing(tmp_pat
     assert not any("interrupted" in r.data.tags for r in runs)
     for run in children:
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
-        assert steps == list(range(REPORT, STEPS + 1, REPORT)), steps
+        # Each step once; a point lost with the killed worker is back-filled at the trial's end.
+        assert sorted(steps) == list(range(REPORT, STEPS + 1, REPORT)), steps
         assert "metric.mig" in run.data.metrics
 
     import optuna

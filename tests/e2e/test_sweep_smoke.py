@@ -297,12 +297,36 @@ def test_the_three_stores_link_to_each_other_both_ways(swept):
 
 
 def test_resume_of_a_finished_sweep_adds_nothing(swept):
+    from sweeps.driver.snapshot import SESSION_FILES
+
     tmp, _ = swept
     again = sweep(tmp, "--resume")
     assert again.returncode == 0, again.stderr[-4000:]
     _, parents, children = _runs(tmp)
     assert len(parents) == 1 and len(children) == NUM_SAMPLES
     assert all(r.info.status == "FINISHED" for r in parents + children)
+    # Tune's snapshot files: the resumed session's only (the first session's were deleted).
+    folder = storage(tmp) / "smoke-test"
+    for template in SESSION_FILES[:4]:
+        assert len(list(folder.glob(template.format("*")))) == 1, template
+
+
+def test_tunes_results_are_read_without_a_dataframe_per_trial(swept):
+    """What the driver's ResultGrid holds at a fit's end: each trial's last result, without
+    Tune reading its result.json into a DataFrame (a file per trial; on S3 a request each)."""
+    from ray.tune import ExperimentAnalysis
+
+    from sweeps.driver.snapshot import results_without_dataframes
+
+    tmp, _ = swept
+    folder = str(storage(tmp) / "smoke-test")
+    with results_without_dataframes():
+        lean = ExperimentAnalysis(folder)
+    assert len(lean.trials) == NUM_SAMPLES
+    assert all(t.last_result.get("final") for t in lean.trials)
+    assert all(frame.empty for frame in lean.trial_dataframes.values())
+    tunes = ExperimentAnalysis(folder)  # outside: Tune's own reading, as before
+    assert all(len(frame) > 1 for frame in tunes.trial_dataframes.values())
 
 
 def test_the_sweep_ends_with_its_frontier_report_logged_to_the_parent(swept):

@@ -264,3 +264,32 @@ def test_sweeps_use_no_private_ray_or_optuna_api():
         if private.search(line)
     ]
     assert hits == []
+
+
+def test_a_run_created_after_its_trial_ended_is_linked_from_the_run_side_only(tmp_path, caplog):
+    """Optuna refuses to change a finished trial: the link says so once and raises nothing
+    (it was a warning per trial, 8,158 of them at 10,000 stand-in trials); a trial still
+    running gets the run id."""
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    from analysis.schema import MLFLOW_RUN_ATTR
+    from sweeps.search.study import StudyLink
+
+    journal = tmp_path / "optuna.journal"
+    study = optuna.create_study(
+        study_name="s", storage=JournalStorage(JournalFileBackend(str(journal)))
+    )
+    ended, running = study.ask(), study.ask()
+    study.tell(ended, 1.0)
+    link = StudyLink(str(journal), "s")
+    with caplog.at_level("WARNING", logger="sweeps.search.study"):
+        assert link(ended.number, "run-a") is False
+        assert link(ended.number, "run-a2") is False
+        assert link(running.number, "run-b") is True
+    assert len(caplog.records) == 1 and "ended before its MLflow run" in caplog.text
+    trials = optuna.load_study(
+        study_name="s", storage=JournalStorage(JournalFileBackend(str(journal)))
+    ).trials
+    assert MLFLOW_RUN_ATTR not in trials[0].user_attrs
+    assert trials[1].user_attrs[MLFLOW_RUN_ATTR] == "run-b"

@@ -90,6 +90,8 @@ def test_a_results_kl_list_becomes_one_mlflow_curve_per_latent(store):
     compact = compact_curve(row)
     assert compact == {"step": 10, "train/loss": 5.0, "train/kl_per_dim": [0.5, 2.0]}
     assert expand_curve(compact) == row
+    wide = {f"train/kl_per_dim/{i:02d}": float(i) for i in range(128)}  # 128 latents
+    assert compact_curve(wide)["train/kl_per_dim"] == [float(i) for i in range(128)]
     client, exp, parent, uri = store
     cb = MLflowTracking(uri, exp, parent, background=False)
     trial = FakeTrial("kl")
@@ -206,6 +208,57 @@ def test_a_finished_trial_keeps_its_final_checkpoint_and_its_weights_once(store,
     # ... and the pictures the folder gave up come back from the old run's artifacts.
     names = {a.path for a in rebuilt.list_artifacts(run.info.run_id)}
     assert {"traversals.png", "reconstructions.png", "kl_per_latent.png"} <= names
+
+
+def test_a_driver_killed_after_the_model_was_logged_ends_the_run_on_resume(
+    store, tmp_path, monkeypatch
+):
+    """Logging the model marks the run FINISHED (MLflow ends the run it opened) before the
+    folder is pruned and the last tag set; a driver killed in between leaves such a run, which
+    the next driver completes instead of taking it as ended."""
+    import json
+
+    import safetensors.torch
+    from ray import tune
+
+    import sweeps.tracking.writer as writer_module
+    from betavae.config import TrainConfig
+    from betavae.models import build_model
+
+    client, exp, parent, uri = store
+    final_dir = tmp_path / "b4-z6-s1-cut" / "checkpoint_000000"
+    (final_dir / "model").mkdir(parents=True)
+    (final_dir / "model" / "trainer_state.pt").write_bytes(b"adam" * 1000)
+    safetensors.torch.save_file(build_model("burgess", 6, 1).state_dict(),
+                                str(final_dir / "model" / "model.safetensors"))  # fmt: skip
+    (final_dir / "model" / "config.json").write_text(
+        json.dumps(TrainConfig(latent_dim=6).to_dict())
+    )
+    final = {"step": 40, "final": 1.0, "recon_nll": 80.0, "metric.mig": 0.1, "feasible": 1.0}
+    (final_dir / "result.json").write_text(json.dumps({**final, "input_shape": [1, 64, 64]}))
+    trial = FakeTrial("cut", checkpoint=tune.Checkpoint(str(final_dir)))
+    trial.last_result = final
+
+    def killed(*args, **kwargs):
+        raise SystemExit("kill -9")  # not an Exception: nothing the writer catches
+
+    with monkeypatch.context() as patch:
+        patch.setattr(writer_module, "prune", killed)
+        cb = MLflowTracking(uri, exp, parent, background=False)
+        cb.on_trial_start(0, [], trial)
+        cb.on_trial_result(0, [], trial, final)
+        with pytest.raises(SystemExit):
+            cb.on_trial_complete(0, [], trial)
+    (run,) = children(client, exp)
+    assert run.info.status == "FINISHED" and "feasible" not in run.data.tags  # the window
+    assert (final_dir / "model" / "trainer_state.pt").exists()
+
+    again = MLflowTracking(uri, exp, parent, background=False)  # the next driver
+    again.on_trial_complete(0, [], trial)
+    (run,) = children(client, exp)
+    assert run.info.status == "FINISHED" and run.data.tags["feasible"] == "true"
+    assert sorted(p.name for p in (final_dir / "model").iterdir()) == ["config.json",
+                                                                        "weights.json"]  # fmt: skip
 
 
 def test_errors_end_the_run_failed_with_the_reason(store):
