@@ -34,6 +34,9 @@ OPTUNA_STUDY_TAG = "optuna.study_name"  # parent run → the study (in STUDY_FIL
 OPTUNA_TRIAL_KEY = "optuna_trial"  # a trial's config: its Optuna trial number
 REPLICATE_ATTR = "replicate"  # trial user_attr: 0 for a sampled setting, k for its k-th reseed
 TUNE_TRIAL_ATTR = "tune_trial_id"  # trial user_attr
+#: Trial user_attr, True on a trial failed because Tune cannot resume it (started by a killed
+#: driver after its last Tune snapshot): not counted against ``num_samples``, others replace it.
+LOST_ATTR = "lost"
 MLFLOW_RUN_ATTR = "mlflow_run_id"  # trial user_attr: the child run
 RECON_ATTR = "recon_nll"  # trial user_attr: the final reconstruction NLL
 PARENT_RUN_ATTR = "mlflow_parent_run_id"  # study user_attr: the sweep's parent run

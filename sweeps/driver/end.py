@@ -39,7 +39,7 @@ def finish(
     close_errored_trials(settings, folder, grid)
     log_late_scores(parent)
     folder.upload_study()  # remote storage: the whole journal again, now with those ends
-    sweep, missing = read_mlflow(settings, parent, grid)
+    sweep, missing = read_mlflow(settings, folder, parent, grid)
     doc, report = summarise(settings, folder, parent, grid, sweep)
     folder.write_text(SUMMARY_FILE, json.dumps(doc, indent=2, default=str))
     parent.finish(doc, settings.metric_key)
@@ -101,14 +101,7 @@ def close_errored_trials(settings: SweepSettings, folder: SweepFolder, grid: Any
         elif metrics.get("final") or metrics.get("error"):
             finished[trial_id] = metrics
     journal = folder.study_location
-    pareto = settings.objective == "pareto"
-    keys = [settings.metric_key, "recon_nll"] if pareto else [settings.metric_key]
-    udr = None
-    if settings.metric == "udr":
-        from sweeps.search.udr import SettingUDR
-
-        udr = SettingUDR(folder.shown)
-    tell_unreported(journal, settings.name, finished, keys, settings.recon_budget, udr)
+    udr = tell_finished(settings, folder, finished)
     if errored:
         note_errored_trials(journal, settings.name, errored)
     # An Optuna trial asked for a Tune trial that Tune never recorded (a driver killed between
@@ -118,7 +111,25 @@ def close_errored_trials(settings: SweepSettings, folder: SweepFolder, grid: Any
         fail_lone_seeds(journal, settings.name)
 
 
-def read_mlflow(settings: SweepSettings, parent: ParentRun, grid: Any) -> tuple[Any, list]:
+def tell_finished(settings: SweepSettings, folder: SweepFolder, finished: dict[str, dict]):
+    """Tell Optuna the final results (``finished``: Tune trial id → result) of trials whose
+    Optuna trials are still open (``sweeps.search.study.tell_unreported``); returns the UDR
+    scorer when the sweep scores UDR, else None."""
+    pareto = settings.objective == "pareto"
+    keys = [settings.metric_key, "recon_nll"] if pareto else [settings.metric_key]
+    udr = None
+    if settings.metric == "udr":
+        from sweeps.search.udr import SettingUDR
+
+        udr = SettingUDR(folder.shown)
+    tell_unreported(folder.study_location, settings.name, finished, keys, settings.recon_budget,
+                    udr)  # fmt: skip
+    return udr
+
+
+def read_mlflow(
+    settings: SweepSettings, folder: SweepFolder, parent: ParentRun, grid: Any
+) -> tuple[Any, list]:
     """The sweep as MLflow holds it (``analysis.runs.Sweep``), read once, and the trials Tune
     ended that MLflow does not show ended the same way (``sweeps.tracking.reconcile``).
 
@@ -126,11 +137,13 @@ def read_mlflow(settings: SweepSettings, parent: ParentRun, grid: Any) -> tuple[
     trials Tune ended: the summary is then built from Tune's results.
     """
     from analysis.runs import child_runs, sweep_from_runs
+    from sweeps.driver.lost import end_runs
 
     ends = tune_ends((result_trial_id(r), r.metrics, r.error is not None) for r in grid)
     client = parent.client
     try:
         children = child_runs(client, parent.experiment, parent.run_id)
+        children = end_runs(settings, folder, parent, children, {result_trial_id(r) for r in grid})
         source = f"mlflow:{redact(settings.tracking_uri)}#{settings.name}"
         sweep = sweep_from_runs(client, source, client.get_run(parent.run_id), children)
     except Exception as err:  # MLflow unreachable, or its runs lost

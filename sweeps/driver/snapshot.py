@@ -68,9 +68,9 @@ def named_checkpoints(snapshot: dict) -> dict[str, list[str]]:
     return named
 
 
-def restore_named_checkpoints(fs, experiment: str) -> list[str]:
-    """Recreate (empty) each missing checkpoint folder the newest snapshot in ``experiment``
-    (a folder in the pyarrow filesystem ``fs``) names; returns them, ``trial/checkpoint``."""
+def newest_snapshot(fs, experiment: str) -> dict | None:
+    """The newest Tune snapshot in ``experiment`` (a folder in the pyarrow filesystem ``fs``),
+    parsed; None when there is none."""
     import pyarrow.fs
 
     found = fs.get_file_info(pyarrow.fs.FileSelector(experiment))
@@ -78,9 +78,26 @@ def restore_named_checkpoints(fs, experiment: str) -> list[str]:
         f.path for f in found if PurePosixPath(f.path).match(SNAPSHOT_GLOB) and f.is_file
     )
     if not snapshots:
-        return []
+        return None
     with fs.open_input_stream(snapshots[-1]) as stream:
-        snapshot = json.loads(stream.read())
+        return json.loads(stream.read())
+
+
+def snapshot_trial_ids(snapshot: dict) -> set[str]:
+    """The ids of the trials a snapshot holds: the ones a resumed Tune knows. A trial started
+    after the snapshot its killed driver last wrote is not among them, and never resumes."""
+    return {json.loads(trial_json)["trial_id"] for trial_json, _ in snapshot.get("trial_data", [])}
+
+
+def restore_named_checkpoints(fs, experiment: str, snapshot: dict | None = None) -> list[str]:
+    """Recreate (empty) each missing checkpoint folder the newest snapshot in ``experiment``
+    (a folder in the pyarrow filesystem ``fs``; ``snapshot``, when already read) names;
+    returns them, ``trial/checkpoint``."""
+    import pyarrow.fs
+
+    snapshot = snapshot if snapshot is not None else newest_snapshot(fs, experiment)
+    if snapshot is None:
+        return []
     restored = []
     for trial, checkpoints in sorted(named_checkpoints(snapshot).items()):
         for checkpoint in checkpoints:

@@ -16,10 +16,11 @@ from ray import tune
 from analysis.schema import SPOOL_FILE
 from sweeps.config.settings import PROG, SweepSettings
 from sweeps.driver._renamed import alias_renamed_modules
+from sweeps.driver.lost import tell_or_fail
 from sweeps.driver.parent import ParentRun, run_source_tags
 from sweeps.driver.progress import Progress
 from sweeps.driver.scheduler import FinishedPrefixFIFO
-from sweeps.driver.snapshot import restore_named_checkpoints
+from sweeps.driver.snapshot import newest_snapshot, restore_named_checkpoints
 from sweeps.driver.stall import StallWatch
 from sweeps.search.plan import build_searcher
 from sweeps.search.study import StudyLink
@@ -98,10 +99,14 @@ def build_tuner(
     if settings.resume and tune.Tuner.can_restore(experiment_path):
         alias_renamed_modules()  # a sweep started before the subpackages names the old paths
         try:
-            restore_named_checkpoints(*folder.filesystem())
+            snapshot = newest_snapshot(*folder.filesystem())
+            restore_named_checkpoints(*folder.filesystem(), snapshot)
         except Exception as err:  # a snapshot this cannot read: Tune's own restore decides
             print(f"{PROG}: warning: Tune's snapshot was not checked for deleted checkpoints "
                   f"({type(err).__name__}: {err})", file=sys.stderr)  # fmt: skip
+        else:
+            if snapshot is not None:  # trials a killed driver started after it
+                tell_or_fail(settings, folder, snapshot)
         # A trial that ended in ERROR (a worker lost too often, a checkpoint that would not
         # load) is retried from its last checkpoint; a diverged one reported its end.
         return tune.Tuner.restore(

@@ -27,6 +27,7 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from analysis.schema import (
+    LOST_ATTR,
     OPTUNA_TRIAL_KEY,
     RECON_ATTR,
     REPLICATE_ATTR,
@@ -67,6 +68,8 @@ class ConstrainedOptunaSearch(Searcher):
 
     #: No UDR scorer: also what a searcher pickled before UDR existed restores with.
     _udr: Any = None
+    #: Trials asked so far, towards ``max_trials`` (``_placed``); None: not yet counted.
+    _asked: int | None = None
 
     def __init__(
         self,
@@ -132,7 +135,7 @@ class ConstrainedOptunaSearch(Searcher):
 
     def __getstate__(self) -> dict[str, Any]:
         # The study and the asked trials are rebuilt from the storage after unpickling.
-        return {**self.__dict__, "_study": None, "_live": {}}
+        return {**self.__dict__, "_study": None, "_live": {}, "_asked": None}
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as out:
@@ -165,9 +168,27 @@ class ConstrainedOptunaSearch(Searcher):
         # Tune merges into every suggested config itself.
         return True
 
-    def suggest(self, trial_id: str) -> dict | None:
+    def _placed(self) -> int:
+        """How many trials the study holds towards ``max_trials``: every one asked, less those
+        lost with a killed driver (``sweeps.search.study.LOST_ATTR``: others take their place).
+        Counted from the study once per process, then kept as trials are asked."""
+        if self._asked is None:
+            self._asked = sum(
+                t.state != TrialState.WAITING
+                and not (t.state == TrialState.FAIL and t.user_attrs.get(LOST_ATTR))
+                for t in self.study.get_trials(deepcopy=False)
+            )
+        return self._asked
+
+    def suggest(self, trial_id: str) -> dict | str | None:
+        # A resumed sweep whose killed driver finished trials after its last Tune snapshot
+        # holds them in the study (and MLflow) but not in Tune, which would ask for
+        # ``num_samples`` on top of them: the study's count decides.
+        if self._max_trials is not None and self._placed() >= self._max_trials:
+            return Searcher.FINISHED
         study = self.study
         trial = study.ask()
+        self._asked = self._placed() + 1
         constants = self._space(trial)
         trial.set_user_attr(TUNE_TRIAL_ATTR, trial_id)
         if REPLICATE_ATTR not in trial.user_attrs:

@@ -16,7 +16,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import BaseJournalBackend, JournalFileBackend
 from optuna.trial import TrialState
 
-from analysis.schema import MLFLOW_RUN_ATTR, TUNE_TRIAL_ATTR
+from analysis.schema import LOST_ATTR, MLFLOW_RUN_ATTR, TUNE_TRIAL_ATTR
 from sweeps.config import live
 from sweeps.search.searcher import record_recon, tell_result
 from sweeps.search.udr import fail_waiting, wait_for_setting
@@ -71,6 +71,11 @@ def _open_trials(journal: str, study_name: str):
         for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     ]
     return study, storage, running
+
+
+def running_tune_trials(journal: str, study_name: str) -> list[str]:
+    """The Tune trial ids of the study's RUNNING trials."""
+    return [tune_trial for _, tune_trial in _open_trials(journal, study_name)[2]]
 
 
 def tell_unreported(
@@ -171,14 +176,26 @@ class StudyLink:
         return True
 
 
-def fail_unplaced_trials(journal: str, study_name: str, tune_trials: set[str]) -> int:
+#: Why a trial started by a killed driver after its last Tune snapshot is failed on resume.
+LOST_REASON = (
+    "lost: its driver was killed before Tune's snapshot recorded the trial, so Tune cannot "
+    "resume it; another trial takes its place"
+)
+
+
+def fail_unplaced_trials(
+    journal: str,
+    study_name: str,
+    tune_trials: set[str],
+    reason: str = "never ran: the driver stopped before Tune recorded its trial",
+) -> list[str]:
     """End FAIL the RUNNING Optuna trials whose Tune trial is not among ``tune_trials`` (the
-    ids Tune's state knows): asked just before a driver was killed, before Tune recorded the
-    trial, they would never run. Returns how many."""
+    ids Tune's state knows): asked before a driver was killed, before Tune's snapshot recorded
+    the trial, they never run (again). Returns their Tune trial ids."""
     _, storage, running = _open_trials(journal, study_name)
-    unplaced = [trial_id for trial_id, tune_trial in running if tune_trial not in tune_trials]
-    for trial_id in unplaced:
-        reason = "never ran: the driver stopped before Tune recorded its trial"
+    unplaced = [(tid, tune_trial) for tid, tune_trial in running if tune_trial not in tune_trials]
+    for trial_id, _ in unplaced:
         storage.set_trial_user_attr(trial_id, "error", reason)
+        storage.set_trial_user_attr(trial_id, LOST_ATTR, True)
         storage.set_trial_state_values(trial_id, TrialState.FAIL)
-    return len(unplaced)
+    return [tune_trial for _, tune_trial in unplaced]

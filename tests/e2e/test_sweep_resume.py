@@ -161,3 +161,139 @@ def delete_named_checkpoints(sweep: Path) -> list[Path]:
     for path in deleted:
         shutil.rmtree(path, ignore_errors=True)
     return deleted
+
+
+def _snapshot_trials(sweep: Path) -> int | None:
+    """How many trials the newest Tune snapshot holds; None when unreadable (being written)."""
+    from sweeps.driver.snapshot import SNAPSHOT_GLOB
+
+    snapshots = sorted(sweep.glob(SNAPSHOT_GLOB))
+    try:
+        return len(json.loads(snapshots[-1].read_text())["trial_data"]) if snapshots else None
+    except (OSError, ValueError):
+        return None
+
+
+def _copy_session_files(sweep: Path, to: Path) -> bool:
+    """Copy Tune's snapshot and the files its session writes beside it; False if one was
+    replaced while copied."""
+    import shutil
+
+    from sweeps.driver.snapshot import SESSION_FILES
+
+    to.mkdir(exist_ok=True)
+    try:
+        for pattern in SESSION_FILES:
+            for f in sweep.glob(pattern.format("*")):
+                shutil.copy2(f, to / f.name)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _trial_folders(sweep: Path) -> list[Path]:
+    return [d for d in sweep.glob("*-*") if d.is_dir()]
+
+
+def _third_started(sweep: Path) -> bool:
+    return len(_trial_folders(sweep)) >= 3
+
+
+def _third_finished(sweep: Path) -> bool:
+    return (
+        len(
+            [
+                d
+                for d in _trial_folders(sweep)
+                if (d / "checkpoint_000002" / "result.json").is_file()
+            ]
+        )
+        >= 3
+    )
+
+
+@pytest.mark.parametrize("moment", ["third-started", "third-finished"])
+def test_trials_started_after_the_last_snapshot_are_replaced_or_counted(tmp_path, moment):
+    """Tune snapshots its trials every 10 s or more, so a driver killed with ``kill -9`` may
+    have started (and even finished) trials its last snapshot does not hold, and the resumed
+    Tune never knows them. Forced here: the snapshot of the first two trials is put back after
+    the kill. Their Optuna trials and MLflow runs do not stay RUNNING for ever: a finished one
+    counts towards ``--num-samples``, a lost one ends FAILED in both stores saying why and
+    another trial takes its place. The sweep ends with ``--num-samples`` finished trials.
+    Killed as a third trial starts (it is lost), or once it has finished (it counts)."""
+    import shutil
+
+    from analysis.schema import ERROR_TAG, LOST_ATTR, TRIAL_ID_TAG, TUNE_TRIAL_ATTR
+    from sweeps.driver.snapshot import SNAPSHOT_GLOB, snapshot_trial_ids
+    from sweeps.search.study import LOST_REASON
+
+    n, name = 4, "stale"
+    argv = smoke_argv(tmp_path, name, "--num-samples", str(n), "--replicates", "1")
+    env = sweep_env()
+    first = subprocess.Popen(
+        argv,
+        cwd=tmp_path,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    sweep, saved = storage(tmp_path) / name, tmp_path / "snapshot-of-two"
+    deadline, kept = time.time() + 300, False
+    seen = _third_started if moment == "third-started" else _third_finished
+    while not seen(sweep):  # the smoke preset runs two trials at a time
+        assert first.poll() is None and time.time() < deadline, f"{moment} was not seen"
+        if len(_trial_folders(sweep)) == 2 and _snapshot_trials(sweep) == 2:
+            kept = _copy_session_files(sweep, saved) or kept
+        time.sleep(0.05)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    assert kept, "no snapshot of the first two trials was seen"
+    for f in saved.iterdir():  # the snapshot the killed driver had last written
+        shutil.copy2(f, sweep / f.name)
+
+    again = run_sweep([*argv, "--resume"], tmp_path, env)
+    assert again.returncode == 0, again.stderr[-4000:]
+
+    import optuna
+    from mlflow.tracking import MlflowClient
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    journal = JournalFileBackend(str(sweep / "optuna.journal"))
+    study = optuna.load_study(study_name=name, storage=JournalStorage(journal))
+    by_state: dict = {}
+    for t in study.trials:
+        by_state.setdefault(t.state, []).append(t)
+    assert set(by_state) <= {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL}
+    assert len(by_state[optuna.trial.TrialState.COMPLETE]) == n
+    lost = by_state.get(optuna.trial.TrialState.FAIL, [])
+    assert all(t.user_attrs[LOST_ATTR] and t.user_attrs["error"] == LOST_REASON for t in lost)
+    tune_trials = snapshot_trial_ids(json.loads(sorted(sweep.glob(SNAPSHOT_GLOB))[-1].read_text()))
+    orphans = {t.user_attrs[TUNE_TRIAL_ATTR] for t in study.trials} - tune_trials
+    assert orphans  # the scenario happened: trials the resumed Tune never held
+    assert {t.user_attrs[TUNE_TRIAL_ATTR] for t in lost} <= orphans
+    complete = {t.user_attrs[TUNE_TRIAL_ATTR] for t in by_state[optuna.trial.TrialState.COMPLETE]}
+    if moment == "third-started":
+        assert lost, "the third trial, killed as it started, was not failed as lost"
+    else:
+        assert orphans & complete, "no trial finished after the snapshot was counted"
+
+    client = MlflowClient(tracking_uri(tmp_path))
+    runs = client.search_runs([client.get_experiment_by_name(name).experiment_id])
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    finished = [r for r in children if r.info.status == "FINISHED"]
+    failed = [r for r in children if r.info.status != "FINISHED"]
+    seen = (
+        [(r.data.tags.get(TRIAL_ID_TAG), r.info.status, r.data.tags.get(ERROR_TAG)) for r in runs],
+        [(t.user_attrs.get(TUNE_TRIAL_ATTR), t.state.name) for t in study.trials],
+    )
+    assert len(finished) == n, seen
+    assert {r.data.tags[TRIAL_ID_TAG] for r in finished} == complete
+    for run in failed:  # a lost trial's run, if the killed driver had created it
+        assert run.info.status == "FAILED" and run.data.tags[ERROR_TAG] == LOST_REASON
+    assert {r.data.tags[TRIAL_ID_TAG] for r in failed} <= {
+        t.user_attrs[TUNE_TRIAL_ATTR] for t in lost
+    }
+    summary = f"{len(children)} trials: {n} finished, {len(failed)} failed, 0 unfinished"
+    assert summary in again.stdout, [ln for ln in again.stdout.splitlines() if "trials:" in ln]
