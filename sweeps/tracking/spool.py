@@ -60,10 +60,16 @@ class Spool:
                 self._lock.wait(left)
             if self._memory:
                 return self._memory.popleft()
-            with self.path.open() as f:
-                f.seek(self._read_offset)
-                line = f.readline()
-                self._read_offset = f.tell()
+            try:
+                with self.path.open() as f:
+                    f.seek(self._read_offset)
+                    line = f.readline()
+                    self._read_offset = f.tell()
+            except OSError as err:  # the file is gone or unreadable: what it held is lost
+                lost, self._on_disk = self._on_disk, 0
+                self._unfinished -= lost - 1  # the one returned is marked done by its reader
+                self._lock.notify_all()
+                return {"op": UNREADABLE, "line": f"{lost} record(s) lost with {self.path}: {err}"}
             self._on_disk -= 1
             if not self._on_disk:  # caught up: the file is done with
                 self.path.unlink(missing_ok=True)

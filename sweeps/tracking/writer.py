@@ -242,7 +242,12 @@ class MLflowWriter:
     def _drain(self) -> None:
         assert self._spool is not None
         while True:
-            record = self._spool.get()
+            try:
+                record = self._spool.get()
+            except Exception:  # never let the queue stop the writer (the flush would wait)
+                logger.error("the MLflow spool could not be read: %s", traceback.format_exc())
+                time.sleep(1.0)
+                continue
             try:
                 if record is not None:
                     self._handle(record, raise_on_give_up=False)

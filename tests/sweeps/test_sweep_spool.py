@@ -130,6 +130,63 @@ def test_a_torn_line_in_the_overflow_file_is_dropped_and_the_rest_goes_on(tmp_pa
     assert got[0] == {"i": 0} and got[1]["op"] == UNREADABLE and got[2] == {"i": 2}
 
 
+def test_an_overflow_file_that_cannot_be_read_costs_its_records_not_the_queue(tmp_path):
+    """The overflow file deleted or unreadable (a cleaned /tmp, a disk error): its records come
+    out as one unreadable record, the queue goes on, and ``join`` still ends."""
+    from sweeps.tracking.spool import UNREADABLE
+
+    spool = Spool(tmp_path / "s.jsonl", memory_limit=1)
+    for i in range(4):
+        spool.put({"i": i})
+    (tmp_path / "s.jsonl").unlink()  # records 1 to 3 were there
+    assert spool.get(timeout=1) == {"i": 0}
+    spool.done()
+    lost = spool.get(timeout=1)
+    assert lost["op"] == UNREADABLE and lost["line"].startswith("3 record(s) lost")
+    spool.done()
+    assert len(spool) == 0 and spool.join(timeout=1)
+    spool.put({"i": 4})  # a new overflow starts afresh
+    assert spool.get(timeout=1) == {"i": 4}
+
+
+def test_the_writer_thread_outlives_a_queue_that_raises(tmp_path, monkeypatch, caplog):
+    """Whatever reading the queue raises, the writer's thread logs it and keeps draining: the
+    final flush does not wait on a dead thread."""
+    from sweeps.tracking.writer import MLflowWriter
+
+    writer = MLflowWriter("sqlite:///unused.db", "0", "parent", spool_path=tmp_path / "s.jsonl")
+    handled: list[dict] = []
+    monkeypatch.setattr(writer, "_handle", lambda record, **kw: handled.append(record))
+    original, calls = Spool.get, []
+
+    def get_failing_once(self, timeout=None):
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("disk error")
+        return original(self, timeout)
+
+    monkeypatch.setattr(Spool, "get", get_failing_once)
+    writer.submit({"op": "result", "trial_id": "t", "name": "t"})
+    assert writer.flush(timeout=30)
+    assert handled == [{"op": "result", "trial_id": "t", "name": "t"}]
+    assert "the MLflow spool could not be read" in caplog.text
+
+
+def test_the_final_flush_ends_at_its_deadline_without_a_signal(tmp_path, monkeypatch):
+    """MLflow never takes the queued records and no signal comes: the end of the sweep waits
+    the writer's patience plus a minute, then gives up (here a patience that leaves 2 s)."""
+    from sweeps.config import live
+    from sweeps.tracking.callback import MLflowTracking
+
+    monkeypatch.setattr(live, "LIVE", live.Live())
+    callback = MLflowTracking("sqlite:///unused.db", "0", "parent", background=False)
+    monkeypatch.setattr(callback.writer, "flush", lambda timeout=None: time.sleep(0.1) or False)
+    callback.writer.patience_s = -58.0  # + 60 s: a 2 s deadline
+    started = time.monotonic()
+    assert callback._flush() is False
+    assert 1.5 < time.monotonic() - started < 30
+
+
 def test_the_final_flush_ends_when_a_signal_comes_while_it_waits(tmp_path, monkeypatch):
     """MLflow never takes the queued records: the end of the sweep stops waiting as soon as a
     SIGTERM arrives (``ray job stop`` gives the driver seconds, not the writer's patience)."""
