@@ -6,6 +6,8 @@ into every trial's ``runtime_env``, and Ray's runtime-env agent writes that into
 driver's life the keys (from ``--storage-path``, else from this environment) move into an AWS
 shared-credentials file of its own, readable by this user only and kept in memory-backed
 ``/dev/shm`` where there is one; the environment names the file and a profile and holds no key.
+The folder goes when the driver ends; one a killed driver left is deleted by the next driver
+on the machine.
 pyarrow, boto3 and a local Ray's workers (which inherit the environment) read them from there.
 A cluster's nodes use their own credentials (an IAM role, an instance profile, IRSA): keys
 given here reach this driver only.
@@ -30,6 +32,43 @@ _FILE_KEYS = {
 }
 
 
+#: A driver's credentials folder: ``betavae-aws-<pid>-<random>``.
+PREFIX = "betavae-aws-"
+
+
+def private_root() -> Path:
+    """Where the credentials folders go: memory-backed ``/dev/shm`` where there is one."""
+    memory = Path("/dev/shm")
+    return memory if memory.is_dir() else Path(tempfile.gettempdir())
+
+
+def remove_dead_drivers_files(root: Path) -> list[Path]:
+    """Delete the credentials folders in ``root`` of drivers no longer alive (a ``kill -9``
+    leaves its folder behind); returns them. A folder whose process is alive, or not this
+    user's, is left alone."""
+    removed = []
+    for folder in root.glob(f"{PREFIX}*-*"):
+        try:
+            pid = int(folder.name[len(PREFIX) :].split("-", 1)[0])
+        except ValueError:
+            continue
+        if folder.stat().st_uid != os.getuid() or _alive(pid):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 @contextlib.contextmanager
 def keys_in_a_private_file(from_uri: dict[str, str]) -> Iterator[None]:
     """For the ``with`` block: the keys of ``from_uri`` (``SweepFolder.credentials``), else the
@@ -39,8 +78,9 @@ def keys_in_a_private_file(from_uri: dict[str, str]) -> Iterator[None]:
     if not keys.get("AWS_ACCESS_KEY_ID") or not keys.get("AWS_SECRET_ACCESS_KEY"):
         yield
         return
-    memory = Path("/dev/shm")
-    folder = Path(tempfile.mkdtemp(prefix="betavae-aws-", dir=memory if memory.is_dir() else None))
+    root = private_root()
+    remove_dead_drivers_files(root)
+    folder = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=root))
     saved = {k: os.environ.get(k) for k in (*KEYS, "AWS_SHARED_CREDENTIALS_FILE", "AWS_PROFILE")}
     try:
         path = folder / "credentials"

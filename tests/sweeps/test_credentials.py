@@ -33,3 +33,28 @@ def test_without_keys_nothing_changes(monkeypatch):
     before = dict(os.environ)
     with keys_in_a_private_file({}):
         assert dict(os.environ) == before
+
+
+def test_a_killed_drivers_credentials_file_is_deleted_by_the_next_driver(tmp_path, monkeypatch):
+    """``kill -9`` skips the clean-up: the next driver on the machine deletes the folder of a
+    driver that is gone, and leaves a live driver's alone."""
+    import subprocess
+    import sys
+
+    from sweeps.driver import credentials
+
+    monkeypatch.setattr(credentials, "private_root", lambda: tmp_path)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead = tmp_path / f"{credentials.PREFIX}{gone.pid}-abc"
+    alive = tmp_path / f"{credentials.PREFIX}{os.getppid()}-def"
+    for folder in (dead, alive):
+        folder.mkdir()
+        (folder / "credentials").write_text("[betavae-sweep]\naws_secret_access_key = s\n")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIA-ENV")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "env-secret")
+    with keys_in_a_private_file({}):
+        assert not dead.exists() and alive.exists()
+        own = Path(os.environ["AWS_SHARED_CREDENTIALS_FILE"]).parent
+        assert own.parent == tmp_path and own.name.startswith(f"{credentials.PREFIX}{os.getpid()}-")
+    assert not own.exists() and alive.exists()
