@@ -571,3 +571,18 @@ def test_the_networkpolicy_check_catches_a_planted_defect(plant, expected):
     plant(policies[0])
     problems = networkpolicy_problems(policies[0])
     assert any(expected in p for p in problems), problems
+
+
+def test_every_head_gives_the_driver_time_to_stop_cleanly_after_ray_job_stop():
+    """``ray job stop`` sends SIGTERM, then SIGKILL after ``RAY_JOB_STOP_WAIT_TIME_S`` (Ray's
+    default, 3 s, is shorter than a sweep's clean stop): every head that runs jobs raises it."""
+    import re
+
+    for name in ("gpu.yaml", "local.yaml"):
+        waits = re.findall(r"RAY_JOB_STOP_WAIT_TIME_S=(\d+) ray start --head", commands(load(name)))
+        assert waits and all(int(w) >= 30 for w in waits), (name, waits)
+    env = {
+        e["name"]: e.get("value")
+        for e in head_pod(load("kuberay-rayjob.yaml"))["containers"][0]["env"]
+    }
+    assert int(env["RAY_JOB_STOP_WAIT_TIME_S"]) >= 30
