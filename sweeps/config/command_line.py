@@ -16,7 +16,7 @@ from pathlib import Path
 from betavae.catalogue import spec_has_factors
 from sweeps.config.flags import build_parser
 from sweeps.config.presets import PRESETS
-from sweeps.config.settings import ENV_DEFAULTS, SweepSettings, UsageError
+from sweeps.config.settings import ENV_DEFAULTS, UDR_MIN_SEEDS, SweepSettings, UsageError
 from sweeps.config.validation import fail, validate
 
 
@@ -45,6 +45,9 @@ def parse_settings(argv: list[str] | None = None) -> SweepSettings:
             values[key] = os.environ[variable]
     if "metric" not in args and not spec_has_factors(values.get("dataset", "dsprites")):
         values["metric"] = "udr"  # the score of a sweep on images without factors
+    udr = values.get("metric") == "udr"
+    if udr and "replicates" not in args and values.get("replicates", 1) < UDR_MIN_SEEDS:
+        values["replicates"] = UDR_MIN_SEEDS  # UDR scores a setting's seeds together
     settings = SweepSettings(preset=preset, **values)
     validate(settings)
     return settings

@@ -178,9 +178,25 @@ def exit_on_usage_error(error: UsageError) -> NoReturn:
     raise SystemExit(2)
 
 
+#: Seeds per setting a sweep scored by UDR runs when ``--replicates`` is not given (UDR scores
+#: each seed against the setting's others: at least two).
+UDR_MIN_SEEDS = 2
+
+
 def settings_warnings(settings: SweepSettings) -> list[str]:
     """What is allowed but wastes part of the sweep: said at its start and by ``--dry-run``."""
+    from betavae.catalogue import spec_has_factors
+    from sweeps.config.presets import PRESETS
+
     warnings = []
+    preset_budget = PRESETS[settings.preset]["recon_budget"]
+    if not spec_has_factors(settings.dataset) and settings.recon_budget == preset_budget:
+        warnings.append(
+            f"--recon-budget {settings.recon_budget:g} is the {settings.preset} preset's figure "
+            "for dSprites, not a scale for your images: `python -m betavae.data stats "
+            f"{settings.dataset}` prints what a model that ignores its input reconstructs them "
+            "at; set --recon-budget below that"
+        )
     lone = settings.num_samples % settings.replicates
     if settings.metric == "udr" and settings.replicates > 1 and lone:
         fewer = settings.num_samples - lone

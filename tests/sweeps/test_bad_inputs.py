@@ -104,6 +104,29 @@ def image_folder(name: str) -> Callable[[Path], None]:
     return write
 
 
+def bad_image_folder(name: str, kind: str) -> Callable[[Path], None]:
+    """A folder of the user's images with one defect: ``empty``, ``corrupt`` (a PNG that does
+    not decode beside good ones), ``mixed`` (greyscale and colour), ``too small``."""
+
+    def write(folder: Path) -> None:
+        from PIL import Image
+
+        images = folder / name
+        images.mkdir()
+        if kind == "empty":
+            return
+        for i in range(4):
+            Image.fromarray(np.full((64, 64), 60 * i, np.uint8)).save(images / f"{i}.png")
+        if kind == "corrupt":
+            (images / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+        elif kind == "mixed":
+            Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(images / "colour.png")
+        elif kind == "too small":
+            Image.fromarray(np.zeros((32, 80), np.uint8)).save(images / "thumb.png")
+
+    return write
+
+
 def existing_sweep(*argv: str) -> Callable[[Path], None]:
     """The ``sweep.json`` a sweep started with ``argv`` leaves in ``{dir}/rr/NAME``."""
 
@@ -372,6 +395,30 @@ CASES = [
         ("--dataset", "images:{dir}/cells", "--replicates", "1"),
         "--metric: got 'udr'; allowed: udr with at least 2 seeds per setting",
         image_folder("cells"),
+    ),
+    Case(
+        "an empty folder of images",
+        ("--dataset", "images:{dir}/cells"),
+        "empty folder (no files in it or its subfolders)",
+        bad_image_folder("cells", "empty"),
+    ),
+    Case(
+        "an image file that does not decode",
+        ("--dataset", "images:{dir}/cells"),
+        "1 of 5 image files are unreadable or corrupt: broken.png (",
+        bad_image_folder("cells", "corrupt"),
+    ),
+    Case(
+        "greyscale and colour images mixed",
+        ("--dataset", "images:{dir}/cells"),
+        "mixed channel counts: 4 greyscale",
+        bad_image_folder("cells", "mixed"),
+    ),
+    Case(
+        "an image smaller than 64 px",
+        ("--dataset", "images:{dir}/cells"),
+        "1 of 5 images are smaller than 64 px on the short side: thumb.png (80×32)",
+        bad_image_folder("cells", "too small"),
     ),
     Case(
         "UDR with the Pareto objective",

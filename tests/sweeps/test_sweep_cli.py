@@ -325,3 +325,34 @@ def test_only_a_cluster_started_with_ray_start_is_joined(tmp_path, monkeypatch):
     finally:
         gcs.kill()
         gcs.wait()
+
+
+def test_your_own_images_alone_make_a_udr_sweep_with_two_seeds_a_setting(
+    tmp_path, monkeypatch, capsys
+):
+    """``--dataset images:DIR`` and nothing else: UDR is the metric and each setting gets two
+    seeds (the cpu preset's one could not be scored); the budget, a dSprites figure, is said
+    to be one, with the command that gives the images' own scale. Flags given still win."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from sweeps.beta_frontier import main
+
+    (tmp_path / "cells").mkdir()
+    for i in range(4):
+        Image.fromarray(np.full((64, 64), 60 * i, np.uint8)).save(tmp_path / "cells" / f"{i}.png")
+    monkeypatch.chdir(tmp_path)
+    assert main(["--dataset", "images:cells", "--dry-run"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["sweep"]["metric_key"] == "metric.udr"
+    assert out["sweep"]["settings"]["replicates"] == 2
+    (warning,) = out["warnings"]
+    assert warning.startswith("--recon-budget 130 is the cpu preset's figure for dSprites")
+    assert "python -m betavae.data stats images:cells" in warning
+    given = ["--dataset", "images:cells", "--replicates", "3", "--num-samples", "12",
+             "--recon-budget", "900", "--dry-run"]  # fmt: skip
+    assert main(given) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["sweep"]["settings"]["replicates"] == 3 and out["warnings"] == []
