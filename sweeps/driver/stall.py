@@ -207,11 +207,8 @@ class StallWatch(Callback):
 
     # -- the kill ------------------------------------------------------------------------
     def _kill_worker(self, trial: Any, silent: float) -> None:
-        import ray
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
         node, pid = self.worker[trial.trial_id]
-        self.dead.add((node, pid))
+        self.dead.add((node, pid))  # killed once: never again (the pid may be reused)
         print(
             f"{self.prog}: trial {trial} reported nothing for {silent:.0f} s (limit "
             f"{self.limit(trial.trial_id):.0f} s, --stall-timeout): killing its worker (pid "
@@ -219,6 +216,13 @@ class StallWatch(Callback):
             file=sys.stderr,
             flush=True,
         )
+        self._send_kill(node, pid)
+
+    def _send_kill(self, node: str, pid: int) -> None:
+        """SIGKILL ``pid`` on ``node``, from a task Ray places there."""
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
         strategy = NodeAffinitySchedulingStrategy(node_id=node, soft=False)
         task = ray.remote(num_cpus=0, max_retries=0, scheduling_strategy=strategy)(_kill)
         # Not waited for: Tune's loop goes on. If the node is gone, Ray fails the trial itself.

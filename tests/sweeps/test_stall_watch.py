@@ -30,11 +30,17 @@ def trial(trial_id: str, steps: int = 100) -> SimpleNamespace:
 
 
 def watch_with_kills(timeout: float | None) -> tuple[StallWatch, list[str]]:
+    """A watch whose kills are recorded (trial ids) instead of sent through Ray; the rest of
+    a kill (the worker remembered as killed, never killed again) is the product's."""
     watch, killed = StallWatch(timeout), []
-    watch._kill_worker = lambda t, silent: (
-        killed.append(t.trial_id),
-        watch.dead.add(watch.worker[t.trial_id]),
-    )
+    kill_worker = watch._kill_worker
+
+    def recorded(t, silent: float) -> None:
+        killed.append(t.trial_id)
+        kill_worker(t, silent)
+
+    watch._kill_worker = recorded
+    watch._send_kill = lambda node, pid: None
     return watch, killed
 
 
@@ -164,7 +170,8 @@ def test_a_restored_watch_keeps_its_limits_and_no_old_worker(clock):
     report(watch, t, 10, pid=42)
     clock.now += 100.0
     report(watch, t, 20, pid=42)
-    watch.__dict__.pop("_kill_worker")  # the fake is not part of the state
+    for fake in ("_kill_worker", "_send_kill"):  # the fakes are not part of the state
+        watch.__dict__.pop(fake)
     restored = pickle.loads(pickle.dumps(watch))
     assert restored.worker == {} and restored.last == {}
     assert restored.limit("resumed") == pytest.approx(STALL_FACTOR * 100.0)
