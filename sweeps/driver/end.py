@@ -21,6 +21,7 @@ from sweeps.search.study import (
     fail_lone_seeds,
     fail_unplaced_trials,
     note_errored_trials,
+    one_replay,
     tell_unreported,
 )
 from sweeps.store.folder import SweepFolder
@@ -36,7 +37,8 @@ def finish(
     frontier document, ``summary.json``, the report and the parent run's summary)."""
     if interrupts.received:
         return interrupted(parent, grid, interrupts)
-    close_errored_trials(settings, folder, grid)
+    with one_replay():  # the journal replayed once for all of Optuna's closing
+        close_errored_trials(settings, folder, grid)
     log_late_scores(parent)
     folder.upload_study()  # remote storage: the whole journal again, now with those ends
     sweep, missing = read_mlflow(settings, folder, parent, grid)

@@ -27,7 +27,12 @@ from analysis.redaction import redact
 from analysis.schema import ERROR_TAG, TRIAL_ID_TAG
 from analysis.trial_files import RESULT
 from sweeps.config.settings import PROG, SweepSettings
-from sweeps.search.study import LOST_REASON, fail_unplaced_trials, running_tune_trials
+from sweeps.search.study import (
+    LOST_REASON,
+    fail_unplaced_trials,
+    one_replay,
+    running_tune_trials,
+)
 from sweeps.store.folder import SweepFolder
 
 
@@ -74,12 +79,13 @@ def tell_or_fail(settings: SweepSettings, folder: SweepFolder, snapshot: dict) -
     if len(held) >= settings.num_samples:  # Tune starts no more: none can be missing
         return  # (and a finished sweep's resume reads no journal here)
     journal = folder.study_location
-    unheld = {t for t in running_tune_trials(journal, settings.name) if t not in held}
-    if not unheld:
-        return
-    finals = final_checkpoints(*folder.filesystem(), unheld)
-    tell_finished(settings, folder, {t: result for t, (result, _, _) in finals.items()})
-    lost = fail_unplaced_trials(journal, settings.name, held, LOST_REASON)
+    with one_replay():
+        unheld = {t for t in running_tune_trials(journal, settings.name) if t not in held}
+        if not unheld:
+            return
+        finals = final_checkpoints(*folder.filesystem(), unheld)
+        tell_finished(settings, folder, {t: result for t, (result, _, _) in finals.items()})
+        lost = fail_unplaced_trials(journal, settings.name, held, LOST_REASON)
     print(f"{PROG}: warning: {len(unheld)} trial(s) started after Tune's last snapshot "
           f"before the driver was killed cannot resume: {len(finals)} had finished "
           f"(counted), {len(lost)} lost ({', '.join(lost) or 'none'}: others take their "
