@@ -522,12 +522,18 @@ def test_ray_job_stop_ends_the_sweep_killed_and_resumable(tmp_path):
             assert time.time() < stopped_at + 120, status.stdout + status.stderr
             time.sleep(1)
         logs = ray_job("logs", "--address", jobs, "first").stdout
+        client = MlflowClient(tracking_uri(tmp_path))
+        stopped = client.search_runs([client.get_experiment_by_name(name).experiment_id])
         again = ray_job("submit", "--address", jobs, "--submission-id", "again", "--", *command)
     finally:
         stop(head)
         forget_cluster(port)
     assert "stopped by SIGTERM" in logs, logs[-3000:]  # the driver's own ending, not a SIGKILL
-    client = MlflowClient(tracking_uri(tmp_path))
+    # Within the grace the driver ended its runs: the sweep KILLED (until the resume), its
+    # trials' runs KILLED or, for a trial that had finished, FINISHED; none left RUNNING.
+    statuses = {r.data.tags.get("betavae.trial_id", "parent"): r.info.status for r in stopped}
+    assert statuses.pop("parent") == "KILLED", statuses
+    assert set(statuses.values()) <= {"KILLED", "FINISHED"} and "KILLED" in statuses.values()
     assert again.returncode == 0, (again.stdout + again.stderr)[-4000:]
     assert f"{trials} trials: {trials} finished, 0 failed, 0 unfinished" in again.stdout
     runs = client.search_runs([client.get_experiment_by_name(name).experiment_id])
