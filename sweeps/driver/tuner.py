@@ -13,6 +13,7 @@ from typing import Any
 
 from ray import tune
 
+from analysis.redaction import redact
 from analysis.schema import SPOOL_FILE
 from sweeps.config.settings import PROG, SweepSettings
 from sweeps.driver._renamed import alias_renamed_modules
@@ -105,8 +106,12 @@ def build_tuner(
             print(f"{PROG}: warning: Tune's snapshot was not checked for deleted checkpoints "
                   f"({type(err).__name__}: {err})", file=sys.stderr)  # fmt: skip
         else:
-            if snapshot is not None:  # trials a killed driver started after it
-                tell_or_fail(settings, folder, snapshot)
+            try:  # trials a killed driver started after it
+                if snapshot is not None:
+                    tell_or_fail(settings, folder, snapshot)
+            except Exception as err:  # the resume goes on; those trials stay as they were
+                print(f"{PROG}: warning: trials Tune's snapshot does not hold were not checked "
+                      f"({type(err).__name__}: {redact(str(err))})", file=sys.stderr)  # fmt: skip
         # A trial that ended in ERROR (a worker lost too often, a checkpoint that would not
         # load) is retried from its last checkpoint; a diverged one reported its end.
         return tune.Tuner.restore(
