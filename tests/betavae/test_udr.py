@@ -95,3 +95,18 @@ def test_bad_inputs_raise_naming_the_field(mutate, field: str) -> None:
 def test_unknown_correlation_is_named() -> None:
     with pytest.raises(ValueError, match=r"correlation must be one of .*'pearson'"):
         udr(*_models(), correlation="pearson")
+
+
+def test_udr_inputs_on_a_factor_dataset_are_fixed_images_of_uniform_factors() -> None:
+    """Every model of a sweep on dSprites encodes the same images (one seed), drawn from the
+    whole factor grid: all three shapes and the scales' range, not one corner of it."""
+    from betavae.data import load_dataset
+    from betavae.metrics import udr_inputs
+
+    dsprites = load_dataset("dsprites")
+    first, again = udr_inputs(dsprites, 500), udr_inputs(dsprites, 500)
+    assert first.shape == (500, 1, 64, 64) and np.array_equal(first, again)
+    assert not np.array_equal(first, udr_inputs(dsprites, 500, seed=1))
+    assert set(np.unique(first)) <= {0.0, 1.0} and 0.01 < first.mean() < 0.2
+    sprites = first.reshape(500, -1).sum(axis=1)  # pixels lit: shape and scale set it
+    assert sprites.min() > 0 and sprites.max() > 2 * sprites.min()  # sizes span the grid
