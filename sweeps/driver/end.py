@@ -22,7 +22,6 @@ from sweeps.search.study import (
     fail_unplaced_trials,
     note_errored_trials,
     one_replay,
-    tell_unreported,
 )
 from sweeps.store.folder import SweepFolder
 from sweeps.tracking.reconcile import missing_in_mlflow, statuses, tune_ends
@@ -103,6 +102,8 @@ def close_errored_trials(settings: SweepSettings, folder: SweepFolder, grid: Any
         elif metrics.get("final") or metrics.get("error"):
             finished[trial_id] = metrics
     journal = folder.study_location
+    from sweeps.driver.lost import tell_finished
+
     udr = tell_finished(settings, folder, finished)
     if errored:
         note_errored_trials(journal, settings.name, errored)
@@ -111,22 +112,6 @@ def close_errored_trials(settings: SweepSettings, folder: SweepFolder, grid: Any
     fail_unplaced_trials(journal, settings.name, {result_trial_id(r) for r in grid})
     if udr is not None:  # seeds whose setting never got a second one (none of it retried)
         fail_lone_seeds(journal, settings.name)
-
-
-def tell_finished(settings: SweepSettings, folder: SweepFolder, finished: dict[str, dict]):
-    """Tell Optuna the final results (``finished``: Tune trial id → result) of trials whose
-    Optuna trials are still open (``sweeps.search.study.tell_unreported``); returns the UDR
-    scorer when the sweep scores UDR, else None."""
-    pareto = settings.objective == "pareto"
-    keys = [settings.metric_key, "recon_nll"] if pareto else [settings.metric_key]
-    udr = None
-    if settings.metric == "udr":
-        from sweeps.search.udr import SettingUDR
-
-        udr = SettingUDR(folder.shown)
-    tell_unreported(folder.study_location, settings.name, finished, keys, settings.recon_budget,
-                    udr)  # fmt: skip
-    return udr
 
 
 def read_mlflow(

@@ -32,6 +32,7 @@ from sweeps.search.study import (
     fail_unplaced_trials,
     one_replay,
     running_tune_trials,
+    tell_unreported,
 )
 from sweeps.store.folder import SweepFolder
 
@@ -69,10 +70,25 @@ def final_checkpoints(fs: Any, experiment: str, trial_ids: set[str]) -> dict[str
     return found
 
 
+def tell_finished(settings: SweepSettings, folder: SweepFolder, finished: dict[str, dict]):
+    """Tell Optuna the final results (``finished``: Tune trial id → result) of trials whose
+    Optuna trials are still open (``sweeps.search.study.tell_unreported``); returns the UDR
+    scorer when the sweep scores UDR, else None."""
+    pareto = settings.objective == "pareto"
+    keys = [settings.metric_key, "recon_nll"] if pareto else [settings.metric_key]
+    udr = None
+    if settings.metric == "udr":
+        from sweeps.search.udr import SettingUDR
+
+        udr = SettingUDR(folder.shown)
+    tell_unreported(folder.study_location, settings.name, finished, keys, settings.recon_budget,
+                    udr)  # fmt: skip
+    return udr
+
+
 def tell_or_fail(settings: SweepSettings, folder: SweepFolder, snapshot: dict) -> None:
     """Before a resume: end the Optuna trials of trials ``snapshot`` (the one Tune restores)
     does not hold, from their folders (see the module)."""
-    from sweeps.driver.end import tell_finished
     from sweeps.driver.snapshot import snapshot_trial_ids
 
     held = snapshot_trial_ids(snapshot)
