@@ -32,7 +32,13 @@ from analysis.schema import (
     anneal_steps,
     setting_id,
 )
-from analysis.trial_files import UDR_CODES_DIR, UDR_CODES_SUFFIX, expand_curve, read_udr_codes
+from analysis.trial_files import (
+    UDR_CODES_DIR,
+    UDR_CODES_SUFFIX,
+    expand_curve,
+    folder_trial_id,
+    read_udr_codes,
+)
 
 #: Columns every trial table has, in order (``metric.*`` columns follow, sorted).
 COLUMNS: dict[str, pa.DataType] = {
@@ -274,7 +280,7 @@ def load_tune(folder: str | Path) -> Sweep:
         config = json.loads((trial_dir / "params.json").read_text())
         rows = _result_rows(trial_dir / "result.json")
         final = next((r for r in reversed(rows) if r.get("final") or r.get("error")), None)
-        trial_id = rows[-1]["trial_id"] if rows else trial_dir.name.rsplit("-", 1)[-1]
+        trial_id = rows[-1]["trial_id"] if rows else folder_trial_id(trial_dir.name)
         error = (final or {}).get("error")
         if error is None and (trial_dir / "error.txt").is_file():
             lines = (trial_dir / "error.txt").read_text().strip().splitlines()

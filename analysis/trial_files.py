@@ -32,6 +32,12 @@ UDR_CODES_SUFFIX = ".npz"
 logger = logging.getLogger(__name__)
 
 
+def folder_trial_id(name: str) -> str:
+    """The Tune trial id a trial folder's name ends with (``C25-g100-z10-s0-<id>``: see
+    ``sweeps.trial.config.TrialConfig.dirname``)."""
+    return name.rsplit("-", 1)[-1]
+
+
 def read_history(path: str | Path) -> list[dict[str, Any]]:
     """The curve rows of a ``history.jsonl``; a line that is not JSON (a write torn by a
     crash) is skipped with a warning naming the file and line. A missing file has no rows."""

@@ -14,7 +14,9 @@ from typing import Any
 
 from analysis.redaction import redact
 from analysis.schema import REPORT_DIR, SUMMARY_FILE, setting_id
+from analysis.trial_files import folder_trial_id
 from sweeps.config.settings import PROG, SweepSettings, sweep_record
+from sweeps.driver.lost import end_runs, tell_finished
 from sweeps.driver.parent import ParentRun
 from sweeps.driver.signals import Interrupts
 from sweeps.search.study import (
@@ -86,7 +88,7 @@ def log_late_scores(parent: ParentRun) -> None:
 
 def result_trial_id(result: Any) -> str:
     """A Tune ``Result``'s trial id: from its metrics, else its folder's name (``…-<id>``)."""
-    return (result.metrics or {}).get("trial_id") or Path(result.path or "").name.rsplit("-", 1)[-1]
+    return (result.metrics or {}).get("trial_id") or folder_trial_id(Path(result.path or "").name)
 
 
 def close_errored_trials(settings: SweepSettings, folder: SweepFolder, grid: Any) -> None:
@@ -102,8 +104,6 @@ def close_errored_trials(settings: SweepSettings, folder: SweepFolder, grid: Any
         elif metrics.get("final") or metrics.get("error"):
             finished[trial_id] = metrics
     journal = folder.study_location
-    from sweeps.driver.lost import tell_finished
-
     udr = tell_finished(settings, folder, finished)
     if errored:
         note_errored_trials(journal, settings.name, errored)
@@ -124,7 +124,6 @@ def read_mlflow(
     trials Tune ended: the summary is then built from Tune's results.
     """
     from analysis.runs import child_runs, sweep_from_runs
-    from sweeps.driver.lost import end_runs
 
     ends = tune_ends((result_trial_id(r), r.metrics, r.error is not None) for r in grid)
     client = parent.client

@@ -25,7 +25,7 @@ from typing import Any
 
 from analysis.redaction import redact
 from analysis.schema import ERROR_TAG, TRIAL_ID_TAG
-from analysis.trial_files import RESULT
+from analysis.trial_files import RESULT, folder_trial_id
 from sweeps.config.settings import PROG, SweepSettings
 from sweeps.search.study import (
     LOST_REASON,
@@ -49,7 +49,8 @@ def final_checkpoints(fs: Any, experiment: str, trial_ids: set[str]) -> dict[str
     found = {}
     for entry in fs.get_file_info(pyarrow.fs.FileSelector(experiment)):
         name = PurePosixPath(entry.path).name
-        if entry.type != pyarrow.fs.FileType.Directory or name.rsplit("-", 1)[-1] not in trial_ids:
+        trial_id = folder_trial_id(name)
+        if entry.type != pyarrow.fs.FileType.Directory or trial_id not in trial_ids:
             continue
         checkpoints = sorted(
             c.path
@@ -66,7 +67,7 @@ def final_checkpoints(fs: Any, experiment: str, trial_ids: set[str]) -> dict[str
             continue
         if result.get("final") or result.get("error"):
             checkpoint = Checkpoint(checkpoints[-1], filesystem=fs)
-            found[name.rsplit("-", 1)[-1]] = (result, checkpoint, name)
+            found[trial_id] = (result, checkpoint, name)
     return found
 
 
