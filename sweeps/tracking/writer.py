@@ -127,6 +127,12 @@ class MLflowWriter:
         self._checkpoints: dict[str, Any] = {}  # trial id → its last Tune checkpoint
         self._client: MlflowClient | None = None
         self._synced: set[str] = set()  # trials whose MLflow state this process has read
+        # The curve steps this process logged, per trial whose run it created: a trial's end
+        # back-fills what its checkpoint holds beyond them without reading the curve back
+        # from MLflow (a read per trial that grew with the store). After a failed write, or
+        # for a run an earlier driver made, MLflow's own curve is read instead.
+        self._logged_steps: dict[str, set[int]] = {}
+        self._failed_writes: set[str] = set()  # trials a write to MLflow failed for
         self._unreachable_since: float | None = None
         self._lock = threading.Lock()
         self._spool: Spool | None = None
@@ -142,6 +148,8 @@ class MLflowWriter:
             "_followed": False,
             "_client": None,
             "_synced": set(),
+            "_logged_steps": {},  # what this process logged, not the one that restores it
+            "_failed_writes": set(),
             "_checkpoints": {},
             "_lock": None,
             "_spool": None,
@@ -281,7 +289,8 @@ class MLflowWriter:
                 lambda: self.client.set_terminated(self.run_id(record), status="KILLED"),
             )
         elif op == "result":
-            self._best_effort("logging a result", lambda: self._log_result(record))
+            if not self._best_effort("logging a result", lambda: self._log_result(record)):
+                self._failed_writes.add(record["trial_id"])
         elif op == "scores":
             self._best_effort("logging scores across seeds", lambda: self._log_scores(record))
         elif op == UNREADABLE:  # its trial's curve is back-filled, its end reconciled
@@ -307,6 +316,8 @@ class MLflowWriter:
             with self._lock:
                 self.ended.add(record["trial_id"])
                 self.abandoned.pop(record["trial_id"], None)
+            self._logged_steps.pop(record["trial_id"], None)  # a retry reads MLflow's curve
+            self._failed_writes.discard(record["trial_id"])
             self.back_up()
 
     def back_up(self, *, final: bool = False) -> None:
@@ -346,6 +357,7 @@ class MLflowWriter:
                 self.last_step[trial_id] = max(logged, self.last_step.get(trial_id, -1))
         else:
             run_id = self._create_run(record)
+            self._logged_steps[trial_id] = set()
         self._synced.add(trial_id)
         with self._lock:
             self.runs[trial_id] = run_id
@@ -401,6 +413,8 @@ class MLflowWriter:
         if not result.get("final"):
             with self._lock:
                 self.last_step[trial_id] = step
+            if trial_id in self._logged_steps:
+                self._logged_steps[trial_id].add(step)
 
     def _log_scores(self, record: dict[str, Any]) -> None:
         """Scores computed across a setting's seeds (``metric.udr``), each at the step of the
@@ -446,7 +460,7 @@ class MLflowWriter:
             return
         checkpoint = self._checkpoints.get(record["trial_id"])
         if checkpoint is not None:
-            self._backfill(run_id, checkpoint)
+            self._backfill(run_id, checkpoint, self._known_steps(record["trial_id"]))
         # (the back-fill logs ``train/`` points only: the run's scores are as read above)
         if result.get("final") and not any(k.startswith("metric.") for k in run.data.metrics):
             self._log_result(record)  # the final result met an outage
@@ -461,6 +475,13 @@ class MLflowWriter:
         self.client.set_tag(run_id, FEASIBLE_TAG, str(bool(result.get("feasible"))).lower())
         self.client.set_terminated(run_id, status="FINISHED")
 
+    def _known_steps(self, trial_id: str) -> set[int] | None:
+        """The curve steps MLflow holds for the trial, as far as this process knows for sure
+        (None: read them from MLflow)."""
+        if trial_id in self._failed_writes:  # a write that failed may still have landed
+            return None
+        return self._logged_steps.get(trial_id)
+
     def _fail_record(self, record: dict[str, Any]) -> None:
         run_id = self.run_id(record)
         if not self._already_ended(run_id):
@@ -470,11 +491,14 @@ class MLflowWriter:
         self.client.log_batch(run_id, tags=[RunTag(ERROR_TAG, redact(reason)[:_MAX_TAG])])
         self.client.set_terminated(run_id, status=RunStatus.to_string(RunStatus.FAILED))
 
-    def _backfill(self, run_id: str, checkpoint: Any) -> None:
-        """Log the curve points of the checkpoint's history that MLflow lacks (an outage)."""
+    def _backfill(self, run_id: str, checkpoint: Any, logged: set[int] | None = None) -> None:
+        """Log the curve points of the checkpoint's history that MLflow lacks (an outage, a
+        record dropped, a driver that was killed). ``logged``: the steps MLflow holds, if
+        known (else read from it)."""
         with checkpoint.as_directory() as directory:
             rows = read_history(Path(directory) / HISTORY)
-        logged = {m.step for m in self.client.get_metric_history(run_id, "train/loss")}
+        if logged is None:
+            logged = {m.step for m in self.client.get_metric_history(run_id, "train/loss")}
         now = int(time.time() * 1000)
         metrics = [
             Metric(k, float(v), now, int(row["step"]))
@@ -525,8 +549,8 @@ class MLflowWriter:
         return model_id
 
     # -- a server that goes away -------------------------------------------------------
-    def _best_effort(self, what: str, action: Any) -> None:
-        """Run ``action``; if MLflow fails, warn (once per outage) and go on."""
+    def _best_effort(self, what: str, action: Any) -> bool:
+        """Run ``action``; if MLflow fails, warn (once per outage) and go on. False: it failed."""
         try:
             action()
         except Exception as err:
@@ -539,7 +563,7 @@ class MLflowWriter:
                     what,
                     redact(last_line(str(err))),
                 )
-            return
+            return False
         if self._unreachable_since is not None:
             logger.warning(
                 "MLflow at %s answers again after %.0f s",
@@ -547,6 +571,7 @@ class MLflowWriter:
                 time.monotonic() - self._unreachable_since,
             )
             self._unreachable_since = None
+        return True
 
     def _patiently(self, what: str, action: Any) -> None:
         """Run ``action`` until it succeeds or ``patience_s`` has passed (then raise)."""

@@ -345,6 +345,57 @@ def test_an_outage_skips_points_then_the_checkpoint_history_backfills_them(store
     assert run.data.metrics["metric.mig"] == 0.25 and run.info.status == "FINISHED"
 
 
+class Counting:
+    """Wraps a client, counting the reads of a metric's history."""
+
+    def __init__(self, client):
+        self.client, self.history_reads = client, 0
+
+    def __getattr__(self, name):
+        if name == "get_metric_history":
+            self.history_reads += 1
+        return getattr(self.client, name)
+
+
+def _history_checkpoint(folder, steps):
+    import json
+
+    from ray import tune
+
+    folder.mkdir()
+    rows = [{"step": s, "train/loss": 100.0 - s} for s in steps]
+    (folder / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return tune.Checkpoint.from_directory(folder)
+
+
+@pytest.mark.parametrize("reported", [(10, 20, 30), (30,)], ids=["every-point", "restored"])
+def test_a_trials_end_back_fills_from_what_this_driver_logged_without_reading_mlflow(
+    store, tmp_path, reported
+):
+    """At 10,000 trials the read of each run's curve back at its end was a cost that grew with
+    the store. A run this driver made needs none: it knows the steps it logged. "restored": a
+    trial whose run this driver made but whose checkpoint holds steps an earlier (killed)
+    driver saw and never sent; they are still back-filled."""
+    client, exp, parent, uri = store
+    callback = MLflowTracking(uri, exp, parent, background=False)
+    counting = Counting(MlflowClient(uri))
+    callback.writer._client = counting
+    trial = FakeTrial("t")
+    callback.on_trial_start(0, [], trial)
+    for step in reported:
+        callback.on_trial_result(0, [], trial, {"step": step, "train/loss": 100.0 - step})
+    final = {"step": 30, "final": 1.0, "metric.mig": 0.5, "recon_nll": 80.0}
+    callback.on_trial_result(0, [], trial, final)
+    trial.checkpoint = _history_checkpoint(tmp_path / "ckpt", (10, 20, 30))
+    trial.last_result = final
+    callback.on_trial_complete(0, [], trial)
+    assert counting.history_reads == 0
+    (run,) = children(client, exp)
+    history = client.get_metric_history(run.info.run_id, "train/loss")
+    assert sorted(m.step for m in history) == [10, 20, 30]
+    assert run.info.status == "FINISHED"
+
+
 def test_ending_a_trial_waits_for_the_server_then_gives_up_loudly(store):
     _, exp, parent, uri = store
     callback = MLflowTracking(
