@@ -259,6 +259,7 @@ def test_autoscaler_adds_a_gpu_worker_on_demand(tmp_path):
         "RAY_FAKE_CLUSTER": "1",
         "RAY_AUTH_MODE": "token",
         "RAY_AUTH_TOKEN": secrets.token_hex(16),
+        "AUTOSCALER_UPDATE_INTERVAL_S": "1",  # Ray's default 5 s between looks at the demand
     }
     env.pop("RAY_ADDRESS", None)
     head = start_node(
@@ -283,10 +284,11 @@ def test_autoscaler_adds_a_gpu_worker_on_demand(tmp_path):
             f"file://{tmp_path / 'shared'}",
             "--gpus-per-trial",
             "0.25",
+            # 2 trials (4 on one GPU: test_four_quarter_gpu_trials_share_one_gpu_at_once)
             "--max-concurrent",
-            "4",
+            "2",
             "--num-samples",
-            "4",
+            "2",
         )
     finally:
         stop(head)  # the fake worker's processes live in the head's process group
@@ -296,7 +298,7 @@ def test_autoscaler_adds_a_gpu_worker_on_demand(tmp_path):
     runs = children(tmp_path, "autoscaled")
     nodes = {r.data.tags["ray.node_id"] for r in runs}
     head_id = "f" * 51 + "00000"  # the fake provider's fixed head node id
-    assert len(runs) == 4 and len(nodes) == 1 and head_id not in nodes
+    assert len(runs) == 2 and len(nodes) == 1 and head_id not in nodes
 
 
 def test_a_lost_worker_nodes_trials_resume_from_their_checkpoints_elsewhere(tmp_path):
@@ -393,42 +395,45 @@ def stop_hard(process: subprocess.Popen) -> None:
     process.wait(timeout=10)
 
 
-def test_ray_job_submit_runs_the_sweep_and_a_retried_submission_continues_it(tmp_path):
-    """The recommended cluster path: ``ray job submit`` to a head whose job server listens on
-    127.0.0.1 only. The driver runs on the head as a Ray job; submitting the same command again
-    (``--resume auto``) continues the sweep instead of being refused."""
+def job_stop_wait_s() -> int:
+    """The grace ``ray job stop`` gives the driver between SIGTERM and SIGKILL, as the cluster
+    configs set it (``RAY_JOB_STOP_WAIT_TIME_S`` on the head; Ray's default is 3 s)."""
+    import re
+
+    config = (Path(__file__).resolve().parents[2] / "cluster" / "gpu.yaml").read_text()
+    return int(re.search(r"RAY_JOB_STOP_WAIT_TIME_S=(\d+)", config).group(1))
+
+
+@pytest.fixture(scope="module")
+def job_head(tmp_path_factory):
+    """A head whose job server listens on 127.0.0.1 only, with the cluster configs' grace for
+    ``ray job stop``; the two job tests share it (each its own sweep name and folders).
+    Yields ``ray_job(cwd, *args)`` (the CLI against it) and the job server's port."""
+    tmp = tmp_path_factory.mktemp("jobs")
     port, dashboard = free_port(), free_port()
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
     env.pop("RAY_ADDRESS", None)
     # A job's entrypoint runs with the head's environment: the installed commands on its PATH,
     # as in the cluster image.
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
-    head_args = [
-        "--head",
-        f"--port={port}",
-        "--num-cpus=2",
-        "--num-gpus=0",
-        "--include-dashboard=true",
-        "--dashboard-host=127.0.0.1",
-        f"--dashboard-port={dashboard}",
-        # The job server hands a job to its node's agent over HTTP. The module's cluster (still
-        # up while this test runs) holds the agent's default port 52365 on this machine.
-        f"--dashboard-agent-listen-port={free_port()}",
-    ]
-    head = start_node(head_args, env, tmp_path / "head.log")
+    head_env = {**env, "RAY_JOB_STOP_WAIT_TIME_S": str(job_stop_wait_s())}
+    head = start_node(
+        ["--head", f"--port={port}", "--num-cpus=2", "--num-gpus=0", "--include-dashboard=true",
+         "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
+         # The job server hands a job to its node's agent over HTTP. The module's cluster (up
+         # while these tests run) holds the agent's default port 52365 on this machine.
+         f"--dashboard-agent-listen-port={free_port()}"],
+        head_env, tmp / "head.log",
+    )  # fmt: skip
     jobs = f"http://127.0.0.1:{dashboard}"
-    command = [
-        "betavae-sweep", "--preset", "smoke", "--name", "job", "--num-samples", "2",
-        "--storage-path", str(tmp_path / "ray_results"), "--tracking-uri", tracking_uri(tmp_path),
-        "--resume", "auto",
-    ]  # fmt: skip
 
-    def submit() -> subprocess.CompletedProcess:
+    def ray_job(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+        if args[0] in ("submit", "stop", "status", "logs"):
+            args = (args[0], "--address", jobs, *args[1:])
         deadline = time.time() + 90
         while True:  # the job server takes a few seconds to find its node's agent
             done = subprocess.run(
-                [RAY, "job", "submit", "--address", jobs, "--", *command],
-                cwd=tmp_path, env=env,
+                [RAY, "job", *args], cwd=cwd, env=env,
                 capture_output=True, text=True, timeout=600,
             )  # fmt: skip
             if "No available agent" not in done.stdout + done.stderr or time.time() > deadline:
@@ -437,14 +442,25 @@ def test_ray_job_submit_runs_the_sweep_and_a_retried_submission_continues_it(tmp
 
     try:
         wait_for(env, f"127.0.0.1:{port}", nodes=1)
-        first = submit()
-        second = submit()  # a retried submission: continues (here: nothing left to do)
-        listening_on = subprocess.run(
-            ["ss", "-ltnH"], capture_output=True, text=True, check=False
-        ).stdout
+        yield ray_job, dashboard
     finally:
         stop(head)
         forget_cluster(port)
+
+
+def test_ray_job_submit_runs_the_sweep_and_a_retried_submission_continues_it(tmp_path, job_head):
+    """The recommended cluster path: ``ray job submit`` to a head whose job server listens on
+    127.0.0.1 only. The driver runs on the head as a Ray job; submitting the same command again
+    (``--resume auto``) continues the sweep instead of being refused."""
+    ray_job, dashboard = job_head
+    command = [
+        "betavae-sweep", "--preset", "smoke", "--name", "job", "--num-samples", "2",
+        "--storage-path", str(tmp_path / "ray_results"), "--tracking-uri", tracking_uri(tmp_path),
+        "--resume", "auto",
+    ]  # fmt: skip
+    first = ray_job(tmp_path, "submit", "--", *command)
+    second = ray_job(tmp_path, "submit", "--", *command)  # a retried submission: continues
+    listening_on = subprocess.run(["ss", "-ltnH"], capture_output=True, text=True).stdout
     assert first.returncode == 0, (first.stdout + first.stderr)[-4000:]
     assert "Job 'raysubmit_" in first.stdout and "succeeded" in first.stdout
     assert "2 trials: 2 finished, 0 failed, 0 unfinished" in first.stdout
@@ -456,78 +472,40 @@ def test_ray_job_submit_runs_the_sweep_and_a_retried_submission_continues_it(tmp
     assert f"0.0.0.0:{dashboard}" not in listening_on and f"*:{dashboard}" not in listening_on
 
 
-def job_stop_wait_s() -> int:
-    """The grace ``ray job stop`` gives the driver between SIGTERM and SIGKILL, as the cluster
-    configs set it (``RAY_JOB_STOP_WAIT_TIME_S`` on the head; Ray's default is 3 s)."""
-    import re
-
-    config = (Path(__file__).resolve().parents[2] / "cluster" / "gpu.yaml").read_text()
-    return int(re.search(r"RAY_JOB_STOP_WAIT_TIME_S=(\d+)", config).group(1))
-
-
-def test_ray_job_stop_ends_the_sweep_killed_and_resumable(tmp_path):
+def test_ray_job_stop_ends_the_sweep_killed_and_resumable(tmp_path, job_head):
     """``ray job stop`` sends the driver SIGTERM, then SIGKILL after the head's grace: within
     it the driver stops Tune, saves the sweep and ends its MLflow runs KILLED; a resubmitted
     job (``--resume auto``) finishes it with every trial once."""
     from mlflow.tracking import MlflowClient
 
-    port, dashboard = free_port(), free_port()
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
-    env.pop("RAY_ADDRESS", None)
-    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
-    head_env = {**env, "RAY_JOB_STOP_WAIT_TIME_S": str(job_stop_wait_s())}
-    head = start_node(
-        ["--head", f"--port={port}", "--num-cpus=2", "--num-gpus=0", "--include-dashboard=true",
-         "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
-         f"--dashboard-agent-listen-port={free_port()}"],
-        head_env, tmp_path / "head.log",
-    )  # fmt: skip
-    jobs = f"http://127.0.0.1:{dashboard}"
-    name, trials = "stopped", 3
+    ray_job, _ = job_head
+    name, trials = "stopped", 2  # both train at once on the head's 2 CPUs: both are stopped
     command = [
         "betavae-sweep", "--preset", "smoke", "--name", name, "--num-samples", str(trials),
         "--steps", "400", "--report-every", "20", "--checkpoint-every", "40",
         "--storage-path", str(tmp_path / "ray_results"), "--tracking-uri", tracking_uri(tmp_path),
         "--resume", "auto",
     ]  # fmt: skip
-
-    def ray_job(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-        deadline = time.time() + 90
-        while True:  # the job server takes a few seconds to find its node's agent
-            done = subprocess.run(
-                [RAY, "job", *args], cwd=tmp_path, env=env,
-                capture_output=True, text=True, timeout=timeout,
-            )  # fmt: skip
-            if "No available agent" not in done.stdout + done.stderr or time.time() > deadline:
-                return done
-            time.sleep(2)
-
     sweep = tmp_path / "ray_results" / name
-    try:
-        wait_for(env, f"127.0.0.1:{port}", nodes=1)
-        submitted = ray_job("submit", "--address", jobs, "--submission-id", "first", "--no-wait",
-                            "--", *command)  # fmt: skip
-        assert submitted.returncode == 0, submitted.stdout + submitted.stderr
-        deadline = time.time() + 300
-        while not list(sweep.glob("*/checkpoint_000001")):  # trials are training
-            assert time.time() < deadline, ray_job("logs", "--address", jobs, "first").stdout
-            time.sleep(0.5)
-        stopped_at = time.time()
-        stop_job = ray_job("stop", "--address", jobs, "first")
-        assert stop_job.returncode == 0, stop_job.stdout + stop_job.stderr
-        while True:
-            status = ray_job("status", "--address", jobs, "first")
-            if "was stopped" in status.stdout + status.stderr:  # the CLI's words for STOPPED
-                break
-            assert time.time() < stopped_at + 120, status.stdout + status.stderr
-            time.sleep(1)
-        logs = ray_job("logs", "--address", jobs, "first").stdout
-        client = MlflowClient(tracking_uri(tmp_path))
-        stopped = client.search_runs([client.get_experiment_by_name(name).experiment_id])
-        again = ray_job("submit", "--address", jobs, "--submission-id", "again", "--", *command)
-    finally:
-        stop(head)
-        forget_cluster(port)
+    submitted = ray_job(tmp_path, "submit", "--submission-id", "first", "--no-wait", "--", *command)
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    deadline = time.time() + 300
+    while not list(sweep.glob("*/checkpoint_000001")):  # trials are training
+        assert time.time() < deadline, ray_job(tmp_path, "logs", "first").stdout
+        time.sleep(0.5)
+    stopped_at = time.time()
+    stop_job = ray_job(tmp_path, "stop", "first")
+    assert stop_job.returncode == 0, stop_job.stdout + stop_job.stderr
+    while True:
+        status = ray_job(tmp_path, "status", "first")
+        if "was stopped" in status.stdout + status.stderr:  # the CLI's words for STOPPED
+            break
+        assert time.time() < stopped_at + 120, status.stdout + status.stderr
+        time.sleep(1)
+    logs = ray_job(tmp_path, "logs", "first").stdout
+    client = MlflowClient(tracking_uri(tmp_path))
+    stopped = client.search_runs([client.get_experiment_by_name(name).experiment_id])
+    again = ray_job(tmp_path, "submit", "--submission-id", "again", "--", *command)
     assert "stopped by SIGTERM" in logs, logs[-3000:]  # the driver's own ending, not a SIGKILL
     # Within the grace the driver ended its runs: the sweep KILLED (until the resume), its
     # trials' runs KILLED or, for a trial that had finished, FINISHED; none left RUNNING.

@@ -11,7 +11,7 @@ import pytest
 from sweep_support import run_sweep, smoke_argv, storage, tracking_uri
 
 pytestmark = pytest.mark.slow
-N, STEPS = 2, 1000
+N, STEPS = 2, 600
 
 
 def argv(tmp, *flags):

@@ -1,9 +1,9 @@
 """A real ``mlflow server`` on loopback, first hung (SIGSTOP: it accepts connections and
-answers nothing) for 20 s mid-sweep, four times the HTTP timeout the sweep runs with, then
-stopped for 20 s and started again: the trials keep training through both, the sweep
+answers nothing) for 12 s mid-sweep, more than twice the HTTP timeout the sweep runs with,
+then stopped for 8 s and started again: the trials keep training through both, the sweep
 finishes, no metric point is lost, and no run is created twice.
 
-MLflow's client would bridge a 20 s refusal by itself (retries with back-off); the sweep runs
+MLflow's client would bridge an 8 s refusal by itself (retries with back-off); the sweep runs
 with its retries off and a 5 s HTTP timeout (the sweep's own default is 30 s,
 ``sweeps.driver.tuner``) so that what is tested is the sweep's own recovery: requests that time
 out while the server hangs (and that the server may still carry out when it wakes), skipped
@@ -22,9 +22,9 @@ from sweep_support import free_port, smoke_argv, start_server, stop, storage, sw
 
 pytestmark = pytest.mark.slow
 N = 2
-OUTAGE_S = 20
-HANG_S = 20
-HTTP_TIMEOUT_S = 5  # the hang outlasts it four times
+OUTAGE_S = 8  # a refused request fails at once: a few report points are missed
+HANG_S = 12
+HTTP_TIMEOUT_S = 5  # the hang outlasts it twice
 
 
 def test_sweep_survives_a_hung_then_stopped_tracking_server(tmp_path):

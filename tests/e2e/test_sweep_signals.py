@@ -6,8 +6,8 @@
 3. the newest checkpoint of an unfinished trial is truncated;
 4. ``--resume auto`` continues from the checkpoint before it, with a warning naming the file;
    SIGINT (Ctrl+C) stops it the same way: exit 130;
-5. ``--resume auto --stall-timeout 15`` finishes the sweep, though one trial's worker is
-   stopped with SIGSTOP (killed after 15 s, the trial retried from its checkpoint): every
+5. ``--resume auto --stall-timeout 8`` finishes the sweep, though one trial's worker is
+   stopped with SIGSTOP (killed after 8 s, the trial retried from its checkpoint): every
    trial once in MLflow and Optuna, FINISHED, with unbroken curves, and the report.
 """
 
@@ -127,7 +127,7 @@ def test_signals_a_second_driver_and_a_truncated_checkpoint_lose_nothing(tmp_pat
 
     # The last driver watches for hung trials; one trial's worker is stopped with SIGSTOP.
     reports = results_logged(sweep)
-    last = start(tmp_path, "--stall-timeout", "15")
+    last = start(tmp_path, "--stall-timeout", "8")
     wait_for(lambda: results_logged(sweep) > reports, last, "a report after the resume")
     hung = newest_worker(sweep)
     os.kill(hung, signal.SIGSTOP)
