@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, Run
 from mlflow.tracking import MlflowClient
 
 from analysis.schema import (
@@ -177,7 +177,12 @@ def dataset_input(dataset: dict[str, Any]) -> DatasetInput:
 
 
 def log_trained_model(
-    tracking_uri: str, run_id: str, model_dir: Path, input_shape: list[int], latent_dim: int
+    tracking_uri: str,
+    run_id: str,
+    model_dir: Path,
+    input_shape: list[int],
+    latent_dim: int,
+    run: Run | None = None,
 ) -> str:
     """Log a trial's weights as an MLflow model of the run (``sweeps/tracking/model.py``).
 
@@ -188,11 +193,19 @@ def log_trained_model(
     float32 codes ``[-1, latent_dim]``; no input example (a blank image, 88 kB of JSON per
     trial, whose check at logging time loaded and ran every model in the driver). Returns the
     model's id.
+
+    The model is created first (``mlflow.initialize_logged_model``: the run as its source, the
+    run's params as its own), then logged outside the run, then named among the run's outputs.
+    Logged inside the run (``start_run``), MLflow would also read the history of every metric
+    the run has, to link the ones at the model's step: ~25 queries per trial that scan the
+    whole metrics table of a sqlite store (slower with every trial), for no metric linked (the
+    trials' curves and scores are at other steps). ``run``: the run, if already read.
     """
     from importlib.metadata import version
 
     import mlflow
     import numpy as np
+    from mlflow.entities import LoggedModelOutput
     from mlflow.models import ModelSignature
     from mlflow.types import Schema, TensorSpec
 
@@ -206,6 +219,8 @@ def log_trained_model(
         f"{name}=={version(name)}" for name in ("torch", "numpy", "safetensors", "mlflow")
     ]
     mlflow.set_tracking_uri(tracking_uri)
+    client = MlflowClient(tracking_uri)
+    run = run or client.get_run(run_id)
     quiet = logging.getLogger("mlflow.pyfunc")
     level = quiet.level
     quiet.setLevel(logging.WARNING)  # "Validating input example …" for every trial
@@ -216,7 +231,6 @@ def log_trained_model(
         warnings.catch_warnings(record=True) as caught,
         contextlib.ExitStack() as restore,
         tempfile.TemporaryDirectory() as code,
-        mlflow.start_run(run_id=run_id),
     ):
         restore.callback(quiet.setLevel, level)
         warnings.simplefilter("always")  # recorded, then passed on below (or dropped)
@@ -224,8 +238,15 @@ def log_trained_model(
         # named betavae on the loader's sys.path would hide an installed betavae's others.
         shipped = Path(code, f"{SHIPPED_MODELS_MODULE}.py")
         shutil.copy(Path(betavae.__file__).with_name("models.py"), shipped)
+        model = mlflow.initialize_logged_model(
+            name="model",
+            source_run_id=run_id,
+            params=dict(run.data.params),
+            experiment_id=run.info.experiment_id,
+        )
         info = mlflow.pyfunc.log_model(
             name="model",
+            model_id=model.model_id,
             python_model=str(Path(__file__).with_name("model.py")),
             artifacts={
                 "weights": str(model_dir / WEIGHTS_FILE),
@@ -236,6 +257,7 @@ def log_trained_model(
             signature=signature,
             pip_requirements=requirements,
         )
+    client.log_outputs(run_id, [LoggedModelOutput(info.model_id, step=0)])
     for warning in caught:
         if not any(part in str(warning.message) for part in ("type hint", "input example")):
             warnings.warn_explicit(

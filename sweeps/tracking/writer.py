@@ -73,9 +73,9 @@ logger = logging.getLogger(__name__)
 FINAL_KEYS = ("recon_nll", "kl", "active_latents", "feasible", "eval_seconds")
 _MAX_TAG = 5000
 _ENDS = ("complete", "error")
-#: The tag the writer sets last before marking a finished trial's run FINISHED. Logging the
-#: model marks the run FINISHED too (MLflow ends the run it opened), before the pruning and
-#: this tag: a run FINISHED without it was cut short there and is completed again.
+#: The tag the writer sets last before marking a finished trial's run FINISHED. Versions
+#: that logged the model inside the run (``start_run``) had it FINISHED before the pruning
+#: and this tag: a run FINISHED without it was cut short there and is completed again.
 FEASIBLE_TAG = "feasible"
 
 
@@ -544,6 +544,7 @@ class MLflowWriter:
                     model_dir,
                     final["input_shape"],
                     int(config["latent_dim"]),
+                    run=run,
                 )
             self.client.set_tag(run_id, MODEL_ID_TAG, model_id)
         return model_id

@@ -213,9 +213,9 @@ def test_a_finished_trial_keeps_its_final_checkpoint_and_its_weights_once(store,
 def test_a_driver_killed_after_the_model_was_logged_ends_the_run_on_resume(
     store, tmp_path, monkeypatch
 ):
-    """Logging the model marks the run FINISHED (MLflow ends the run it opened) before the
-    folder is pruned and the last tag set; a driver killed in between leaves such a run, which
-    the next driver completes instead of taking it as ended."""
+    """A driver killed after the model was logged, before the folder is pruned and the last
+    tag set, leaves the run RUNNING with its model (the model is logged outside the run, so
+    logging it no longer ends the run); the next driver completes it, the model once."""
     import json
 
     import safetensors.torch
@@ -250,13 +250,15 @@ def test_a_driver_killed_after_the_model_was_logged_ends_the_run_on_resume(
         with pytest.raises(SystemExit):
             cb.on_trial_complete(0, [], trial)
     (run,) = children(client, exp)
-    assert run.info.status == "FINISHED" and "feasible" not in run.data.tags  # the window
+    assert run.info.status == "RUNNING" and "feasible" not in run.data.tags  # the window
+    assert "betavae.model_id" in run.data.tags
     assert (final_dir / "model" / "trainer_state.pt").exists()
 
     again = MLflowTracking(uri, exp, parent, background=False)  # the next driver
     again.on_trial_complete(0, [], trial)
     (run,) = children(client, exp)
     assert run.info.status == "FINISHED" and run.data.tags["feasible"] == "true"
+    assert len(run.outputs.model_outputs) == 1  # not logged twice
     assert sorted(p.name for p in (final_dir / "model").iterdir()) == ["config.json",
                                                                         "weights.json"]  # fmt: skip
 
@@ -471,6 +473,10 @@ def test_a_trained_model_is_an_mlflow_model_that_encodes_images(store, tmp_path)
 
     (logged,) = mlflow.search_logged_models(experiment_ids=[exp], output_format="list")
     assert logged.source_run_id == run
+    # Named among the run's outputs (the UI's "Logged models"), logged without ending the run.
+    after = client.get_run(run)
+    assert [o.model_id for o in after.outputs.model_outputs] == [logged.model_id]
+    assert after.info.status == "RUNNING" and str(logged.status) == "READY"
     loaded = mlflow.pyfunc.load_model(logged.model_uri)
     assert loaded.metadata.get_input_schema().inputs[0].shape == (-1, 1, 64, 64)
     images = np.random.default_rng(0).random((5, 1, 64, 64), dtype=np.float32)
