@@ -6,7 +6,8 @@ The few that must be this driver's reach them here: the stall limit (``--stall-t
 MLflow database backup, the MLflow store (its URI with credentials, which nothing pickled
 holds, and its experiment and parent run), and the signal that is stopping the sweep. One
 thing goes the other way, from the searcher to the MLflow callback of the same driver: the UDR
-scores of a setting's seeds, as they finish.
+scores of a setting's seeds, as they finish, and the trials it created (no earlier driver made
+their MLflow runs, so none is searched for).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ class Live:
     """The signal stopping this driver's sweep ("SIGINT", "SIGTERM"), once one came."""
     scores: dict[str, dict[str, float]] = field(default_factory=dict)
     """Tune trial id → scores computed across its setting's seeds, not yet sent to MLflow."""
+    created: set[str] = field(default_factory=set)
+    """Tune trial ids the searcher created in this driver process."""
 
 
 LIVE = Live()
@@ -71,3 +74,13 @@ def take_scores() -> dict[str, dict[str, float]]:
     """The scores published since the last call."""
     taken, LIVE.scores = LIVE.scores, {}
     return taken
+
+
+def note_created(trial_id: str) -> None:
+    """A trial the searcher created in this driver (``sweeps.search.searcher``)."""
+    LIVE.created.add(trial_id)
+
+
+def created_here(trial_id: str) -> bool:
+    """Whether this driver's searcher created the trial: then no earlier driver made its run."""
+    return trial_id in LIVE.created

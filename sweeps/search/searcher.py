@@ -188,6 +188,7 @@ class ConstrainedOptunaSearch(Searcher):
             return Searcher.FINISHED
         study = self.study
         trial = study.ask()
+        live.note_created(trial_id)
         self._asked = self._placed() + 1
         constants = self._space(trial)
         trial.set_user_attr(TUNE_TRIAL_ATTR, trial_id)

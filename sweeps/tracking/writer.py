@@ -133,6 +133,7 @@ class MLflowWriter:
         # for a run an earlier driver made, MLflow's own curve is read instead.
         self._logged_steps: dict[str, set[int]] = {}
         self._failed_writes: set[str] = set()  # trials a write to MLflow failed for
+        self._unsure: set[str] = set()  # trials whose run creation failed: it may exist
         self._unreachable_since: float | None = None
         self._lock = threading.Lock()
         self._spool: Spool | None = None
@@ -150,6 +151,7 @@ class MLflowWriter:
             "_synced": set(),
             "_logged_steps": {},  # what this process logged, not the one that restores it
             "_failed_writes": set(),
+            "_unsure": set(),
             "_checkpoints": {},
             "_lock": None,
             "_spool": None,
@@ -332,7 +334,8 @@ class MLflowWriter:
             logger.warning("the MLflow database was not backed up: %s", redact(str(err)))
 
     def run_id(self, record: dict[str, Any]) -> str:
-        """The trial's child run: remembered, else found by tag, else created.
+        """The trial's child run: remembered, else found by tag, else created (a trial this
+        driver's searcher created is not searched for: ``live.created_here``).
 
         The first time this driver process meets a trial, the last step already in MLflow
         counts too: the saved state can be older than what was logged before a crash.
@@ -341,7 +344,9 @@ class MLflowWriter:
         if trial_id in self._synced:
             return self.runs[trial_id]
         run_id = self.runs.get(trial_id)
-        if run_id is None:
+        # A trial this driver's searcher created has no run yet, unless creating it failed
+        # (a timeout the server may still have carried out).
+        if run_id is None and (trial_id in self._unsure or not live.created_here(trial_id)):
             found = find_runs(
                 self.client,
                 self.experiment,
@@ -356,7 +361,9 @@ class MLflowWriter:
             with self._lock:
                 self.last_step[trial_id] = max(logged, self.last_step.get(trial_id, -1))
         else:
+            self._unsure.add(trial_id)
             run_id = self._create_run(record)
+            self._unsure.discard(trial_id)
             self._logged_steps[trial_id] = set()
         self._synced.add(trial_id)
         with self._lock:
@@ -434,7 +441,10 @@ class MLflowWriter:
 
     def _reopen(self, record: dict[str, Any]) -> None:
         """A trial (re)started: its run is RUNNING again; a retried failure loses its error."""
+        met_before = record["trial_id"] in self._synced
         run_id = self.run_id(record)
+        if not met_before and record["trial_id"] in self._logged_steps:
+            return  # a run created just now: RUNNING, with no error
         if self.client.get_run(run_id).info.status == "FAILED":
             self.client.delete_tag(run_id, ERROR_TAG)
         self.client.update_run(run_id, status="RUNNING")

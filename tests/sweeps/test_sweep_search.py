@@ -52,6 +52,17 @@ def test_space_is_conditional_and_within_bounds():
     assert 0.2 < sum(b < math.sqrt(32) for b in betas) / len(betas) < 0.8
 
 
+def test_the_trials_the_searcher_created_are_known_to_this_driver(monkeypatch):
+    """The MLflow writer creates their runs without searching for one (``live.created_here``);
+    a trial id the searcher never saw (restored from an earlier driver) is not among them."""
+    from sweeps.config import live
+
+    monkeypatch.setattr(live.LIVE, "created", set())
+    s = searcher()
+    s.suggest("fresh")
+    assert live.created_here("fresh") and not live.created_here("restored")
+
+
 def test_replicates_repeat_a_setting_with_consecutive_seeds():
     s = searcher(replicates=3)
     configs = [s.suggest(f"t{i}") for i in range(6)]

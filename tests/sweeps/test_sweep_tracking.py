@@ -348,14 +348,15 @@ def test_an_outage_skips_points_then_the_checkpoint_history_backfills_them(store
 
 
 class Counting:
-    """Wraps a client, counting the reads of a metric's history."""
+    """Wraps a client, counting its calls by name."""
 
     def __init__(self, client):
-        self.client, self.history_reads = client, 0
+        import collections
+
+        self.client, self.calls = client, collections.Counter()
 
     def __getattr__(self, name):
-        if name == "get_metric_history":
-            self.history_reads += 1
+        self.calls[name] += 1
         return getattr(self.client, name)
 
 
@@ -391,11 +392,66 @@ def test_a_trials_end_back_fills_from_what_this_driver_logged_without_reading_ml
     trial.checkpoint = _history_checkpoint(tmp_path / "ckpt", (10, 20, 30))
     trial.last_result = final
     callback.on_trial_complete(0, [], trial)
-    assert counting.history_reads == 0
+    assert counting.calls["get_metric_history"] == 0
     (run,) = children(client, exp)
     history = client.get_metric_history(run.info.run_id, "train/loss")
     assert sorted(m.step for m in history) == [10, 20, 30]
     assert run.info.status == "FINISHED"
+
+
+def test_a_trial_this_drivers_searcher_created_gets_its_run_without_a_search(store, monkeypatch):
+    """A new trial's run was found by a search of the store's tags, then read back and set
+    RUNNING: three calls that at thousands of runs cost more than the trial's results. A trial
+    the searcher created in this driver can have no run yet: it is created, nothing more. A
+    trial restored from an earlier driver is still searched for (no duplicate run)."""
+    from sweeps.config import live
+
+    client, exp, parent, uri = store
+    monkeypatch.setattr(live.LIVE, "created", {"new"})
+    earlier = MLflowTracking(uri, exp, parent, background=False)
+    earlier.on_trial_start(0, [], FakeTrial("old"))  # an earlier driver's run
+    callback = MLflowTracking(uri, exp, parent, background=False)
+    counting = Counting(MlflowClient(uri))
+    callback.writer._client = counting
+    callback.on_trial_start(0, [], FakeTrial("new"))
+    assert counting.calls["create_run"] == 1
+    assert not {"search_runs", "get_run", "update_run"} & set(counting.calls)
+    callback.on_trial_start(0, [], FakeTrial("old"))
+    assert counting.calls["search_runs"] == 1 and counting.calls["create_run"] == 1
+    runs = {r.data.tags["betavae.trial_id"]: r for r in children(client, exp)}
+    assert sorted(runs) == ["new", "old"] and runs["new"].info.status == "RUNNING"
+
+
+class LateAnswer(Counting):
+    """A server that carries out ``create_run`` but whose answer never arrives (a timeout)."""
+
+    def __getattr__(self, name):
+        method = super().__getattr__(name)
+        if name != "create_run" or self.calls[name] > 1:
+            return method
+
+        def timed_out(*args, **kwargs):
+            method(*args, **kwargs)
+            raise TimeoutError("read timed out")
+
+        return timed_out
+
+
+def test_a_run_whose_creation_timed_out_is_found_not_created_twice(store, monkeypatch):
+    """Even for a trial this driver's searcher created, a failed creation means a search."""
+    from sweeps.config import live
+
+    client, exp, parent, uri = store
+    monkeypatch.setattr(live.LIVE, "created", {"new"})
+    callback = MLflowTracking(uri, exp, parent, background=False)
+    late = LateAnswer(MlflowClient(uri))
+    callback.writer._client = late
+    trial = FakeTrial("new")
+    callback.on_trial_start(0, [], trial)  # the run exists; the writer does not know it
+    callback.on_trial_result(0, [], trial, {"step": 10, "train/loss": 5.0})
+    (run,) = children(client, exp)
+    assert late.calls["search_runs"] == 1 and late.calls["create_run"] == 1
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == [10]
 
 
 def test_ending_a_trial_waits_for_the_server_then_gives_up_loudly(store):
