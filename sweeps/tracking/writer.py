@@ -6,14 +6,16 @@ in memory, overflowing to a file) and returns at once: a slow, hung or absent tr
 never stalls Tune's loop, so the trials keep training. The writer's thread drains the records
 in order:
 
-- ``start``: find or create the trial's child run (by tag, so never twice) and mark it RUNNING;
+- ``start``: find or create the trial's child run (by tag, so never twice; a trial this
+  driver's searcher created has none yet and is not searched for) and mark it RUNNING;
 - ``result``: log a curve point (each step once) or the final scores; if MLflow fails, the
   point is skipped with one warning per outage: the trial's curve is back-filled from its
   checkpoint's ``history.jsonl`` when it ends;
-- ``complete`` / ``error``: back-fill, final scores, artifacts, the model, the dataset, the
-  status; retried for up to ``patience_s`` seconds, then given up loudly (``abandoned``) and
-  redone by the next driver: ``MLflowTracking`` reconciles every ended trial that MLflow has not
-  recorded as ended.
+- ``complete`` / ``error``: back-fill (the checkpoint's curve points beyond those this
+  driver logged; MLflow's curve is read only for a run it did not log whole), final scores,
+  artifacts, the model, the dataset, the status; retried for up to ``patience_s`` seconds,
+  then given up loudly (``abandoned``) and redone by the next driver: ``MLflowTracking``
+  reconciles every ended trial that MLflow has not recorded as ended.
 
 ``background=False`` handles each record in the caller's thread instead (tests, tools).
 """
