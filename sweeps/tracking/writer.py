@@ -126,6 +126,16 @@ class MLflowWriter:
         self.last_step: dict[str, int] = {}
         self.ended: set[str] = set()  # trials whose end MLflow has recorded
         self.abandoned: dict[str, str] = {}  # trial id → why its end could not be recorded
+        self._start_process()
+
+    #: What belongs to one driver process: never pickled into Tune's state, and started
+    #: afresh in the process that restores a writer (whatever version pickled it).
+    _PROCESS_STATE = (
+        "_checkpoints", "_client", "_synced", "_logged_steps", "_failed_writes", "_unsure",
+        "_unreachable_since", "_lock", "_spool", "_thread", "_followed",
+    )  # fmt: skip
+
+    def _start_process(self) -> None:
         self._checkpoints: dict[str, Any] = {}  # trial id → its last Tune checkpoint
         self._client: MlflowClient | None = None
         self._synced: set[str] = set()  # trials whose MLflow state this process has read
@@ -145,24 +155,12 @@ class MLflowWriter:
     def __getstate__(self) -> dict:
         # Nothing pickled holds a credential (Tune writes this into the sweep folder): the
         # driver that restores the sweep hands its own URI over (``follow``).
-        return {
-            **self.__dict__,
-            "tracking_uri": without_credentials(self.tracking_uri),
-            "_followed": False,
-            "_client": None,
-            "_synced": set(),
-            "_logged_steps": {},  # what this process logged, not the one that restores it
-            "_failed_writes": set(),
-            "_unsure": set(),
-            "_checkpoints": {},
-            "_lock": None,
-            "_spool": None,
-            "_thread": None,
-        }
+        kept = {k: v for k, v in self.__dict__.items() if k not in self._PROCESS_STATE}
+        return {**kept, "tracking_uri": without_credentials(self.tracking_uri)}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        self._lock = threading.Lock()
+        self._start_process()
 
     @property
     def client(self) -> MlflowClient:

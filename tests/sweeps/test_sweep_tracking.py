@@ -454,6 +454,32 @@ def test_a_run_whose_creation_timed_out_is_found_not_created_twice(store, monkey
     assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == [10]
 
 
+def test_a_writer_pickled_by_an_older_version_records_trials_after_a_resume(store, tmp_path):
+    """Tune restores the writer a sweep's first driver pickled, maybe with an older version of
+    this code, whose state lacks fields added since: the process's own fields start afresh."""
+    from sweeps.tracking.writer import MLflowWriter
+
+    client, exp, parent, uri = store
+    first = MLflowWriter(uri, exp, parent, background=False)
+    persistent = {k: v for k, v in first.__getstate__().items() if not k.startswith("_")}
+    # as the version before the curve bookkeeping pickled it
+    older = {**persistent, "_followed": False, "_client": None, "_synced": set(),
+             "_checkpoints": {}, "_lock": None, "_spool": None, "_thread": None}  # fmt: skip
+    restored = MLflowWriter.__new__(MLflowWriter)
+    restored.__setstate__(older)
+    callback = MLflowTracking(uri, exp, parent, background=False)
+    callback.writer = restored
+    trial = FakeTrial("after")
+    callback.on_trial_start(0, [], trial)
+    callback.on_trial_result(0, [], trial, {"step": 10, "train/loss": 90.0})
+    trial.checkpoint = _history_checkpoint(tmp_path / "ckpt", (10,))
+    trial.last_result = {"step": 10, "final": 1.0, "metric.mig": 0.5, "recon_nll": 80.0}
+    callback.on_trial_result(0, [], trial, trial.last_result)
+    callback.on_trial_complete(0, [], trial)
+    (run,) = children(client, exp)
+    assert run.info.status == "FINISHED" and run.data.metrics["metric.mig"] == 0.5
+
+
 def test_ending_a_trial_waits_for_the_server_then_gives_up_loudly(store):
     _, exp, parent, uri = store
     callback = MLflowTracking(
