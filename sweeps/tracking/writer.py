@@ -128,14 +128,9 @@ class MLflowWriter:
         self.abandoned: dict[str, str] = {}  # trial id → why its end could not be recorded
         self._start_process()
 
-    #: What belongs to one driver process: never pickled into Tune's state, and started
-    #: afresh in the process that restores a writer (whatever version pickled it).
-    _PROCESS_STATE = (
-        "_checkpoints", "_client", "_synced", "_logged_steps", "_failed_writes", "_unsure",
-        "_unreachable_since", "_lock", "_spool", "_thread", "_followed",
-    )  # fmt: skip
-
     def _start_process(self) -> None:
+        """What belongs to one driver process: never pickled into Tune's state, and started
+        afresh in the process that restores a writer (whatever version pickled it)."""
         self._checkpoints: dict[str, Any] = {}  # trial id → its last Tune checkpoint
         self._client: MlflowClient | None = None
         self._synced: set[str] = set()  # trials whose MLflow state this process has read
@@ -155,7 +150,9 @@ class MLflowWriter:
     def __getstate__(self) -> dict:
         # Nothing pickled holds a credential (Tune writes this into the sweep folder): the
         # driver that restores the sweep hands its own URI over (``follow``).
-        kept = {k: v for k, v in self.__dict__.items() if k not in self._PROCESS_STATE}
+        process = object.__new__(type(self))
+        process._start_process()  # the fields it sets are this process's: not kept
+        kept = {k: v for k, v in self.__dict__.items() if k not in process.__dict__}
         return {**kept, "tracking_uri": without_credentials(self.tracking_uri)}
 
     def __setstate__(self, state: dict) -> None:
