@@ -11,6 +11,7 @@ advances it.
 from __future__ import annotations
 
 import contextlib
+import platform
 import time
 import warnings
 from collections.abc import Callable
@@ -46,10 +47,12 @@ def resolve_device(config: TrainConfig) -> torch.device:
 def resolve_autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
     """The autocast dtype, or None for plain fp32.
 
-    ``auto`` picks what measured fastest (bench/RESULTS.md): bf16 on CPUs with native bf16
-    (~1.4× over fp32 on 2 cores), fp32 on CUDA, where these small convolutions are bound by
-    kernel launches and autocast's casts only add launches (bf16 was 0.68× fp32 at batch 64
-    on an H100).
+    ``auto`` picks what measured fastest (bench/RESULTS.md): bf16 on CPUs with bf16 arithmetic
+    in hardware (~1.4× over fp32 on 2 cores), fp32 on other CPUs and on CUDA. On an AVX-512 CPU
+    without AVX512-BF16 or AMX, oneDNN still accepts bf16 but emulates it: 0.30× fp32 (339
+    against 1,128 img/s on 2 cores). On CUDA these small convolutions are bound by kernel
+    launches and autocast's casts only add launches (bf16 was 0.68× fp32 at batch 64 on an
+    H100).
     """
     if config.precision == "fp32":
         return None
@@ -57,7 +60,21 @@ def resolve_autocast_dtype(config: TrainConfig, device: torch.device) -> torch.d
         return torch.bfloat16
     if device.type == "cuda":
         return None
-    return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
+    return torch.bfloat16 if native_cpu_bf16() else None
+
+
+def native_cpu_bf16() -> bool:
+    """Whether this CPU computes in bf16 in hardware, not only through oneDNN's emulation.
+
+    x86: AVX512-BF16 or AMX; ``torch.ops.mkldnn._is_mkldnn_bf16_supported`` alone is true on
+    any AVX-512 CPU. Elsewhere (aarch64) oneDNN's own check requires the bf16 extension.
+    """
+    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return False
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
+        return True
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
 
 
 def _as_tensor(array: np.ndarray) -> torch.Tensor:

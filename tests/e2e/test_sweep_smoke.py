@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from sweep_support import smoke_argv, storage, sweep_env, tracking_uri
 
-NUM_SAMPLES = 4
-OVER_SOME = 856.0  # nats
+NUM_SAMPLES = 3  # two settings: the first with seeds 0 and 1, the second with seed 0 only
+OVER_SOME = 800.0  # nats
 pytestmark = pytest.mark.slow
 
 
@@ -88,8 +88,10 @@ def _owner(line: str) -> str | None:
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("smoke")
-    # A budget some trials miss: the four trials' recon is 719, 755, 845 and 868 nats here
-    # (two settings, two seeds), so one setting is within it and the other is not.
+    # A budget that seed 1 misses and seed 0 meets: after 40 steps a trial's recon is set by its
+    # seed far more than by its setting (seed 0: 699-755 nats, seed 1: 845-868, measured in
+    # bf16 and in fp32 on AVX2 and AVX-512), so the setting with both seeds is over the budget
+    # and the one with seed 0 alone is within it, whatever the CPU's arithmetic.
     done = sweep(tmp)
     assert done.returncode == 0, done.stderr[-4000:]
     return tmp, done
@@ -188,8 +190,8 @@ def test_replicates_share_a_setting_and_differ_in_seed(swept):
     by_setting: dict[str, list[str]] = {}
     for run in children:
         by_setting.setdefault(run.data.tags["betavae.setting"], []).append(run.data.params["seed"])
-    assert sorted(len(seeds) for seeds in by_setting.values()) == [2, 2]
-    assert all(sorted(seeds) == ["0", "1"] for seeds in by_setting.values())
+    assert sorted(len(seeds) for seeds in by_setting.values()) == [1, 2]
+    assert sorted(sorted(seeds) for seeds in by_setting.values()) == [["0"], ["0", "1"]]
 
 
 def test_fractional_gpus_pack_two_trials_at_once(swept):
@@ -337,7 +339,7 @@ def test_the_sweep_ends_with_its_frontier_report_logged_to_the_parent(swept):
     assert doc["sweep"]["name"] == "smoke-test" and doc["sweep"]["recon_budget"] == OVER_SOME
     assert doc["scoring"]["mode"] == "smoke" and doc["counts"]["settings"] == 2
     assert {t["run_id"] for t in doc["trials"]} == {r.info.run_id for r in _runs(tmp)[2]}
-    assert all(len(s["trial_ids"]) == 2 for s in doc["settings"])
+    assert sorted(len(s["trial_ids"]) for s in doc["settings"]) == [1, 2]
     assert f"report: {folder / 'report.html'}" in done.stdout
     client, parents, _ = _runs(tmp)
     logged = {a.path for a in client.list_artifacts(parents[0].info.run_id, "report")}
