@@ -9,10 +9,12 @@ step dropped. A long run (the papers' 120k steps: hours on a CPU) survives a kil
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from typing import Any
 PROBE_IMAGES = 10_000
 PROBE_SEED = 12_345
 FINAL = "final.json"
+LOCK = ".lock"
 HISTORY = "history.jsonl"
 RESUME = "resume"
 
@@ -88,6 +91,42 @@ def train_run(
     images, the final information matrix, ``metrics`` scored in ``metric_mode``, and the
     checkpoint. A finished run is not trained again.
     """
+    out = Path(folder)
+    if (previous := done(out)) is not None:
+        return previous
+    out.mkdir(parents=True, exist_ok=True)
+    with _sole_writer(out):
+        return _train(config, out, threads, log_every, probe_every, metrics, metric_mode)
+
+
+@contextlib.contextmanager
+def _sole_writer(out: Path) -> Iterator[None]:
+    """Hold ``OUT/.lock`` while training: a second process on the same run (a second command,
+    or a worker left training after its parent was killed) would write the same history and
+    checkpoints and tear them. Released by the kernel when the holder dies."""
+    import fcntl
+
+    with (out / LOCK).open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(
+                f"{out}: another process is training this run (it holds {out / LOCK}); stop "
+                "it first (a worker outlives its killed parent: pkill -f multiprocessing.spawn "
+                "finds it) or give another --out"
+            ) from None
+        yield
+
+
+def _train(
+    config: dict[str, Any],
+    out: Path,
+    threads: int,
+    log_every: int,
+    probe_every: int,
+    metrics: tuple[str, ...],
+    metric_mode: str,
+) -> dict[str, Any]:
     import numpy as np
     import torch
 
@@ -98,10 +137,8 @@ def train_run(
     from betavae.metrics.latents import factor_information, sampled_codes
     from betavae.training import Trainer
 
-    out = Path(folder)
-    if (previous := done(out)) is not None:
+    if (previous := done(out)) is not None:  # finished by a process that held the lock
         return previous
-    out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(threads)
     # Over a long CPU run weights and Adam's moments drift into fp32's subnormal range, where
     # arithmetic is several times slower: at step 31,000 of the papers' capacity schedule a

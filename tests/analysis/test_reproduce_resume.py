@@ -80,3 +80,20 @@ def test_a_run_killed_between_its_history_and_its_checkpoint_continues_exactly(
     for key in ("recon_nll", "kl", "kl_per_dim", "information"):
         assert again[key] == whole[key], key
     assert not (cut / RESUME).exists() and (cut / "checkpoint").is_dir()
+
+
+def test_a_second_process_on_the_same_run_is_refused_and_the_run_left_whole(tmp_path):
+    # A worker left training after its parent was killed and the rerun's worker both wrote
+    # one run's history: the probe line they collided on was torn.
+    import fcntl
+
+    config = TrainConfig(steps=20, latent_dim=4, objective="capacity", seed=3).to_dict()
+    run = tmp_path / "run"
+    run.mkdir()
+    with (run / training.LOCK).open("a") as held:  # the first process, mid-training
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(RuntimeError, match="another process is training this run"):
+            train_run(config, str(run), **OPTIONS)
+        assert not (run / HISTORY).exists() and latest_checkpoint(run) is None
+    record = train_run(config, str(run), **OPTIONS)  # released: it trains
+    assert (run / FINAL).is_file() and record["config"]["steps"] == 20
