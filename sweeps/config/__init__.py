@@ -3,7 +3,7 @@ checks a value meets before anything starts. Light: no Ray, MLflow or torch."""
 
 from sweeps.config.command_line import config_file_args, parse_settings
 from sweeps.config.flags import FLAGS, Flag, build_parser, flag
-from sweeps.config.presets import BUDGET_BASIS, PAPER_BUDGET, PRESETS
+from sweeps.config.presets import BUDGET_BASIS, GAMMA_BASIS, PAPER_BUDGET, PRESETS
 from sweeps.config.settings import (
     ENV_DEFAULTS,
     FAMILIES,
@@ -23,6 +23,7 @@ __all__ = [
     "ENV_DEFAULTS",
     "FAMILIES",
     "FLAGS",
+    "GAMMA_BASIS",
     "PAPER_BUDGET",
     "PRESETS",
     "PROG",

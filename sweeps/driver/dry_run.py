@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sweeps.config.presets import BUDGET_BASIS, PRESETS
+from sweeps.config.presets import BUDGET_BASIS, GAMMA_BASIS, PRESETS
 from sweeps.config.settings import SweepSettings, settings_warnings, sweep_record
 from sweeps.search.plan import initial_points, search_plan, search_space
 
@@ -28,5 +28,16 @@ def dry_run(settings: SweepSettings) -> dict[str, Any]:
             "nats": settings.recon_budget,
             "basis": "given by --recon-budget" if budget_given else BUDGET_BASIS[settings.preset],
         },
+        "gamma": {"range": list(settings.gamma_range), "basis": _gamma_basis(settings)},
         "warnings": settings_warnings(settings),
     }
+
+
+def _gamma_basis(settings: SweepSettings) -> str:
+    """Where the capacity family's γ range comes from."""
+    if "capacity" not in settings.families:
+        return "not searched: --families leaves out the capacity family"
+    preset = PRESETS[settings.preset].get("gamma_range", SweepSettings.gamma_range)
+    if tuple(settings.gamma_range) != tuple(preset):
+        return "given by --gamma-range"
+    return GAMMA_BASIS[settings.preset]

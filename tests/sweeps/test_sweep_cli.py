@@ -79,7 +79,7 @@ def test_narrowed_space_is_searched_and_starting_points_outside_it_dropped(tmp_p
 
     from sweeps.search.plan import build_searcher, initial_points, search_space
 
-    # The paper preset starts from β = 4 and 16 and C_max = 25 (γ = 1000) at z = 10: only
+    # The paper preset starts from β = 4 and 16 and C_max = 25 (γ = 100) at z = 10: only
     # β = 4 fits β ∈ [1, 4], γ ≤ 50.
     paper = ("--preset", "paper")
     s = parse_settings(
@@ -156,7 +156,9 @@ def test_dry_run_prints_the_paper_preset_and_starts_nothing(tmp_path, monkeypatc
     assert s["metric_mode"] == "reference" and out["sweep"]["scoring"]["mode"] == "reference"
     space = out["search_space"]
     assert (space["beta"]["low"], space["beta"]["high"]) == (1.0, 16.0)
-    assert space["gamma"]["fixed"] == 1000.0
+    assert (space["gamma"]["low"], space["gamma"]["high"]) == (20.0, 200.0)  # where it learned
+    assert out["gamma"]["range"] == [20.0, 200.0]
+    assert out["gamma"]["basis"].startswith("measured: at the papers' own anneal")
     assert space["anneal_fraction"]["steps"] == [100_000, 100_000]
     assert (space["capacity_max"]["low"], space["capacity_max"]["high"]) == (5.0, 100.0)
     low, high = space["latent_dim"]["low"], space["latent_dim"]["high"]
@@ -171,6 +173,12 @@ def test_dry_run_prints_the_paper_preset_and_starts_nothing(tmp_path, monkeypatc
         "nats": 55.0,
         "basis": "given by --recon-budget",
     }
+    assert main(["--preset", "paper", "--dry-run", "--gamma-range", "1000,1000"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["gamma"] == {"range": [1000.0, 1000.0], "basis": "given by --gamma-range"}
+    assert [p.get("gamma") for p in out["initial_points"]] == [None, None]  # γ = 100 dropped
+    assert main(["--preset", "paper", "--dry-run", "--families", "beta"]) == 0
+    assert json.loads(capsys.readouterr().out)["gamma"]["basis"].startswith("not searched")
 
 
 def test_dry_run_warns_of_a_lone_seed_udr_cannot_score(tmp_path, monkeypatch, capsys):
