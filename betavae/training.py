@@ -49,8 +49,8 @@ def resolve_autocast_dtype(config: TrainConfig, device: torch.device) -> torch.d
 
     ``auto`` picks what measured fastest (bench/RESULTS.md): bf16 on CPUs with bf16 arithmetic
     in hardware (~1.4× over fp32 on 2 cores), fp32 on other CPUs and on CUDA. On an AVX-512 CPU
-    without AVX512-BF16 or AMX, oneDNN still accepts bf16 but emulates it: 0.30× fp32 (339
-    against 1,128 img/s on 2 cores). On CUDA these small convolutions are bound by kernel
+    without AVX512-BF16 or AMX, oneDNN still accepts bf16 but emulates it: 0.28× fp32 (348
+    against 1,227 img/s on 2 cores). On CUDA these small convolutions are bound by kernel
     launches and autocast's casts only add launches (bf16 was 0.68× fp32 at batch 64 on an
     H100).
     """
