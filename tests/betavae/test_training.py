@@ -128,7 +128,7 @@ def test_auto_precision_trains_in_bf16_only_where_the_cpu_has_it_in_hardware(
     monkeypatch, avx512_bf16, amx, expected
 ):
     # oneDNN accepts bf16 on any AVX-512 CPU and emulates it where the CPU lacks AVX512-BF16
-    # and AMX: there it trained at 0.30x fp32's speed.
+    # and AMX: there it trained at 0.28x fp32's speed (bench/RESULTS.md).
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
     monkeypatch.setattr(training.platform, "machine", lambda: "x86_64")
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
