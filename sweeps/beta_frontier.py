@@ -24,7 +24,6 @@ from typing import Any
 
 from analysis.redaction import redact
 from sweeps.config import PROG, UsageError, exit_on_usage_error, parse_settings
-from sweeps.config.settings import settings_warnings
 
 
 def __getattr__(name: str) -> Any:
@@ -60,9 +59,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         from sweeps.driver.run import run
 
-        for warning in settings_warnings(settings):
-            print(f"{PROG}: warning: {warning}", file=sys.stderr)
         outcome = run(settings)
+        settings = outcome["settings"]  # a resumed sweep's own (sweeps.driver.resume)
     except UsageError as err:
         exit_on_usage_error(err)
     except KeyboardInterrupt:

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from betavae.catalogue import spec_has_factors
-from sweeps.config.flags import build_parser
+from sweeps.config.flags import SHOWN_PRESET, build_parser
 from sweeps.config.presets import PRESETS
 from sweeps.config.settings import ENV_DEFAULTS, UDR_MIN_SEEDS, SweepSettings, UsageError
 from sweeps.config.validation import fail, validate
@@ -37,7 +37,8 @@ def parse_settings(argv: list[str] | None = None) -> SweepSettings:
         argv = from_file + argv
     args = vars(parser.parse_args(argv))
     args.pop("config", None)
-    preset = args.pop("preset")
+    explicit = frozenset(args)
+    preset = args.pop("preset", SHOWN_PRESET)
     values = {**PRESETS[preset], **args}
     # A cluster sets its shared defaults once, in the environment (see cluster/gpu.yaml).
     for key, variable in ENV_DEFAULTS.items():
@@ -48,7 +49,7 @@ def parse_settings(argv: list[str] | None = None) -> SweepSettings:
     udr = values.get("metric") == "udr"
     if udr and "replicates" not in args and values.get("replicates", 1) < UDR_MIN_SEEDS:
         values["replicates"] = UDR_MIN_SEEDS  # UDR scores a setting's seeds together
-    settings = SweepSettings(preset=preset, **values)
+    settings = SweepSettings(preset=preset, explicit=explicit, **values)
     validate(settings)
     return settings
 

@@ -314,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Sweep β-VAEs for the disentanglement / reconstruction frontier with Ray "
         f"Tune, Optuna and MLflow. Defaults shown are the {SHOWN_PRESET} preset's.",
     )
-    p.add_argument("--preset", choices=sorted(PRESETS), default=SHOWN_PRESET,
+    p.add_argument("--preset", choices=sorted(PRESETS), default=argparse.SUPPRESS,
                    help=f"defaults for everything below (default: {SHOWN_PRESET})")  # fmt: skip
     p.add_argument("--config", default=argparse.SUPPRESS, metavar="FILE.toml",
                    help="read these flags from a TOML file (flags given here win)")  # fmt: skip

@@ -108,6 +108,9 @@ class SweepSettings:
     """Logical GPUs for a local Ray (tests fake fractional GPUs with it); None = detect."""
     initial_points: tuple[dict[str, Any], ...] = ()
     """Settings tried first (each with its seed replicates) before the sampler takes over."""
+    explicit: frozenset[str] = dataclasses.field(default=frozenset(), compare=False, repr=False)
+    """The fields a flag or ``--config`` set (not the preset or a default): a resumed sweep
+    takes every other one from its ``sweep.json`` (``sweeps.driver.resume``). Not saved."""
 
     @property
     def metric_key(self) -> str:
@@ -164,7 +167,9 @@ class SweepSettings:
         what ``sweep.json``, the MLflow params and the Optuna study hold."""
         from analysis.redaction import redact_all
 
-        return redact_all({k: _jsonable(v) for k, v in dataclasses.asdict(self).items()})
+        values = dataclasses.asdict(self)
+        del values["explicit"]  # how this command line was written, not a setting
+        return redact_all({k: _jsonable(v) for k, v in values.items()})
 
 
 def _jsonable(value: Any) -> Any:

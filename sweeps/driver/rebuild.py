@@ -22,6 +22,7 @@ from analysis.schema import SETTINGS_FILE, SUMMARY_FILE
 from sweeps.config.settings import PROG, SweepSettings, UsageError
 from sweeps.driver.credentials import keys_in_a_private_file
 from sweeps.driver.parent import ParentRun, run_source_tags
+from sweeps.driver.resume import as_saved
 from sweeps.driver.snapshot import results_without_dataframes
 from sweeps.store.folder import SweepFolder
 from sweeps.store.lease import DriverLease
@@ -36,16 +37,9 @@ def saved_settings(settings: SweepSettings, folder: SweepFolder) -> SweepSetting
     text = folder.read_text(SETTINGS_FILE)
     if text is None:
         raise UsageError(f"--rebuild-mlflow: no sweep named {settings.name!r} at {folder.shown}")
-    saved = json.loads(text)["settings"]
-    known = {f.name for f in dataclasses.fields(SweepSettings)}
-    values = {k: v for k, v in saved.items() if k in known}
-    for key in ("name", "storage_path", "tracking_uri", "address"):
-        values[key] = getattr(settings, key)
-    values.update(resume=True, dry_run=False)
-    for key, value in values.items():
-        if isinstance(value, list):
-            values[key] = tuple(value)
-    return SweepSettings(**values)
+    this_command = frozenset({"name", "storage_path", "tracking_uri", "address"})
+    saved = as_saved(settings, json.loads(text), keep=this_command)
+    return dataclasses.replace(saved, resume=True, dry_run=False)
 
 
 def rebuild(settings: SweepSettings) -> dict[str, Any]:

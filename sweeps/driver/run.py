@@ -16,7 +16,13 @@ from typing import Any
 from analysis.redaction import redact, without_credentials
 from analysis.schema import SETTINGS_FILE
 from sweeps.config import live
-from sweeps.config.settings import PROG, SweepSettings, UsageError, sweep_record
+from sweeps.config.settings import (
+    PROG,
+    SweepSettings,
+    UsageError,
+    settings_warnings,
+    sweep_record,
+)
 from sweeps.driver.credentials import keys_in_a_private_file
 from sweeps.driver.preflight import (
     bind_to_loopback,
@@ -34,7 +40,8 @@ from sweeps.store.lease import DriverLease
 
 
 def run(settings: SweepSettings) -> dict[str, Any]:
-    """Run (or resume) the sweep, holding its driver lease; returns what ``main`` prints."""
+    """Run (or resume) the sweep, holding its driver lease; returns what ``main`` prints,
+    ``settings`` as resumed among it."""
     folder = SweepFolder(settings.storage_path, settings.name)
     # Storage keys from --storage-path (else the environment's) in a private file for the
     # driver's life, out of Tune's sight (sweeps.driver.credentials).
@@ -43,6 +50,9 @@ def run(settings: SweepSettings) -> dict[str, Any]:
         lease = DriverLease(folder)
         lease.check()  # a live driver is named before anything else is said about the sweep
         settings = decide_resume(settings, folder)
+        if not settings.resume:  # a resumed sweep's were said when it started
+            for warning in settings_warnings(settings):
+                print(f"{PROG}: warning: {warning}", file=sys.stderr)
         address = ray_address(settings.address)  # looked up once: it reads the processes
         if address == "local":
             bind_to_loopback()  # before Ray is imported: Ray reads the switch then
@@ -61,7 +71,8 @@ def run(settings: SweepSettings) -> dict[str, Any]:
                 file=sys.stderr,
             )
         try:
-            return _run_held(settings, folder, interrupts, address, lease)
+            # The settings it ran with go back with the outcome: a resume completes them.
+            return {**_run_held(settings, folder, interrupts, address, lease), "settings": settings}
         finally:
             lease.release()  # a no-op if it was never taken
 
