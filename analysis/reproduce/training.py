@@ -112,8 +112,7 @@ def _sole_writer(out: Path) -> Iterator[None]:
         except BlockingIOError:
             raise RuntimeError(
                 f"{out}: another process is training this run (it holds {out / LOCK}); stop "
-                "it first (a worker outlives its killed parent: pkill -f multiprocessing.spawn "
-                "finds it) or give another --out"
+                "it first or give another --out"
             ) from None
         yield
 
@@ -253,9 +252,6 @@ def run_all(
     share ``cores`` CPU threads; finished runs are read back, not retrained. ``partial``:
     train nothing; unfinished runs are read as their last probe saw them (``partial_record``),
     runs without a probe left out."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
     threads = max(1, cores // max(1, workers))
     results: dict[str, dict[str, Any]] = {}
     todo = []
@@ -270,8 +266,7 @@ def run_all(
         else:
             todo.append((name, config))
     if todo:
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(min(workers, len(todo)), mp_context=context) as pool:
+        with worker_pool(min(workers, len(todo))) as pool:
             futures = {
                 name: pool.submit(train_run, config, str(runs / name), threads=threads, **options)
                 for name, config in todo
@@ -280,3 +275,32 @@ def run_all(
                 results[name] = future.result()
                 print(f"  {name}: recon_nll {results[name]['recon_nll']:.1f} nats", flush=True)
     return results
+
+
+def worker_pool(workers: int) -> Any:
+    """A ``ProcessPoolExecutor`` of ``workers`` spawned processes that stop when the process
+    that made it dies: ``kill PARENT`` (unlike ^C) reaches only the parent, and a worker left
+    training would go on for hours, holding its run's lock."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(
+        workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_stop_with_parent,
+        initargs=(os.getpid(),),
+    )
+
+
+def _stop_with_parent(parent: int, every_s: float = 1.0) -> None:
+    """In a worker: a daemon thread that ends this process (SIGTERM) once ``parent`` is no
+    longer its parent (it died, and the worker was handed to init)."""
+    import signal
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every_s)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="stop-with-parent", daemon=True).start()

@@ -97,3 +97,38 @@ def test_a_second_process_on_the_same_run_is_refused_and_the_run_left_whole(tmp_
         assert not (run / HISTORY).exists() and latest_checkpoint(run) is None
     record = train_run(config, str(run), **OPTIONS)  # released: it trains
     assert (run / FINAL).is_file() and record["config"]["steps"] == 20
+
+
+def test_a_worker_stops_when_the_command_that_started_it_is_killed(tmp_path):
+    # `kill PARENT` reached only the parent: its worker trained on for an hour, holding the
+    # run's lock, until found by hand.
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    parent = subprocess.Popen(
+        [sys.executable, "-c", (
+            "import os, time\n"
+            "from analysis.reproduce.training import worker_pool\n"
+            "pool = worker_pool(1)\n"
+            "print(pool.submit(os.getpid).result(), flush=True)\n"
+            "pool.submit(time.sleep, 600)\n"
+            "time.sleep(600)\n"
+        )],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    with parent:
+        worker = int(parent.stdout.readline())
+        parent.send_signal(signal.SIGTERM)  # what `kill` and `pkill -f` send
+        parent.wait(timeout=30)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    os.kill(worker, signal.SIGKILL)
+    pytest.fail(f"worker {worker} still ran 20 s after its parent was killed")
