@@ -1,6 +1,7 @@
 """MLflow for a sweep: the Tune callback that turns trial events into records, the writer that
-sends them on a thread of its own (through a spool) and prunes each finished trial's folder
-(``finished_run``), the runs found or created by tag, the trained model, the sqlite store's
+sends them on a thread of its own (through a spool), rides out a server's outage (``outage``),
+ends each run (``run_end``) and prunes each finished trial's folder (``finished_run``), the
+runs found or created by tag, the trained model, the sqlite store's
 backup, and MLflow compared with Tune.
 
 Names are imported on first use: MLflow and Ray load only when they are needed.

@@ -23,22 +23,19 @@ in order:
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import tempfile
 import threading
 import time
 import traceback
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import Metric, Param, Run, RunStatus, RunTag
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from analysis.redaction import redact, without_credentials
 from analysis.schema import (
     ERROR_TAG,
-    MODEL_ID_TAG,
     NODE_TAG,
     OPTUNA_TRIAL_KEY,
     OPTUNA_TRIAL_TAG,
@@ -48,43 +45,18 @@ from analysis.schema import (
     TRIAL_ID_TAG,
     setting_id,
 )
-from analysis.trial_files import (
-    ARTIFACTS,
-    CONFIG_FILE,
-    HISTORY,
-    MODEL_DIR,
-    RESULT,
-    expand_curve,
-    read_history,
-)
+from analysis.trial_files import expand_curve
 from sweeps.config import live
-from sweeps.store.finished import weights_reference
-from sweeps.tracking.finished_run import pictures_here, prune, weights_here
-from sweeps.tracking.runs import (
-    dataset_input,
-    find_runs,
-    last_line,
-    log_seed_scores,
-    log_trained_model,
-    trial_params,
-)
+from sweeps.tracking.finished_run import prune
+from sweeps.tracking.outage import OutageWatch, patiently
+from sweeps.tracking.run_end import FEASIBLE_TAG, MAX_TAG, backfill, ended, fail, log_artifacts
+from sweeps.tracking.runs import find_runs, last_line, log_seed_scores, trial_params
 from sweeps.tracking.spool import UNREADABLE, Spool
 
 logger = logging.getLogger(__name__)
 #: Final-result keys logged as metrics besides every ``metric.*`` score.
 FINAL_KEYS = ("recon_nll", "kl", "active_latents", "feasible", "eval_seconds")
-_MAX_TAG = 5000
 _ENDS = ("complete", "error")
-#: The tag the writer sets last before marking a finished trial's run FINISHED. Versions
-#: that logged the model inside the run (``start_run``) had it FINISHED before the pruning
-#: and this tag: a run FINISHED without it was cut short there and is completed again.
-FEASIBLE_TAG = "feasible"
-
-
-def _ended(run: Any) -> bool:
-    """Whether MLflow holds the run's whole end: FAILED, or FINISHED with the last tag."""
-    status = run.info.status
-    return status == "FAILED" or (status == "FINISHED" and FEASIBLE_TAG in run.data.tags)
 
 
 def default_spool_path(parent_run_id: str) -> Path:
@@ -141,7 +113,7 @@ class MLflowWriter:
         self._logged_steps: dict[str, set[int]] = {}
         self._failed_writes: set[str] = set()  # trials a write to MLflow failed for
         self._unsure: set[str] = set()  # trials whose run creation failed: it may exist
-        self._unreachable_since: float | None = None
+        self._outage = OutageWatch()
         self._lock = threading.Lock()
         self._spool: Spool | None = None
         self._thread: threading.Thread | None = None
@@ -299,7 +271,13 @@ class MLflowWriter:
                 return
             action = self._complete if op == "complete" else self._fail_record
             try:
-                self._patiently(f"ending the run of {record['name']}", lambda: action(record))
+                patiently(
+                    self.tracking_uri,
+                    f"ending the run of {record['name']}",
+                    lambda: action(record),
+                    patience_s=self.patience_s,
+                    retry_every_s=self.retry_every_s,
+                )
             except Exception as err:
                 if raise_on_give_up:
                     raise
@@ -432,7 +410,7 @@ class MLflowWriter:
         checkpoint holds, and KILLED (a ``--resume`` reopens it)."""
         run_id = self.run_id(record)
         if checkpoint is not None:
-            self._backfill(run_id, checkpoint)
+            backfill(self.client, run_id, checkpoint)
         if not self._already_ended(run_id):
             self.client.set_terminated(run_id, status="KILLED")
 
@@ -453,13 +431,13 @@ class MLflowWriter:
 
     def _already_ended(self, run_id: str) -> bool:
         """An end recorded by an earlier driver (the status is the last thing written)."""
-        return _ended(self.client.get_run(run_id))
+        return ended(self.client.get_run(run_id))
 
     def _complete(self, record: dict[str, Any]) -> None:
         run_id = self.run_id(record)
         # Read once: what ending the run changes after this, this code writes itself.
         run = self.client.get_run(run_id)
-        if _ended(run):  # as ``_already_ended``
+        if ended(run):  # as ``_already_ended``
             return
         result = record.get("result") or {}
         if result.get("error"):
@@ -467,16 +445,16 @@ class MLflowWriter:
             return
         checkpoint = self._checkpoints.get(record["trial_id"])
         if checkpoint is not None:
-            self._backfill(run_id, checkpoint, self._known_steps(record["trial_id"]))
+            backfill(self.client, run_id, checkpoint, self._known_steps(record["trial_id"]))
         # (the back-fill logs ``train/`` points only: the run's scores are as read above)
         if result.get("final") and not any(k.startswith("metric.") for k in run.data.metrics):
             self._log_result(record)  # the final result met an outage
         if checkpoint is not None:
             try:
-                model_id = self._log_artifacts(run, checkpoint)
+                model_id = log_artifacts(self.client, self.tracking_uri, run, checkpoint)
             except Exception as err:  # the run keeps its metrics; say what is missing
                 logger.warning("artifacts of %s not logged: %s", record["name"], redact(str(err)))
-                self.client.set_tag(run_id, "artifacts_error", redact(str(err))[:_MAX_TAG])
+                self.client.set_tag(run_id, "artifacts_error", redact(str(err))[:MAX_TAG])
             else:  # before FINISHED (``finished_run.prune``)
                 prune(self.client, checkpoint, model_id, run.info.artifact_uri, record["name"])
         self.client.set_tag(run_id, FEASIBLE_TAG, str(bool(result.get("feasible"))).lower())
@@ -495,107 +473,8 @@ class MLflowWriter:
             self._fail(run_id, record.get("reason") or "trial failed")
 
     def _fail(self, run_id: str, reason: str) -> None:
-        self.client.log_batch(run_id, tags=[RunTag(ERROR_TAG, redact(reason)[:_MAX_TAG])])
-        self.client.set_terminated(run_id, status=RunStatus.to_string(RunStatus.FAILED))
+        fail(self.client, run_id, reason)
 
-    def _backfill(self, run_id: str, checkpoint: Any, logged: set[int] | None = None) -> None:
-        """Log the curve points of the checkpoint's history that MLflow lacks (an outage, a
-        record dropped, a driver that was killed). ``logged``: the steps MLflow holds, if
-        known (else read from it)."""
-        with checkpoint.as_directory() as directory:
-            rows = read_history(Path(directory) / HISTORY)
-        if logged is None:
-            logged = {m.step for m in self.client.get_metric_history(run_id, "train/loss")}
-        now = int(time.time() * 1000)
-        metrics = [
-            Metric(k, float(v), now, int(row["step"]))
-            for row in rows
-            if int(row["step"]) not in logged
-            for k, v in row.items()
-            if k.startswith("train/") and isinstance(v, int | float)
-        ]
-        for start in range(0, len(metrics), 1000):  # MLflow's limit per batch
-            self.client.log_batch(run_id, metrics=metrics[start : start + 1000])
-        if metrics:
-            logger.warning("back-filled %d curve values of run %s", len(metrics), run_id)
-
-    def _log_artifacts(self, run: Run, checkpoint: Any) -> str | None:
-        """Log the checkpoint's pictures, result, dataset and model to ``run`` (as read when
-        its end began). Returns the id of the model the run names then (None: none)."""
-        run_id, tags = run.info.run_id, run.data.tags
-        with checkpoint.as_directory() as directory:
-            root = Path(directory)
-            reference = weights_reference(root)  # the pruned folder's weights.json, read once
-            if (root / ARTIFACTS).is_dir():
-                with tempfile.TemporaryDirectory() as tmp:
-                    pictures = pictures_here(
-                        self.tracking_uri, root / ARTIFACTS, reference, Path(tmp)
-                    )
-                    self.client.log_artifacts(run_id, str(pictures))
-            if not (root / RESULT).is_file():
-                return tags.get(MODEL_ID_TAG)
-            self.client.log_artifact(run_id, str(root / RESULT))
-            final = json.loads((root / RESULT).read_text())
-            if "dataset" in final:
-                self.client.log_inputs(run_id, datasets=[dataset_input(final["dataset"])])
-            if MODEL_ID_TAG in tags or "input_shape" not in final:
-                return tags.get(MODEL_ID_TAG)
-            with tempfile.TemporaryDirectory() as tmp:
-                model_dir = weights_here(self.tracking_uri, root / MODEL_DIR, reference, Path(tmp))
-                if model_dir is None:
-                    return None
-                config = json.loads((model_dir / CONFIG_FILE).read_text())
-                model_id = log_trained_model(
-                    self.tracking_uri,
-                    run_id,
-                    model_dir,
-                    final["input_shape"],
-                    int(config["latent_dim"]),
-                    run=run,
-                )
-            self.client.set_tag(run_id, MODEL_ID_TAG, model_id)
-        return model_id
-
-    # -- a server that goes away -------------------------------------------------------
     def _best_effort(self, what: str, action: Any) -> bool:
-        """Run ``action``; if MLflow fails, warn (once per outage) and go on. False: it failed."""
-        try:
-            action()
-        except Exception as err:
-            if self._unreachable_since is None:
-                self._unreachable_since = time.monotonic()
-                logger.warning(
-                    "MLflow at %s failed (%s: %s); the sweep goes on, and each trial's curves "
-                    "are back-filled from its checkpoint when it ends",
-                    redact(self.tracking_uri),
-                    what,
-                    redact(last_line(str(err))),
-                )
-            return False
-        if self._unreachable_since is not None:
-            logger.warning(
-                "MLflow at %s answers again after %.0f s",
-                redact(self.tracking_uri),
-                time.monotonic() - self._unreachable_since,
-            )
-            self._unreachable_since = None
-        return True
-
-    def _patiently(self, what: str, action: Any) -> None:
-        """Run ``action`` until it succeeds or ``patience_s`` has passed (then raise)."""
-        deadline = time.monotonic() + self.patience_s
-        while True:
-            try:
-                action()
-                return
-            except Exception as err:
-                if time.monotonic() >= deadline:
-                    raise
-                logger.warning(
-                    "MLflow at %s failed (%s: %s); retrying for up to %.0f s more",
-                    redact(self.tracking_uri),
-                    what,
-                    redact(last_line(str(err))),
-                    deadline - time.monotonic(),
-                )
-                time.sleep(self.retry_every_s)
+        """``action`` through the outage watch: False if MLflow failed (warned once per outage)."""
+        return self._outage.best_effort(self.tracking_uri, what, action)
