@@ -106,7 +106,7 @@ def say_what_the_sweep_kept(asked: SweepSettings, resumed: SweepSettings) -> Non
     """One line on stderr for the settings the resume took from the sweep that this command
     line (its preset) would have set otherwise: what a preset changed since the sweep began."""
     kept = [
-        f"{flag(k)} {_shown(getattr(resumed, k))} (not {_shown(getattr(asked, k))})"
+        _kept(k, getattr(resumed, k), getattr(asked, k))
         for k in (f.name for f in dataclasses.fields(SweepSettings))
         if k not in COMMAND_FIELDS and getattr(resumed, k) != getattr(asked, k)
     ]
@@ -122,7 +122,18 @@ def _from_json(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
+def _kept(field: str, kept: Any, instead: Any) -> str:
+    if field == "initial_points":  # not a flag: only the points that differ, briefly
+        return "starting points {} (not {})".format(
+            "; ".join(_point(p) for p in kept if p not in instead) or "none",
+            "; ".join(_point(p) for p in instead if p not in kept) or "none",
+        )
+    return f"{flag(field)} {_shown(kept)} (not {_shown(instead)})"
+
+
+def _point(point: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in point.items())
+
+
 def _shown(value: Any) -> str:
-    if isinstance(value, tuple) and value and isinstance(value[0], dict):
-        return json.dumps(value)  # the starting points
     return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)

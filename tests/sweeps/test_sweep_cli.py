@@ -259,6 +259,8 @@ def test_a_resumed_sweep_keeps_the_settings_it_started_with_after_its_preset_cha
     said = capsys.readouterr().err
     assert "resuming 'paper-2026' with the settings it started with" in said
     assert "--gamma-range 1000.0,1000.0 (not 20.0,200.0)" in said
+    assert "starting points objective=capacity capacity_max=25 anneal_fraction=0.333333 " \
+           "gamma=1000 latent_dim=10 (not " in said  # fmt: skip
 
     given = parse_settings(["--preset", "paper", "--resume", "--max-concurrent", "4", *where])
     assert decide_resume(given, folder).max_concurrent == 4  # how to run: taken
