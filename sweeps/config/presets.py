@@ -20,10 +20,10 @@ GAMMA_BASIS = {
     "smoke": "none to speak of: the smoke preset checks the moving parts, not the science",
     "cpu": "measured: at 1,200 steps γ = 1000 encoded the positions only where γ = 100 added "
     "scale (docs/SWEEPS.md, 'Why the cpu preset's capacity space is narrower')",
-    "paper": "measured: at the papers' own anneal (C to 25 nats over 100k steps) γ = 1000 held "
-    "the positions only up to C = 15 nats (step 60,000 of 120,000), as at every "
-    "faster anneal measured, where γ = 100 added scale (docs/REPRODUCTIONS.md, 'Capacity "
-    "order'); the papers' γ = 1000 stays available as --gamma-range 1000,1000",
+    "paper": "measured: at the papers' own schedule (C to 25 nats over 100k steps, 120k in "
+    "all) γ = 1000 encoded the positions only, its extra nats spent on narrower posteriors, as "
+    "at every faster anneal measured, where γ = 100 added scale (docs/REPRODUCTIONS.md, "
+    "'Capacity order'); the papers' γ = 1000 stays available as --gamma-range 1000,1000",
 }
 
 PRESETS: dict[str, dict[str, Any]] = {

@@ -158,7 +158,7 @@ def test_dry_run_prints_the_paper_preset_and_starts_nothing(tmp_path, monkeypatc
     assert (space["beta"]["low"], space["beta"]["high"]) == (1.0, 16.0)
     assert (space["gamma"]["low"], space["gamma"]["high"]) == (20.0, 200.0)  # where it learned
     assert out["gamma"]["range"] == [20.0, 200.0]
-    assert out["gamma"]["basis"].startswith("measured: at the papers' own anneal")
+    assert out["gamma"]["basis"].startswith("measured: at the papers' own schedule")
     assert space["anneal_fraction"]["steps"] == [100_000, 100_000]
     assert (space["capacity_max"]["low"], space["capacity_max"]["high"]) == (5.0, 100.0)
     low, high = space["latent_dim"]["low"], space["latent_dim"]["high"]
