@@ -8,7 +8,8 @@ Tune does not know them, so nothing would ever end them. Their folders decide:
 - at a resume (``tell_or_fail``), each such Optuna trial still RUNNING is told the final result
   its folder's newest checkpoint holds when the trial finished, and otherwise ends FAIL as lost
   (``sweeps.search.study.LOST_REASON``); the searcher counts the finished ones towards
-  ``--num-samples`` and asks for others in place of the lost (``sweeps.search.searcher``);
+  ``--num-samples`` and asks for others in place of the lost (``sweeps.search.searcher``;
+  Tune's generator must not have counted them: ``sweeps.driver.snapshot.align_search_state``);
 - at the sweep's end (``end_runs``), each such MLflow run still RUNNING is ended from the same
   final checkpoint as the writer ends any trial's run (scores, pictures, the model), and
   otherwise ends FAILED as lost.

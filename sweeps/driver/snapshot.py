@@ -1,5 +1,5 @@
 """Tune's experiment snapshot, read before a resume: a trial it names at a deleted checkpoint
-still resumes, from its newest checkpoint that loads.
+still resumes, from its newest checkpoint that loads, and trials it lacks are not counted.
 
 Tune rewrites the snapshot every ``max(10 s, 19 × the time a write takes)`` (its "auto" period:
 at most ~5% of the driver's time, however many trials it holds) and deletes a trial's oldest
@@ -12,6 +12,13 @@ snapshot does not show finished and names at a missing checkpoint gets that fold
 empty: Tune's existence check passes, and the trial's own restore
 (``sweeps.trial.trainable._restore``) skips a checkpoint that does not load and takes the
 newest one that does (by training step).
+
+Tune writes the snapshot, then its search generator's state (how many trials it has made, and
+the trials its concurrency limit holds as running). A driver killed between the two leaves a
+generator that counted trials the snapshot lacks (lost: ``sweeps.driver.lost``): the resumed
+sweep would end short of ``--num-samples`` and keep a slot for each lost trial for ever.
+``align_search_state`` brings the generator's state back to the snapshot's trials before a
+resume.
 
 Each driver session writes its own snapshot files (``experiment_state-<session>.json`` and the
 searcher's, the search generator's and the callbacks' beside it); Tune restores the newest of
@@ -37,11 +44,14 @@ logger = logging.getLogger(__name__)
 
 #: Tune's snapshot file, one per driver session; the newest is the one restored.
 SNAPSHOT_GLOB = "experiment_state-*.json"
+#: The search generator's state file (Tune's template): its trial count, and the trials its
+#: concurrency limit holds as running.
+SEARCH_GEN_STATE = "search_gen_state-{}.json"
 #: Every file a driver session writes beside it (Tune's templates, ``{}``: the session).
 SESSION_FILES = (
     "experiment_state-{}.json",
     "searcher-state-{}.pkl",
-    "search_gen_state-{}.json",
+    SEARCH_GEN_STATE,
     "callback-states-{}.pkl",
     "basic-variant-state-{}.json",
 )
@@ -113,6 +123,61 @@ def restore_named_checkpoints(fs, experiment: str, snapshot: dict | None = None)
             ", ".join(restored),
         )
     return restored
+
+
+def align_search_state(fs, experiment: str, snapshot: dict) -> list[str]:
+    """Make the newest search-generator state in ``experiment`` (a folder in the pyarrow
+    filesystem ``fs``) agree with ``snapshot``, the experiment snapshot Tune restores; returns
+    what changed, one phrase each (none: nothing to do).
+
+    Tune writes the snapshot first and the generator's state after it, then copies each file to
+    the storage: a driver killed between the two leaves a generator that has counted trials the
+    snapshot does not hold. The restored Tune would then stop short of ``--num-samples`` (the
+    trials counted but lost are never started again) and its concurrency limit would keep a
+    slot for each lost trial for ever (all of them taken: a sweep that never ends). The trials
+    the snapshot does not hold are the lost ones (``sweeps.driver.lost``): the count comes down
+    to the trials held, and the limit lets the lost ones go."""
+    import pyarrow.fs
+    import ray.cloudpickle as cloudpickle
+
+    prefix, suffix = SEARCH_GEN_STATE.split("{}")
+    states = sorted(
+        f.path
+        for f in fs.get_file_info(pyarrow.fs.FileSelector(experiment))
+        if f.is_file and PurePosixPath(f.path).name.startswith(prefix) and f.path.endswith(suffix)
+    )
+    if not states:
+        return []
+    with fs.open_input_stream(states[-1]) as stream:
+        state = cloudpickle.loads(stream.read())
+    held = snapshot_trial_ids(snapshot)
+    changed = []
+    if state.get("counter", 0) > len(held):
+        changed.append(f"its trial count {state['counter']} → {len(held)}")
+        state["counter"], state["finished"] = len(held), False
+    for name, wrapper in state.items():
+        live = wrapper.get("live_trials") if isinstance(wrapper, dict) else None
+        if not live or live <= held:
+            continue
+        gone = live - held
+        changed.append(f"{name.removeprefix('name:')} lets go of {', '.join(sorted(gone))}")
+        wrapper["live_trials"] = live & held
+        wrapper["num_unfinished_live_trials"] = max(
+            0, wrapper.get("num_unfinished_live_trials", 0) - len(gone)
+        )
+    if not changed:
+        return []
+    name = PurePosixPath(states[-1]).name
+    staged = f"{experiment}/.aligned-{name}"  # outside Tune's glob until it is whole
+    with fs.open_output_stream(staged) as out:
+        out.write(cloudpickle.dumps(state))
+    fs.move(staged, states[-1])
+    logger.warning(
+        "Tune's search generator had counted trials its snapshot does not hold (a driver killed "
+        "between writing the two): %s",
+        "; ".join(changed),
+    )
+    return changed
 
 
 def prune_old_snapshots(fs, experiment: str) -> list[str]:

@@ -21,7 +21,11 @@ from sweeps.driver.lost import tell_or_fail
 from sweeps.driver.parent import ParentRun, run_source_tags
 from sweeps.driver.progress import Progress
 from sweeps.driver.scheduler import FinishedPrefixFIFO
-from sweeps.driver.snapshot import newest_snapshot, restore_named_checkpoints
+from sweeps.driver.snapshot import (
+    align_search_state,
+    newest_snapshot,
+    restore_named_checkpoints,
+)
 from sweeps.driver.stall import StallWatch
 from sweeps.search.plan import build_searcher
 from sweeps.search.study import StudyLink
@@ -102,9 +106,11 @@ def build_tuner(
         try:
             snapshot = newest_snapshot(*folder.filesystem())
             restore_named_checkpoints(*folder.filesystem(), snapshot)
+            if snapshot is not None:  # a generator that counted trials the snapshot lacks
+                align_search_state(*folder.filesystem(), snapshot)
         except Exception as err:  # a snapshot this cannot read: Tune's own restore decides
             print(f"{PROG}: warning: Tune's snapshot was not checked for deleted checkpoints "
-                  f"({type(err).__name__}: {err})", file=sys.stderr)  # fmt: skip
+                  f"or lost trials ({type(err).__name__}: {err})", file=sys.stderr)  # fmt: skip
         else:
             try:  # trials a killed driver started after it
                 if snapshot is not None:

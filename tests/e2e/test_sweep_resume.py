@@ -212,6 +212,27 @@ def _third_finished(sweep: Path) -> bool:
     )
 
 
+def _count_the_trials_started_since(sweep: Path) -> None:
+    """Tune writes its snapshot, then its search generator's state: a driver killed between the
+    two leaves a generator that has counted, and holds a concurrency slot for, the trials
+    started since the snapshot. The restored state is made so: those trials counted and held."""
+    import ray.cloudpickle as cloudpickle
+
+    from analysis.trial_files import folder_trial_id
+    from sweeps.driver.snapshot import SNAPSHOT_GLOB, snapshot_trial_ids
+
+    held = snapshot_trial_ids(json.loads(sorted(sweep.glob(SNAPSHOT_GLOB))[-1].read_text()))
+    since = {folder_trial_id(d.name) for d in _trial_folders(sweep)} - held
+    assert since, "no trial was started after the snapshot"
+    (path,) = sweep.glob("search_gen_state-*.json")
+    state = cloudpickle.loads(path.read_bytes())
+    state["counter"] = len(held) + len(since)
+    limiter = state["name:ConcurrencyLimiter"]
+    limiter["live_trials"] |= since
+    limiter["num_unfinished_live_trials"] = len(limiter["live_trials"])
+    path.write_bytes(cloudpickle.dumps(state))
+
+
 @pytest.mark.parametrize("moment", ["third-started", "third-finished"])
 def test_trials_started_after_the_last_snapshot_are_replaced_or_counted(tmp_path, moment):
     """Tune snapshots its trials every 10 s or more, so a driver killed with ``kill -9`` may
@@ -220,7 +241,9 @@ def test_trials_started_after_the_last_snapshot_are_replaced_or_counted(tmp_path
     the kill. Their Optuna trials and MLflow runs do not stay RUNNING for ever: a finished one
     counts towards ``--num-samples``, a lost one ends FAILED in both stores saying why and
     another trial takes its place. The sweep ends with ``--num-samples`` finished trials.
-    Killed as a third trial starts (it is lost), or once it has finished (it counts)."""
+    Killed as a third trial starts (it is lost), with Tune's search generator written after the
+    snapshot (it has counted the third trial: the resume must not stop a trial short nor keep
+    a concurrency slot for it), or once the third trial has finished (it counts)."""
     import shutil
 
     from analysis.schema import ERROR_TAG, LOST_ATTR, TRIAL_ID_TAG, TUNE_TRIAL_ATTR
@@ -251,6 +274,8 @@ def test_trials_started_after_the_last_snapshot_are_replaced_or_counted(tmp_path
     assert kept, "no snapshot of the first two trials was seen"
     for f in saved.iterdir():  # the snapshot the killed driver had last written
         shutil.copy2(f, sweep / f.name)
+    if moment == "third-started":  # killed between writing the snapshot and the generator's
+        _count_the_trials_started_since(sweep)  # state (as Tune writes them): both counted
 
     again = run_sweep([*argv, "--resume"], tmp_path, env)
     assert again.returncode == 0, again.stderr[-4000:]

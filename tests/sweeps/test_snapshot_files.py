@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pyarrow.fs
 
 from sweeps.driver.snapshot import prune_old_snapshots
@@ -30,3 +32,77 @@ def test_each_kind_keeps_its_newest_session_and_nothing_else_is_touched(tmp_path
     assert left == sorted([*newest, "search_gen_state-2026-12-01_10-00-00.json", *others])
     assert (trial / "experiment_state-2020-01-01_00-00-00.json").exists()
     assert prune_old_snapshots(pyarrow.fs.LocalFileSystem(), str(tmp_path)) == []
+
+
+class _Remembering:
+    """A base searcher whose saved state is a file (as ours is)."""
+
+    def __new__(cls):
+        from ray.tune.search import Searcher
+
+        class Base(Searcher):
+            def suggest(self, trial_id):
+                return {}
+
+            def on_trial_complete(self, trial_id, result=None, error=False):
+                pass
+
+            def save(self, checkpoint_path):
+                open(checkpoint_path, "w").close()
+
+            def restore(self, checkpoint_path):
+                pass
+
+        return Base(metric="m", mode="max")
+
+
+def _generator(live: set[str], counter: int):
+    from ray.tune.search import ConcurrencyLimiter, SearchGenerator
+
+    generator = SearchGenerator(ConcurrencyLimiter(_Remembering(), max_concurrent=2))
+    generator.set_state(
+        {"counter": counter, "total_samples": 4, "finished": False, "experiment": None}
+    )
+    generator.searcher.live_trials = set(live)
+    generator.searcher.num_unfinished_live_trials = len(live)
+    return generator
+
+
+def _snapshot(*trial_ids: str) -> dict:
+    return {"trial_data": [(json.dumps({"trial_id": t}), "{}") for t in trial_ids]}
+
+
+def test_a_generator_that_counted_trials_the_snapshot_lacks_starts_them_again(tmp_path):
+    """A driver killed between Tune's snapshot (trials a, b) and the generator's state written
+    after it (which had counted and started c): restored as written, Tune would stop one trial
+    short of ``--num-samples`` and keep a concurrency slot for c for ever. Aligned, the restored
+    generator counts two trials, has two to go and both slots of the limit are for a and b."""
+    from sweeps.driver.snapshot import align_search_state
+
+    fs = pyarrow.fs.LocalFileSystem()
+    _generator({"a"}, 1).save_to_dir(str(tmp_path), "2026-12-01_10-00-00")  # an older session
+    _generator({"b", "c"}, 3).save_to_dir(str(tmp_path), "2026-12-02_09-15-00")
+
+    changed = align_search_state(fs, str(tmp_path), _snapshot("a", "b"))
+
+    assert changed == ["its trial count 3 → 2", "ConcurrencyLimiter lets go of c"]
+    restored = _generator(set(), 0)
+    restored.restore_from_dir(str(tmp_path))
+    assert (restored.get_state()["counter"], restored.is_finished()) == (2, False)
+    assert restored.searcher.live_trials == {"b"}
+    assert restored.searcher.num_unfinished_live_trials == 1
+    assert not list(tmp_path.glob(".aligned-*"))
+    assert align_search_state(fs, str(tmp_path), _snapshot("a", "b")) == []  # agreed now
+
+
+def test_a_generator_that_agrees_with_the_snapshot_is_left_as_it_is(tmp_path):
+    from sweeps.driver.snapshot import align_search_state
+
+    _generator({"a", "b"}, 2).save_to_dir(str(tmp_path), "2026-12-02_09-15-00")
+    (state,) = tmp_path.glob("search_gen_state-*")
+    before = state.read_bytes()
+
+    assert (
+        align_search_state(pyarrow.fs.LocalFileSystem(), str(tmp_path), _snapshot("a", "b")) == []
+    )
+    assert state.read_bytes() == before
