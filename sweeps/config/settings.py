@@ -188,14 +188,25 @@ def exit_on_usage_error(error: UsageError) -> NoReturn:
 UDR_MIN_SEEDS = 2
 
 
+def given(settings: SweepSettings, field: str) -> bool:
+    """Whether ``field`` was set by a flag (or ``--config``), not left to the preset: so its
+    command line says, or, for settings read back without one, a value other than the
+    preset's."""
+    from sweeps.config.presets import PRESETS
+
+    if field in settings.explicit:
+        return True
+    preset = PRESETS[settings.preset].get(field, getattr(SweepSettings, field))
+    value = getattr(settings, field)
+    return (tuple(value) != tuple(preset)) if isinstance(value, (list, tuple)) else value != preset
+
+
 def settings_warnings(settings: SweepSettings) -> list[str]:
     """What is allowed but wastes part of the sweep: said at its start and by ``--dry-run``."""
     from betavae.catalogue import spec_has_factors
-    from sweeps.config.presets import PRESETS
 
     warnings = []
-    preset_budget = PRESETS[settings.preset]["recon_budget"]
-    if not spec_has_factors(settings.dataset) and settings.recon_budget == preset_budget:
+    if not spec_has_factors(settings.dataset) and not given(settings, "recon_budget"):
         warnings.append(
             f"--recon-budget {settings.recon_budget:g} is the {settings.preset} preset's figure "
             "for dSprites, not a scale for your images: `python -m betavae.data stats "

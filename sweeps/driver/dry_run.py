@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sweeps.config.presets import BUDGET_BASIS, GAMMA_BASIS, PRESETS
-from sweeps.config.settings import SweepSettings, settings_warnings, sweep_record
+from sweeps.config.presets import BUDGET_BASIS, GAMMA_BASIS
+from sweeps.config.settings import SweepSettings, given, settings_warnings, sweep_record
 from sweeps.search.plan import initial_points, search_plan, search_space
 
 
@@ -14,7 +14,6 @@ def dry_run(settings: SweepSettings) -> dict[str, Any]:
     space = search_space(settings)
     record = sweep_record(settings)
     record["settings"].pop("dry_run", None)
-    budget_given = settings.recon_budget != PRESETS[settings.preset]["recon_budget"]
     return {
         "sweep": record,
         "search_space": space.describe(),
@@ -26,7 +25,9 @@ def dry_run(settings: SweepSettings) -> dict[str, Any]:
         "training_images": settings.num_samples * settings.steps * settings.batch_size,
         "recon_budget": {
             "nats": settings.recon_budget,
-            "basis": "given by --recon-budget" if budget_given else BUDGET_BASIS[settings.preset],
+            "basis": "given by --recon-budget"
+            if given(settings, "recon_budget")
+            else BUDGET_BASIS[settings.preset],
         },
         "gamma": {"range": list(settings.gamma_range), "basis": _gamma_basis(settings)},
         "warnings": settings_warnings(settings),
@@ -37,7 +38,6 @@ def _gamma_basis(settings: SweepSettings) -> str:
     """Where the capacity family's γ range comes from."""
     if "capacity" not in settings.families:
         return "not searched: --families leaves out the capacity family"
-    preset = PRESETS[settings.preset].get("gamma_range", SweepSettings.gamma_range)
-    if tuple(settings.gamma_range) != tuple(preset):
+    if given(settings, "gamma_range"):
         return "given by --gamma-range"
     return GAMMA_BASIS[settings.preset]

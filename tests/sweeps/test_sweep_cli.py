@@ -173,6 +173,10 @@ def test_dry_run_prints_the_paper_preset_and_starts_nothing(tmp_path, monkeypatc
         "nats": 55.0,
         "basis": "given by --recon-budget",
     }
+    assert main(["--preset", "paper", "--dry-run", "--recon-budget", "40"]) == 0  # the preset's
+    assert json.loads(capsys.readouterr().out)["recon_budget"]["basis"] == "given by --recon-budget"
+    assert main(["--preset", "paper", "--dry-run", "--gamma-range", "20,200"]) == 0
+    assert json.loads(capsys.readouterr().out)["gamma"]["basis"] == "given by --gamma-range"
     assert main(["--preset", "paper", "--dry-run", "--gamma-range", "1000,1000"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["gamma"] == {"range": [1000.0, 1000.0], "basis": "given by --gamma-range"}
@@ -434,3 +438,6 @@ def test_your_own_images_alone_make_a_udr_sweep_with_two_seeds_a_setting(
     assert main(given) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["sweep"]["settings"]["replicates"] == 3 and out["warnings"] == []
+    chosen = ["--dataset", "images:cells", "--recon-budget", "130", "--dry-run"]  # the preset's
+    assert main(chosen) == 0
+    assert json.loads(capsys.readouterr().out)["warnings"] == []  # a figure the user chose
