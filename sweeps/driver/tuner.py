@@ -93,6 +93,34 @@ def trial_name(trial: Any) -> str:
     return TrialConfig.from_tune(trial.config).dirname(trial.trial_id)
 
 
+def mend_before_restore(settings: SweepSettings, folder: SweepFolder) -> None:
+    """Before a resume, what a killed driver left in Tune's snapshot is put right: checkpoints
+    it names that are gone (``sweeps.driver.snapshot``), a search generator that counted trials
+    the snapshot lacks, and those trials (``sweeps.driver.lost``). A mend that fails says so
+    and the resume goes on without it."""
+    try:
+        snapshot = newest_snapshot(*folder.filesystem())
+        restore_named_checkpoints(*folder.filesystem(), snapshot)
+    except Exception as err:  # a snapshot this cannot read: Tune's own restore decides
+        print(f"{PROG}: warning: Tune's snapshot was not checked for deleted checkpoints "
+              f"({type(err).__name__}: {err})", file=sys.stderr)  # fmt: skip
+        return
+    if snapshot is None:
+        return
+    mends = (
+        ("Tune's search generator was not checked against its snapshot",
+         lambda: align_search_state(*folder.filesystem(), snapshot)),
+        ("trials Tune's snapshot does not hold were not checked",
+         lambda: tell_or_fail(settings, folder, snapshot)),
+    )  # fmt: skip
+    for unchecked, mend in mends:
+        try:
+            mend()
+        except Exception as err:  # the resume goes on; what it checks stays as it was
+            print(f"{PROG}: warning: {unchecked} ({type(err).__name__}: {redact(str(err))})",
+                  file=sys.stderr)  # fmt: skip
+
+
 def build_tuner(
     settings: SweepSettings, folder: SweepFolder, parent: ParentRun, backup: Any
 ) -> tune.Tuner:
@@ -103,21 +131,7 @@ def build_tuner(
     storage_path, experiment_path = folder.tune_paths()
     if settings.resume and tune.Tuner.can_restore(experiment_path):
         alias_renamed_modules()  # a sweep started before the subpackages names the old paths
-        try:
-            snapshot = newest_snapshot(*folder.filesystem())
-            restore_named_checkpoints(*folder.filesystem(), snapshot)
-            if snapshot is not None:  # a generator that counted trials the snapshot lacks
-                align_search_state(*folder.filesystem(), snapshot)
-        except Exception as err:  # a snapshot this cannot read: Tune's own restore decides
-            print(f"{PROG}: warning: Tune's snapshot was not checked for deleted checkpoints "
-                  f"or lost trials ({type(err).__name__}: {err})", file=sys.stderr)  # fmt: skip
-        else:
-            try:  # trials a killed driver started after it
-                if snapshot is not None:
-                    tell_or_fail(settings, folder, snapshot)
-            except Exception as err:  # the resume goes on; those trials stay as they were
-                print(f"{PROG}: warning: trials Tune's snapshot does not hold were not checked "
-                      f"({type(err).__name__}: {redact(str(err))})", file=sys.stderr)  # fmt: skip
+        mend_before_restore(settings, folder)
         # A trial that ended in ERROR (a worker lost too often, a checkpoint that would not
         # load) is retried from its last checkpoint; a diverged one reported its end.
         return tune.Tuner.restore(

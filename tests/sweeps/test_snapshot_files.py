@@ -106,3 +106,29 @@ def test_a_generator_that_agrees_with_the_snapshot_is_left_as_it_is(tmp_path):
         align_search_state(pyarrow.fs.LocalFileSystem(), str(tmp_path), _snapshot("a", "b")) == []
     )
     assert state.read_bytes() == before
+
+
+def test_a_mend_that_fails_says_so_and_the_others_still_run(monkeypatch, capsys):
+    """A generator state this cannot read must not keep the trials a killed driver started
+    after the snapshot from being ended (or counted)."""
+    from sweeps.driver import tuner
+
+    class Folder:
+        def filesystem(self):
+            return pyarrow.fs.LocalFileSystem(), "/nowhere"
+
+    told = []
+
+    def unreadable(*args):
+        raise ValueError("pickle data was truncated")
+
+    monkeypatch.setattr(tuner, "newest_snapshot", lambda fs, path: _snapshot("a"))
+    monkeypatch.setattr(tuner, "restore_named_checkpoints", lambda fs, path, snapshot: [])
+    monkeypatch.setattr(tuner, "align_search_state", unreadable)
+    monkeypatch.setattr(tuner, "tell_or_fail", lambda s, f, snapshot: told.append(snapshot))
+
+    tuner.mend_before_restore(None, Folder())
+
+    assert told == [_snapshot("a")]
+    assert "Tune's search generator was not checked against its snapshot (ValueError: pickle " \
+           "data was truncated)" in capsys.readouterr().err  # fmt: skip
