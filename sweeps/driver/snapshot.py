@@ -81,16 +81,22 @@ def named_checkpoints(snapshot: dict) -> dict[str, list[str]]:
 def newest_snapshot(fs, experiment: str) -> dict | None:
     """The newest Tune snapshot in ``experiment`` (a folder in the pyarrow filesystem ``fs``),
     parsed; None when there is none."""
+    newest = newest_session_file(fs, experiment, SNAPSHOT_GLOB)
+    if newest is None:
+        return None
+    with fs.open_input_stream(newest) as stream:
+        return json.loads(stream.read())
+
+
+def newest_session_file(fs, experiment: str, pattern: str) -> str | None:
+    """The path of the newest file in ``experiment`` (a folder in the pyarrow filesystem
+    ``fs``) whose name matches ``pattern`` (a session file's glob, e.g. ``SNAPSHOT_GLOB``): the
+    one Tune restores (session names sort by time); None when there is none."""
     import pyarrow.fs
 
     found = fs.get_file_info(pyarrow.fs.FileSelector(experiment))
-    snapshots = sorted(
-        f.path for f in found if PurePosixPath(f.path).match(SNAPSHOT_GLOB) and f.is_file
-    )
-    if not snapshots:
-        return None
-    with fs.open_input_stream(snapshots[-1]) as stream:
-        return json.loads(stream.read())
+    matching = sorted(f.path for f in found if f.is_file and PurePosixPath(f.path).match(pattern))
+    return matching[-1] if matching else None
 
 
 def snapshot_trial_ids(snapshot: dict) -> set[str]:
@@ -137,18 +143,12 @@ def align_search_state(fs, experiment: str, snapshot: dict) -> list[str]:
     slot for each lost trial for ever (all of them taken: a sweep that never ends). The trials
     the snapshot does not hold are the lost ones (``sweeps.driver.lost``): the count comes down
     to the trials held, and the limit lets the lost ones go."""
-    import pyarrow.fs
     import ray.cloudpickle as cloudpickle
 
-    prefix, suffix = SEARCH_GEN_STATE.split("{}")
-    states = sorted(
-        f.path
-        for f in fs.get_file_info(pyarrow.fs.FileSelector(experiment))
-        if f.is_file and PurePosixPath(f.path).name.startswith(prefix) and f.path.endswith(suffix)
-    )
-    if not states:
+    newest = newest_session_file(fs, experiment, SEARCH_GEN_STATE.format("*"))
+    if newest is None:
         return []
-    with fs.open_input_stream(states[-1]) as stream:
+    with fs.open_input_stream(newest) as stream:
         state = cloudpickle.loads(stream.read())
     held = snapshot_trial_ids(snapshot)
     changed = []
@@ -167,11 +167,10 @@ def align_search_state(fs, experiment: str, snapshot: dict) -> list[str]:
         )
     if not changed:
         return []
-    name = PurePosixPath(states[-1]).name
-    staged = f"{experiment}/.aligned-{name}"  # outside Tune's glob until it is whole
-    with fs.open_output_stream(staged) as out:
+    staged = f"{experiment}/.aligned-{PurePosixPath(newest).name}"  # outside Tune's glob
+    with fs.open_output_stream(staged) as out:  # until it is whole
         out.write(cloudpickle.dumps(state))
-    fs.move(staged, states[-1])
+    fs.move(staged, newest)
     logger.warning(
         "Tune's search generator had counted trials its snapshot does not hold (a driver killed "
         "between writing the two): %s",

@@ -219,12 +219,12 @@ def _count_the_trials_started_since(sweep: Path) -> None:
     import ray.cloudpickle as cloudpickle
 
     from analysis.trial_files import folder_trial_id
-    from sweeps.driver.snapshot import SNAPSHOT_GLOB, snapshot_trial_ids
+    from sweeps.driver.snapshot import SEARCH_GEN_STATE, SNAPSHOT_GLOB, snapshot_trial_ids
 
     held = snapshot_trial_ids(json.loads(sorted(sweep.glob(SNAPSHOT_GLOB))[-1].read_text()))
     since = {folder_trial_id(d.name) for d in _trial_folders(sweep)} - held
     assert since, "no trial was started after the snapshot"
-    (path,) = sweep.glob("search_gen_state-*.json")
+    (path,) = sweep.glob(SEARCH_GEN_STATE.format("*"))
     state = cloudpickle.loads(path.read_bytes())
     state["counter"] = len(held) + len(since)
     limiter = state["name:ConcurrencyLimiter"]
