@@ -71,9 +71,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 SWEEP_NAME = "scale"
 TRIAL_SECONDS_ENV = "SWEEP_SCALE_TRIAL_S"  # the stand-in's total sleep, read on the worker
-SNAPSHOT_PREFIXES = (
-    "experiment_state-", "searcher-state-", "search_gen_state-", "callback-states-"
-)  # fmt: skip
 
 
 # -- the stand-in trial (runs on Ray's workers; shipped by value from this __main__) ----------
@@ -453,10 +450,11 @@ def measure(trials: int, args: argparse.Namespace) -> dict[str, Any]:
         stats = json.loads(stats_file.read_text())
         out["driver"] = stats
         out["load_after"] = os.getloadavg()
+        from sweeps.driver.snapshot import SESSION_FILES
+
         experiment = storage / SWEEP_NAME
-        snapshot = [
-            p for p in experiment.iterdir() if p.is_file() and p.name.startswith(SNAPSHOT_PREFIXES)
-        ]
+        prefixes = tuple(template.split("{}")[0] for template in SESSION_FILES)
+        snapshot = [p for p in experiment.iterdir() if p.is_file() and p.name.startswith(prefixes)]
         out["snapshot_files"] = {p.name: p.stat().st_size for p in snapshot}
         out["tuner_pkl_bytes"] = _du(experiment / "tuner.pkl")
         trial_dirs = [p for p in experiment.iterdir() if p.is_dir() and p.name != "report"]
