@@ -18,9 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-#: Held-out images that probe which factor each latent carries.
-PROBE_IMAGES = 10_000
-PROBE_SEED = 12_345
+from analysis.reproduce.probes import ProbeSet
+
 FINAL = "final.json"
 LOCK = ".lock"
 HISTORY = "history.jsonl"
@@ -126,14 +125,12 @@ def _train(
     metrics: tuple[str, ...],
     metric_mode: str,
 ) -> dict[str, Any]:
-    import numpy as np
     import torch
 
     from betavae.checkpoint import load_checkpoint, save_checkpoint
     from betavae.config import TrainConfig
     from betavae.data import load_dataset
     from betavae.metrics import evaluate
-    from betavae.metrics.latents import factor_information, sampled_codes
     from betavae.training import Trainer
 
     if (previous := done(out)) is not None:  # finished by a process that held the lock
@@ -153,24 +150,8 @@ def _train(
         kept = _history_until(out, trainer.step)
         print(f"  {out.name}: resumed at step {trainer.step:,} of {train_config.steps:,}",
               flush=True)  # fmt: skip
-    probe_rng = np.random.default_rng(PROBE_SEED)
-    probe_factors = dataset.sample_factors(PROBE_IMAGES, probe_rng)
-    probe_images = dataset.images(probe_factors)
-    varying = list(dataset.varying_factors)
-    factor_names = [dataset.factor_names[j] for j in varying]
-
-    def probe() -> dict[str, Any]:
-        """The latents' information about each factor, and where each latent's KL comes from
-        on the probe images: the spread of its means (``0.5·E[μ²]``, what can carry
-        information) or the narrowness of its posterior (``0.5·E[σ² − 1 − log σ²]``)."""
-        mu, logvar = trainer.posterior(probe_images)
-        codes = sampled_codes(mu, logvar, np.random.default_rng(PROBE_SEED))
-        mu, logvar = np.asarray(mu, dtype=np.float64), np.asarray(logvar, dtype=np.float64)
-        return {
-            "information": factor_information(codes, probe_factors[:, varying]).tolist(),
-            "kl_mean_term": (0.5 * np.mean(mu**2, axis=0)).tolist(),
-            "kl_variance_term": (0.5 * np.mean(np.exp(logvar) - 1 - logvar, axis=0)).tolist(),
-        }
+    probes = ProbeSet(dataset)
+    factor_names = probes.factor_names
 
     start = time.perf_counter()
     before = float(json.loads(kept[-1]).get("train_seconds", 0.0)) if kept else 0.0
@@ -181,7 +162,7 @@ def _train(
             until = min(train_config.steps, (trainer.step // probe_every + 1) * probe_every)
             rows: list[dict[str, Any]] = []
             trainer.fit(until, log_every=log_every, callback=rows.append)
-            rows[-1].update(probe())
+            rows[-1].update(probes.probe(trainer.posterior))
             rows[-1]["factor_names"] = factor_names
             rows[-1]["train_seconds"] = before + time.perf_counter() - start
             for row in rows:
@@ -201,7 +182,7 @@ def _train(
         "recon_nll": final["recon_nll"],
         "kl": final["kl"],
         "kl_per_dim": final["kl_per_dim"],
-        **probe(),
+        **probes.probe(trainer.posterior),
         "factor_names": factor_names,
         "train_seconds": train_seconds,
         "threads": threads,

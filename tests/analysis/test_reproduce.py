@@ -120,27 +120,3 @@ def test_protocol_flags_apply_to_their_own_effect():
     args = build_parser().parse_args(["beta-ladder", "--out", "x", "--gamma", "1000"])
     with pytest.raises(SystemExit, match="--gamma is not for beta-ladder"):
         protocol_from(args)
-
-
-def test_the_saved_probes_of_the_papers_schedule_give_the_verdict_the_docs_state(tmp_path):
-    """docs/REPRODUCTIONS.md's γ = 1000 run at the papers' schedule (C to 25 nats over 100k
-    steps, 120k in all) is kept as its probes (docs/data/paper-schedule): read again they give
-    the verdict, the latents and the numbers the docs quote, and draw its figure."""
-    import shutil
-    from pathlib import Path
-
-    from analysis.reproduce.training import FINAL
-
-    saved = Path(__file__).parents[2] / "docs" / "data" / "paper-schedule" / "gamma1000"
-    shutil.copytree(saved, tmp_path, dirs_exist_ok=True)
-    run = json.loads((tmp_path / "runs" / "seed0" / FINAL).read_text())
-    assert run["config"]["gamma"] == 1000 and run["config"]["steps"] == 120_000
-
-    result = capacity_order.analyse({"seed0": run}, tmp_path, ignore_input=565.0)
-
-    seed0 = result["runs"]["seed0"]
-    assert seed0["verdict"] == "not reproduced"
-    assert [(x["factor"], x["latent"]) for x in seed0["latents"]] == [("posX", 1), ("posY", 2)]
-    assert round(seed0["recon_nll"], 1) == 145.7
-    assert [round(x["kl"], 2) for x in seed0["latents"]] == [12.61, 12.25]
-    assert (tmp_path / "seed0.png").is_file()
