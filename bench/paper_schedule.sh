@@ -11,7 +11,9 @@
 #       --anneal-steps 100000 --gamma 100 --seeds 0 --partial     figure of a run so far
 # STEPS and ANNEAL shrink the schedule (STEPS=40 ANNEAL=20 checks the script in a minute);
 # RUNS picks the runs, γ:seeds each (default "1000:0 100:0 100:0,1"; γ = 1000 is settled, so
-# RUNS="100:0 100:0,1" goes straight to γ = 100).
+# RUNS="100:0 100:0,1" goes straight to γ = 100). LADDER=STEPS then runs the β ladder
+# (β ∈ {1, 4, 16} × seeds 0-2) at STEPS steps into OUT/beta-ladder-STEPS, two runs at a time;
+# RUNS="" LADDER=20000 runs the ladder alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-repro/paper-schedule}
@@ -28,10 +30,14 @@ fi
 # group's too, or the run would take half the CPU from everything in other sessions.
 renice -n 19 -p $$ > /dev/null
 echo 19 > /proc/self/autogroup 2> /dev/null || true
-echo "$(date -u +%FT%TZ) paper schedule: ${RUNS:-1000:0 100:0 100:0,1} (γ:seeds), $STEPS steps, C to 25 nats over $ANNEAL"
-for run in ${RUNS:-1000:0 100:0 100:0,1}; do
+RUNS=${RUNS-1000:0 100:0 100:0,1}
+echo "$(date -u +%FT%TZ) paper schedule: ${RUNS:-no capacity run} (γ:seeds), $STEPS steps, C to 25 nats over $ANNEAL${LADDER:+; then the β ladder at $LADDER steps}"
+for run in $RUNS; do
   gamma=${run%%:*} seeds=${run#*:}
   "$PY" -m analysis.reproduce capacity-order --out "$OUT/gamma$gamma" --steps "$STEPS" \
     --anneal-steps "$ANNEAL" --gamma "$gamma" --seeds "$seeds" --workers 1
 done
-echo "$(date -u +%FT%TZ) paper schedule: done; reports: $OUT/gamma*/report.md"
+if [ -n "${LADDER:-}" ]; then
+  "$PY" -m analysis.reproduce beta-ladder --out "$OUT/beta-ladder-$LADDER" --steps "$LADDER"
+fi
+echo "$(date -u +%FT%TZ) paper schedule: done; reports: $OUT/*/report.md"
