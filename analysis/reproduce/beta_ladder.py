@@ -5,7 +5,9 @@
   with every step too;
 - ``partly reproduced``: reconstruction rises with β and the score at the largest β beats
   β's smallest, but not at every step;
-- ``not reproduced``: anything else.
+- ``not reproduced``: anything else;
+- ``not judged``: a single β (``--betas 16``, say): the runs are reported, but the effect is a
+  comparison between β values.
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ def verdict(rows: list[dict[str, Any]], metric: str) -> tuple[str, str]:
         for r, a, b in zip(rows, recon, score, strict=True)
     )
     why = f"medians {steps}"
+    if len(rows) < 2:
+        return "not judged", f"{why}; one β only, and the effect is a comparison between β values"
     if recon_up and score_up:
         return "reproduced", why
     if recon_up and score[-1] > score[0]:

@@ -114,6 +114,15 @@ def test_beta_ladder_weaker_outcomes(tmp_path):
     assert beta_ladder.analyse(flat, tmp_path, "metric.mig")["verdict"] == "not reproduced"
 
 
+def test_a_single_beta_is_reported_but_not_judged(tmp_path):
+    runs = ladder_runs([(60,), (80,), (150,)], [(0.05,), (0.10,), (0.20,)])
+    one_beta = {name: run for name, run in runs.items() if name.startswith("beta16")}
+    result = beta_ladder.analyse(one_beta, tmp_path, "metric.mig")
+    assert result["verdict"] == "not judged"
+    assert "one β only" in result["why"] and "β=16: recon 150.0" in result["why"]
+    assert "| 16 | 1 | 150 |" in beta_ladder.markdown(result, {"summary": "synthetic"})
+
+
 def test_protocol_flags_apply_to_their_own_effect():
     args = build_parser().parse_args(["capacity-order", "--out", "x", "--gamma", "1000"])
     assert protocol_from(args).gamma == 1000.0 and protocol_from(args).steps == 20_000
