@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         if settings.dry_run:
             from sweeps.driver.dry_run import dry_run
 
-            print(json.dumps(dry_run(settings), indent=2))
+            print(json.dumps(dry_run(settings), indent=2, ensure_ascii=False))
             return 0
         if settings.rebuild_mlflow:
             from sweeps.driver.rebuild import rebuild

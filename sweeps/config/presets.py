@@ -22,8 +22,9 @@ GAMMA_BASIS = {
     "scale (docs/SWEEPS.md, 'Why the cpu preset's capacity space is narrower')",
     "paper": "measured: at the papers' own schedule (C to 25 nats over 100k steps, 120k in "
     "all) γ = 1000 encoded the positions only, its extra nats spent on narrower posteriors, as "
-    "at every faster anneal measured, where γ = 100 added scale (docs/REPRODUCTIONS.md, "
-    "'Capacity order'); the papers' γ = 1000 stays available as --gamma-range 1000,1000",
+    "at every faster anneal measured, where γ = 100 encoded the positions, then scale, in both "
+    "of two seeds (docs/REPRODUCTIONS.md, 'Capacity order'); the papers' γ = 1000 stays "
+    "available as --gamma-range 1000,1000",
 }
 
 PRESETS: dict[str, dict[str, Any]] = {

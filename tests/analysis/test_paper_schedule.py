@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from analysis.reproduce import capacity_order
 from analysis.reproduce.training import FINAL
@@ -19,37 +20,63 @@ from analysis.reproduce.training import FINAL
 SAVED = Path(__file__).parents[2] / "docs" / "data" / "paper-schedule"
 
 
-def test_the_saved_probes_of_gamma_1000_give_the_verdict_the_docs_state(tmp_path):
-    shutil.copytree(SAVED / "gamma1000", tmp_path, dirs_exist_ok=True)
-    run = json.loads((tmp_path / "runs" / "seed0" / FINAL).read_text())
-    assert run["config"]["gamma"] == 1000 and run["config"]["steps"] == 120_000
-
-    result = capacity_order.analyse({"seed0": run}, tmp_path, ignore_input=565.0)
-
-    seed0 = result["runs"]["seed0"]
-    assert seed0["verdict"] == "not reproduced"
-    assert [(x["factor"], x["latent"]) for x in seed0["latents"]] == [("posX", 1), ("posY", 2)]
-    assert round(seed0["recon_nll"], 1) == 145.7
-    assert [round(x["kl"], 2) for x in seed0["latents"]] == [12.61, 12.25]
-    assert (tmp_path / "seed0.png").is_file()
+# (γ, seed): the verdict, the switched-on latents in switch-on order (factor, index, final KL),
+# the held-out recon_nll, as docs/REPRODUCTIONS.md quotes them.
+PARTLY = "partly reproduced"
+RUNS = {
+    (1000, 0): ("not reproduced", [("posX", 1, 12.61), ("posY", 2, 12.25)], 145.7),
+    (100, 0): (PARTLY, [("posX", 1, 8.90), ("posY", 9, 8.95), ("scale", 5, 7.23)], 91.9),
+    (100, 1): (PARTLY, [("posY", 0, 8.85), ("posX", 8, 8.88), ("scale", 2, 7.22)], 92.8),
+}
 
 
-def test_the_saved_model_of_gamma_1000_is_the_one_its_final_probe_measured():
+@pytest.mark.parametrize(("gamma", "seed"), list(RUNS), ids=lambda v: str(v))
+def test_the_saved_probes_give_the_verdict_the_docs_state(tmp_path, gamma, seed):
+    name = f"seed{seed}"
+    shutil.copytree(SAVED / f"gamma{gamma}" / "runs" / name, tmp_path / "runs" / name)
+    run = json.loads((tmp_path / "runs" / name / FINAL).read_text())
+    assert run["config"]["gamma"] == gamma and run["config"]["steps"] == 120_000
+    assert run["config"]["capacity_anneal_steps"] == 100_000 and run["config"]["seed"] == seed
+
+    result = capacity_order.analyse({name: run}, tmp_path, ignore_input=565.0)
+
+    verdict, latents, recon = RUNS[gamma, seed]
+    found = result["runs"][name]
+    assert found["verdict"] == verdict
+    assert [(x["factor"], x["latent"], round(x["kl"], 2)) for x in found["latents"]] == latents
+    assert round(found["recon_nll"], 1) == recon
+    assert (tmp_path / f"{name}.png").is_file()
+
+
+# (γ, seed): the open latents' KL as labelled afresh, and the share of it in the variance term
+# that every one of them exceeds; γ = 100's scale latent also carries some shape.
+MODELS = {
+    (1000, 0): ({1: 12.60, 2: 12.26}, 0.96),
+    (100, 0): ({1: 8.90, 5: 7.22, 9: 8.96}, 0.94),
+    (100, 1): ({0: 8.86, 2: 7.21, 8: 8.88}, 0.95),
+}
+
+
+@pytest.mark.parametrize(("gamma", "seed"), list(MODELS), ids=lambda v: str(v))
+def test_the_saved_model_is_the_one_its_final_probe_measured(gamma, seed):
     """Labelled afresh from its weights alone, on the probe's 10,000 held-out images, the model
     carries exactly what the run's final probe recorded, and its KL is what the docs quote:
-    two open latents, posX and posY, 97% of each one's KL in the variance term."""
+    the open latents, most of each one's KL in the variance term."""
     from analysis.reproduce.probes import label_checkpoint
 
-    run = json.loads((SAVED / "gamma1000" / "runs" / "seed0" / FINAL).read_text())
+    folder = SAVED / f"gamma{gamma}" / "runs" / f"seed{seed}"
+    run = json.loads((folder / FINAL).read_text())
 
-    labelled = label_checkpoint(SAVED / "gamma1000" / "runs" / "seed0" / "model")
+    labelled = label_checkpoint(folder / "model")
 
     np.testing.assert_allclose(labelled["information"], run["information"], atol=1e-9)
+    kl_quoted, variance_share = MODELS[gamma, seed]
+    open_latents = sorted(kl_quoted)
     kl = np.array(labelled["kl_per_dim"])
-    assert list(np.flatnonzero(kl > 0.5)) == [1, 2]
-    np.testing.assert_allclose(kl[[1, 2]], [12.60, 12.26], atol=0.01)
-    variance_share = np.array(labelled["kl_variance_term"])[[1, 2]] / kl[[1, 2]]
-    assert np.all(variance_share > 0.96)
+    assert list(np.flatnonzero(kl > 0.5)) == open_latents
+    np.testing.assert_allclose(kl[open_latents], list(kl_quoted.values()), atol=0.01)
+    assert np.all(np.array(labelled["kl_variance_term"])[open_latents] / kl[open_latents]
+                  > variance_share)  # fmt: skip
 
 
 def test_labelling_a_folder_without_weights_says_what_is_missing(tmp_path):

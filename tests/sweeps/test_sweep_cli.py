@@ -150,7 +150,9 @@ def test_dry_run_prints_the_paper_preset_and_starts_nothing(tmp_path, monkeypatc
 
     monkeypatch.chdir(tmp_path)
     assert main(["--preset", "paper", "--dry-run"]) == 0
-    out = json.loads(capsys.readouterr().out)
+    text = capsys.readouterr().out
+    assert "γ = 100 encoded the positions, then scale" in text  # readable, not \u03b3
+    out = json.loads(text)
     s = out["sweep"]["settings"]
     assert (s["steps"], s["batch_size"], s["lr"]) == (300_000, 64, 1e-4)  # disentanglement_lib
     assert s["metric_mode"] == "reference" and out["sweep"]["scoring"]["mode"] == "reference"
