@@ -153,7 +153,7 @@ def _train(
     probes = ProbeSet(dataset)
     factor_names = probes.factor_names
 
-    start = time.perf_counter()
+    start, first_step = time.perf_counter(), trainer.step
     before = float(json.loads(kept[-1]).get("train_seconds", 0.0)) if kept else 0.0
     with (out / HISTORY).open("w") as history:
         history.writelines(kept)
@@ -171,8 +171,10 @@ def _train(
             os.fsync(history.fileno())
             _checkpoint(trainer, out)
             if until < train_config.steps:
-                seconds = rows[-1]["train_seconds"]
-                left = seconds / trainer.step * (train_config.steps - trainer.step)
+                # At this sitting's pace, probes and checkpoints included: the machine's load
+                # now, not the average over sittings, and not the training time alone.
+                pace = (time.perf_counter() - start) / (trainer.step - first_step)
+                left = pace * (train_config.steps - trainer.step)
                 print(f"  {out.name}: step {trainer.step:,} of {train_config.steps:,}, "
                       f"~{left / 60:.0f} min left", flush=True)  # fmt: skip
     train_seconds = before + time.perf_counter() - start
