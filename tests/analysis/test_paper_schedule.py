@@ -60,8 +60,13 @@ MODELS = {
 @pytest.mark.parametrize(("gamma", "seed"), list(MODELS), ids=lambda v: str(v))
 def test_the_saved_model_is_the_one_its_final_probe_measured(gamma, seed):
     """Labelled afresh from its weights alone, on the probe's 10,000 held-out images, the model
-    carries exactly what the run's final probe recorded, and its KL is what the docs quote:
-    the open latents, most of each one's KL in the variance term."""
+    carries what the run's final probe recorded, and its KL is what the docs quote: the open
+    latents, most of each one's KL in the variance term.
+
+    Not to the last bit: the information is a histogram of sampled codes, and a CPU of another
+    kind than the one that trained (a later machine's AMD EPYC, say) moves codes across bin
+    edges; the three models read 0.0005-0.0037 apart there. Another model, or another seed's,
+    differs by tenths on the latents that carry a factor."""
     from analysis.reproduce.probes import label_checkpoint
 
     folder = SAVED / f"gamma{gamma}" / "runs" / f"seed{seed}"
@@ -69,12 +74,13 @@ def test_the_saved_model_is_the_one_its_final_probe_measured(gamma, seed):
 
     labelled = label_checkpoint(folder / "model")
 
-    np.testing.assert_allclose(labelled["information"], run["information"], atol=1e-9)
+    np.testing.assert_allclose(labelled["information"], run["information"], atol=0.01)
     kl_quoted, variance_share = MODELS[gamma, seed]
     open_latents = sorted(kl_quoted)
     kl = np.array(labelled["kl_per_dim"])
     assert list(np.flatnonzero(kl > 0.5)) == open_latents
-    np.testing.assert_allclose(kl[open_latents], list(kl_quoted.values()), atol=0.01)
+    # Quoted to 0.01, and another kind of CPU moves a KL by up to 0.01 (12.26 reads 12.251).
+    np.testing.assert_allclose(kl[open_latents], list(kl_quoted.values()), atol=0.02)
     assert np.all(np.array(labelled["kl_variance_term"])[open_latents] / kl[open_latents]
                   > variance_share)  # fmt: skip
 
