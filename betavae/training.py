@@ -169,7 +169,8 @@ class Trainer:
 
         Every ``log_every`` steps (and at the last step) ``callback`` receives the metrics
         averaged over the steps since the previous call: ``step``, ``loss``, ``recon_nll``,
-        ``kl``, ``kl_per_dim`` (list), ``capacity`` (C at the last step) and ``images_per_s``.
+        ``kl``, ``kl_per_dim`` (list), ``images_per_s`` and, for the capacity objective,
+        ``capacity`` (C at the last step).
         A non-finite loss raises :class:`FloatingPointError` at the next log point. Returns the
         last metrics dict (None if there was nothing to do).
         """
@@ -208,9 +209,10 @@ class Trainer:
                     "recon_nll": means[1],
                     "kl": means[2],
                     "kl_per_dim": (kl_sums / window_steps).tolist(),
-                    "capacity": self.capacity_at(self.step),
                     "images_per_s": window_steps * batch_size / elapsed,
                 }
+                if self.config.objective == "capacity":  # the β objective has no C
+                    last["capacity"] = self.capacity_at(self.step)
                 if callback is not None:
                     callback(last)
                 sums.zero_()

@@ -84,7 +84,7 @@ def train_run(
 ) -> dict[str, Any]:
     """Train ``config`` (a ``TrainConfig`` dict) into ``folder``; return the final record.
 
-    Every ``log_every`` steps a history line (loss terms, per-latent KL, C); every
+    Every ``log_every`` steps a history line (loss terms, per-latent KL, C if capacity); every
     ``probe_every`` steps the latents' information about each factor, read through the
     posterior noise (``betavae.metrics.latents``). At the end: the ELBO terms on 10,000
     images, the final information matrix, ``metrics`` scored in ``metric_mode``, and the

@@ -32,15 +32,9 @@ def test_a_short_run_lowers_the_loss(dsprites):
     Trainer(_config(steps=150), dsprites).fit(log_every=50, callback=logs.append)
     assert [m["step"] for m in logs] == [50, 100, 150]
     assert logs[-1]["loss"] < 0.6 * logs[0]["loss"]
-    assert set(logs[0]) == {
-        "step",
-        "loss",
-        "recon_nll",
-        "kl",
-        "kl_per_dim",
-        "capacity",
-        "images_per_s",
-    }
+    # No "capacity": C is the capacity objective's, and a β run's history (and the KL picture
+    # drawn from it) carried a default anneal the run never used.
+    assert set(logs[0]) == {"step", "loss", "recon_nll", "kl", "kl_per_dim", "images_per_s"}
     assert len(logs[0]["kl_per_dim"]) == 4 and logs[0]["images_per_s"] > 0
     assert logs[0]["kl"] == pytest.approx(sum(logs[0]["kl_per_dim"]), rel=1e-5)
 
