@@ -225,13 +225,18 @@ def protocol_from(args: argparse.Namespace) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from analysis.reproduce.training import RunMismatch
+
     args = build_parser().parse_args(argv)
     protocol = protocol_from(args)
     args.out.mkdir(parents=True, exist_ok=True)
     cores = os.cpu_count() or 1
     start = time.perf_counter()
     print(f"{args.effect}: {protocol.summary()}", flush=True)
-    result, report = EFFECTS[args.effect](protocol, args.out, args.workers, cores, args.partial)
+    try:
+        result, report = EFFECTS[args.effect](protocol, args.out, args.workers, cores, args.partial)
+    except RunMismatch as err:
+        raise SystemExit(f"{PROG}: error: {err}") from None
     result["protocol"] = {**asdict(protocol), "summary": protocol.summary()}
     result["seconds"] = time.perf_counter() - start
     (args.out / "result.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -1,10 +1,10 @@
 """One reproduction run in a worker process: train, probe the latents as training goes,
 evaluate, keep everything on disk (``OUT/runs/NAME/``).
 
-A run checkpoints at every probe (``resume/step_NNNNNN``: weights, optimiser, RNGs, written
-whole then renamed into place) after its history lines up to that step are on disk; run again,
-it continues from the newest checkpoint exactly as if never stopped, history lines past that
-step dropped. A long run (the papers' 120k steps: hours on a CPU) survives a kill.
+A run checkpoints at every probe (``resume/step_NNNNNN``: weights, optimiser, RNGs, written whole
+then renamed into place) after its history lines up to that step are on disk; run again, it
+continues from the newest checkpoint exactly as if never stopped (on the same kind of CPU), history
+lines past that step dropped. A long run (the papers' 120k steps: hours on a CPU) survives a kill.
 """
 
 from __future__ import annotations
@@ -70,6 +70,36 @@ def done(folder: Path) -> dict[str, Any] | None:
     """A finished run's final record, or None."""
     path = folder / FINAL
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+class RunMismatch(ValueError):
+    """A run's folder holds a run of another configuration than the one asked for."""
+
+
+def check_same_run(folder: Path, config: dict[str, Any]) -> None:
+    """Raise :class:`RunMismatch` if ``folder`` holds a run, finished or resumable, trained with
+    another configuration than ``config``: reused, it would be reported under a protocol it
+    never had (a 20,000-step run as a 5,000-step one), and resumed, it would go on under another
+    one mid-run. The message names each field that differs and both values."""
+    from betavae.checkpoint import read_config
+    from betavae.config import TrainConfig
+
+    if (record := done(folder)) is not None:
+        found, where = record["config"], folder / FINAL
+    elif (resume := latest_checkpoint(folder)) is not None:
+        found, where = read_config(resume[1]).to_dict(), resume[1]
+    else:
+        return
+    # Both through JSON, as final.json and the checkpoint's config.json hold them.
+    found = json.loads(json.dumps(found))
+    asked = json.loads(json.dumps(TrainConfig.from_dict(config).to_dict()))
+    differ = [k for k in sorted(set(found) | set(asked)) if found.get(k) != asked.get(k)]
+    if differ:
+        fields = "; ".join(f"{k} {found.get(k)!r} there, {asked.get(k)!r} asked" for k in differ)
+        raise RunMismatch(
+            f"{folder} holds a run trained with another configuration ({where}): {fields}. "
+            f"Give another --out, or delete {folder} to train it afresh"
+        )
 
 
 def train_run(
@@ -240,10 +270,14 @@ def run_all(
     **options: Any,
 ) -> dict[str, dict[str, Any]]:
     """Train every ``(name, config)`` job under ``runs/NAME`` on ``workers`` processes that
-    share ``cores`` CPU threads; finished runs are read back, not retrained. ``partial``:
+    share ``cores`` CPU threads; finished runs are read back, not retrained, and a run of
+    another configuration under a job's name stops everything first (:class:`RunMismatch`).
+    ``partial``:
     train nothing; unfinished runs are read as their last probe saw them (``partial_record``),
     runs without a probe left out."""
     threads = max(1, cores // max(1, workers))
+    for name, config in jobs:  # every run checked before any trains
+        check_same_run(runs / name, config)
     results: dict[str, dict[str, Any]] = {}
     todo = []
     for name, config in jobs:

@@ -99,6 +99,61 @@ def test_a_second_process_on_the_same_run_is_refused_and_the_run_left_whole(tmp_
     assert (run / FINAL).is_file() and record["config"]["steps"] == 20
 
 
+def test_a_finished_run_of_another_length_is_refused_not_reused(tmp_path):
+    # `--steps 5000` on an --out holding the 20,000-step ladder read the 20,000-step runs back
+    # and reported them as 5,000-step ones.
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    kept = Path(__file__).parents[2] / "docs" / "data" / "beta-ladder-20000" / "runs"
+    shutil.copytree(kept / "beta16-seed0", tmp_path / "runs" / "beta16-seed0")
+    before = (tmp_path / "runs" / "beta16-seed0" / FINAL).read_text()
+
+    def ladder(steps):
+        return subprocess.run(
+            [sys.executable, "-m", "analysis.reproduce", "beta-ladder", "--out", str(tmp_path),
+             "--steps", str(steps), "--betas", "16", "--seeds", "0"],
+            capture_output=True, text=True,
+        )  # fmt: skip
+
+    refused = ladder(5000)
+    assert refused.returncode == 1
+    assert (
+        f"python -m analysis.reproduce: error: {tmp_path / 'runs' / 'beta16-seed0'} holds a run "
+        "trained with another configuration"
+    ) in refused.stderr
+    assert "steps 20000 there, 5000 asked" in refused.stderr
+    assert "Give another --out, or delete" in refused.stderr
+    assert not (tmp_path / "report.md").exists()
+    assert (tmp_path / "runs" / "beta16-seed0" / FINAL).read_text() == before
+
+    reused = ladder(20000)  # the same protocol: read back, not trained
+    assert reused.returncode == 0, reused.stderr
+    assert "20,000 steps" in (tmp_path / "report.md").read_text()
+
+
+def test_a_resumable_run_of_another_configuration_is_refused_before_anything_trains(tmp_path):
+    from betavae.checkpoint import save_checkpoint
+    from betavae.data import load_dataset
+    from betavae.training import Trainer
+
+    def config(gamma, seed=3):
+        return TrainConfig(
+            steps=40, latent_dim=4, objective="capacity", gamma=gamma, seed=seed
+        ).to_dict()
+
+    runs = tmp_path / "runs"
+    trainer = Trainer(TrainConfig.from_dict(config(100.0)), load_dataset("dsprites"))
+    save_checkpoint(trainer, runs / "b" / RESUME / "step_000020")
+    jobs = [("a", config(1000.0, seed=4)), ("b", config(1000.0))]
+
+    with pytest.raises(training.RunMismatch, match=r"gamma 100\.0 there, 1000\.0 asked"):
+        run_all(jobs, runs, workers=1, cores=1, log_every=10, probe_every=20)
+    assert not (runs / "a").exists()  # checked before the first run trained
+
+
 def test_a_worker_stops_when_the_command_that_started_it_is_killed(tmp_path):
     # `kill PARENT` reached only the parent: its worker trained on for an hour, holding the
     # run's lock, until found by hand.
