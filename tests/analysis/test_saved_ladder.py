@@ -1,7 +1,8 @@
-"""β = 16 of the β ladder at 20,000 steps, four times the cpu protocol's length (about 45 minutes
-of CPU training a run), kept in docs/data/beta-ladder-20000: each run's probes, final evaluation
-and model weights. Read again they give what docs/REPRODUCTIONS.md says of them, without training:
-what β = 16 encodes is settled by step 5,000, and the longer run only sharpens the decoder."""
+"""β = 4 and 16 of the β ladder at 20,000 steps, four times the cpu protocol's length (about 45
+minutes of CPU training a run), kept in docs/data/beta-ladder-20000: each run's probes, final
+evaluation and model weights. Read again they give what docs/REPRODUCTIONS.md says of them,
+without training: what β = 16 encodes is settled by step 5,000, and the longer run only sharpens
+the decoder; at β = 4 one seed goes on to open shape latents."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from analysis.reproduce.training import FINAL
 
 SAVED = Path(__file__).parents[2] / "docs" / "data" / "beta-ladder-20000" / "runs"
 BETA16 = ("beta16-seed0", "beta16-seed1", "beta16-seed2")
+BETA4 = ("beta4-seed0", "beta4-seed1", "beta4-seed2")
 
 
 def probes(name: str) -> dict[int, dict]:
@@ -62,8 +64,8 @@ def test_beta16_keeps_a_few_entangled_latents_and_no_shape(name):
     assert information[:, final["factor_names"].index("shape")].max() < 0.05
 
 
-@pytest.mark.parametrize("name", BETA16)
-def test_the_saved_beta16_model_is_the_one_its_final_probe_measured(name):
+@pytest.mark.parametrize("name", BETA16 + BETA4)
+def test_the_saved_model_is_the_one_its_final_probe_measured(name):
     """Labelled afresh from the weights alone: the final probe's information, within 0.01 (the
     histogram of sampled codes moves by a few thousandths on another kind of CPU)."""
     from analysis.reproduce.probes import label_checkpoint
@@ -95,3 +97,30 @@ def test_the_saved_runs_give_the_ladder_row_the_docs_quote(tmp_path):
         "metric.factor_vae": [0.290, 0.254, 0.482],
     }
     assert {k: cell(row["metrics"][k], 3) for k in quoted} == quoted
+
+
+def test_at_beta4_one_seed_opens_shape_after_step_5000():
+    """Seed 1 of β = 4 keeps learning past step 5,000: a sixth latent opens and two latents end
+    up holding a fifth or more of shape's entropy, which no capacity run here ever encoded."""
+    run = probes("beta4-seed1")
+    shape = run[20_000]["factor_names"].index("shape")
+    assert open_latents(run[20_000]) - open_latents(run[5000]) == {5}
+    information = np.array(run[20_000]["information"])
+    assert sorted(np.flatnonzero(information[:, shape] > 0.2)) == [4, 5]
+    assert np.array(run[5000]["information"])[:, shape].max() < 0.2
+
+
+def test_the_saved_beta4_and_beta16_runs_give_the_ladder_the_docs_quote(tmp_path):
+    """At 20,000 steps β = 16 falls further behind β = 4 than at 5,000; with two rungs the score
+    falls as β rises, so the ladder's verdict is 'not reproduced'."""
+    runs = {name: json.loads((SAVED / name / FINAL).read_text()) for name in BETA4 + BETA16}
+    result = beta_ladder.analyse(runs, tmp_path, "metric.mig")
+    assert result["verdict"] == "not reproduced"
+    four, sixteen = result["ladder"]
+    assert (four["beta"], sixteen["beta"]) == (4.0, 16.0)
+    assert round(four["recon_nll"]["median"], 1) == 77.6
+    medians = {
+        k: round(four["metrics"][k]["median"], 3) for k in ("metric.mig", "metric.factor_vae")
+    }
+    assert medians == {"metric.mig": 0.068, "metric.factor_vae": 0.659}
+    assert round(sixteen["metrics"]["metric.mig"]["median"], 3) == 0.031
