@@ -276,11 +276,10 @@ def run_all(
     train nothing; unfinished runs are read as their last probe saw them (``partial_record``),
     runs without a probe left out."""
     threads = max(1, cores // max(1, workers))
-    for name, config in jobs:  # every run checked before any trains
-        check_same_run(runs / name, config)
     results: dict[str, dict[str, Any]] = {}
     todo = []
-    for name, config in jobs:
+    for name, config in jobs:  # every run checked before any trains
+        check_same_run(runs / name, config)
         if (record := done(runs / name)) is not None:
             results[name] = record
         elif partial:

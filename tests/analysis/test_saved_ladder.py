@@ -6,14 +6,13 @@ the decoder; at β = 4 one seed goes on to open shape latents."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from analysis.reproduce import beta_ladder
-from analysis.reproduce.training import FINAL
+from analysis.reproduce.training import done, history
 
 SAVED = Path(__file__).parents[2] / "docs" / "data" / "beta-ladder-20000" / "runs"
 BETA16 = ("beta16-seed0", "beta16-seed1", "beta16-seed2")
@@ -22,8 +21,7 @@ BETA4 = ("beta4-seed0", "beta4-seed1", "beta4-seed2")
 
 def probes(name: str) -> dict[int, dict]:
     """The run's probe rows (those with the latents' information), by step."""
-    rows = (json.loads(line) for line in (SAVED / name / "history.jsonl").read_text().splitlines())
-    return {row["step"]: row for row in rows if "information" in row}
+    return {row["step"]: row for row in history(SAVED / name) if "information" in row}
 
 
 def best_information(row: dict) -> np.ndarray:
@@ -54,14 +52,14 @@ def test_what_beta16_encodes_is_settled_by_step_5000(name):
 def test_beta16_keeps_a_few_entangled_latents_and_no_shape(name):
     """Three to five latents carry ~6 nats in all; none holds a fifth of any factor's entropy
     or 0.05 of shape's (position and scale are spread over all of them)."""
-    final = json.loads((SAVED / name / FINAL).read_text())
-    assert final["config"]["beta"] == 16.0 and final["config"]["steps"] == 20_000
-    kl = np.array(final["kl_per_dim"])
+    record = done(SAVED / name)
+    assert record["config"]["beta"] == 16.0 and record["config"]["steps"] == 20_000
+    kl = np.array(record["kl_per_dim"])
     assert 3 <= np.count_nonzero(kl > 0.5) <= 5
     assert 5.5 < kl.sum() < 7.0
-    information = np.array(final["information"])
+    information = np.array(record["information"])
     assert information.max() < 0.2
-    assert information[:, final["factor_names"].index("shape")].max() < 0.05
+    assert information[:, record["factor_names"].index("shape")].max() < 0.05
 
 
 @pytest.mark.parametrize("name", BETA16 + BETA4)
@@ -70,16 +68,16 @@ def test_the_saved_model_is_the_one_its_final_probe_measured(name):
     histogram of sampled codes moves by a few thousandths on another kind of CPU)."""
     from analysis.reproduce.probes import label_checkpoint
 
-    final = json.loads((SAVED / name / FINAL).read_text())
+    record = done(SAVED / name)
     labelled = label_checkpoint(SAVED / name / "model")
-    np.testing.assert_allclose(labelled["information"], final["information"], atol=0.01)
-    np.testing.assert_allclose(labelled["kl_per_dim"], final["kl_per_dim"], atol=0.02)
+    np.testing.assert_allclose(labelled["information"], record["information"], atol=0.01)
+    np.testing.assert_allclose(labelled["kl_per_dim"], record["kl_per_dim"], atol=0.02)
 
 
 def test_the_saved_runs_give_the_ladder_row_the_docs_quote(tmp_path):
     """Seed medians [min, max] at 20,000 steps, as docs/REPRODUCTIONS.md's table has them;
     one β, so no verdict."""
-    runs = {name: json.loads((SAVED / name / FINAL).read_text()) for name in BETA16}
+    runs = {name: done(SAVED / name) for name in BETA16}
     result = beta_ladder.analyse(runs, tmp_path, "metric.mig")
     assert result["verdict"] == "not judged"
     (row,) = result["ladder"]
@@ -113,7 +111,7 @@ def test_at_beta4_one_seed_opens_shape_after_step_5000():
 def test_the_saved_beta4_and_beta16_runs_give_the_ladder_the_docs_quote(tmp_path):
     """At 20,000 steps β = 16 falls further behind β = 4 than at 5,000; with two rungs the score
     falls as β rises, so the ladder's verdict is 'not reproduced'."""
-    runs = {name: json.loads((SAVED / name / FINAL).read_text()) for name in BETA4 + BETA16}
+    runs = {name: done(SAVED / name) for name in BETA4 + BETA16}
     result = beta_ladder.analyse(runs, tmp_path, "metric.mig")
     assert result["verdict"] == "not reproduced"
     four, sixteen = result["ladder"]
