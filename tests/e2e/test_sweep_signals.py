@@ -106,13 +106,21 @@ def test_signals_a_second_driver_and_a_truncated_checkpoint_lose_nothing(tmp_pat
     assert f"pid {first.pid}, since " in second.stderr.strip().splitlines()[-1]
     stop(first, signal.SIGTERM, tmp_path, mid_training=True)
 
-    # Truncate the newest checkpoint of an unfinished trial: the one Tune restores it from.
+    # Truncate the newest checkpoint of an unfinished trial: the one it resumes from. Not the
+    # one Tune's snapshot names: a worker may have written a newer one the stopping driver
+    # never recorded, and the trial resumes from that (sweeps.trial.trainable._restore).
     from ray.tune import ExperimentAnalysis
 
-    restored_from = [
-        Path(trial.checkpoint.path)
+    folders = {
+        Path(trial.checkpoint.path).parent
         for trial in ExperimentAnalysis(str(sweep)).trials
-        if trial.checkpoint and not (Path(trial.checkpoint.path) / "result.json").exists()
+        if trial.checkpoint
+    }
+    restored_from = [
+        max(complete, key=lambda path: path.name)
+        for folder in folders
+        if not any(folder.glob("checkpoint_*/result.json"))  # a finished trial's final one
+        and (complete := [c.parent.parent for c in folder.glob("checkpoint_*/model/*.safetensors")])
     ]
     damaged = max(restored_from, key=lambda path: path.name)
     assert damaged.name != "checkpoint_000000", "nothing to fall back to"
