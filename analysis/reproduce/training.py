@@ -82,7 +82,7 @@ def check_same_run(folder: Path, config: dict[str, Any]) -> None:
     never had (a 20,000-step run as a 5,000-step one), and resumed, it would go on under another
     one mid-run. The message names each field that differs and both values."""
     from betavae.checkpoint import read_config
-    from betavae.config import TrainConfig
+    from betavae.config import ConfigError, TrainConfig
 
     if (record := done(folder)) is not None:
         found, where = record["config"], folder / FINAL
@@ -90,6 +90,10 @@ def check_same_run(folder: Path, config: dict[str, Any]) -> None:
         found, where = read_config(resume[1]).to_dict(), resume[1]
     else:
         return
+    # A run from before a field was added reads with the field's default; one holding a field
+    # since removed is compared as it is, and the field named below.
+    with contextlib.suppress(ConfigError):
+        found = TrainConfig.from_dict(found).to_dict()
     # Both through JSON, as final.json and the checkpoint's config.json hold them.
     found = json.loads(json.dumps(found))
     asked = json.loads(json.dumps(TrainConfig.from_dict(config).to_dict()))

@@ -134,6 +134,29 @@ def test_a_finished_run_of_another_length_is_refused_not_reused(tmp_path):
     assert "20,000 steps" in (tmp_path / "report.md").read_text()
 
 
+def test_a_run_kept_from_before_a_field_was_added_is_reused_and_one_removed_is_named(tmp_path):
+    """final.json written before TrainConfig gained a field (with a default) is the same run;
+    one holding a field TrainConfig no longer has is not, and the message names the field."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    kept = Path(__file__).parents[2] / "docs" / "data" / "beta-ladder-20000" / "runs"
+    folder = tmp_path / "beta16-seed0"
+    shutil.copytree(kept / "beta16-seed0", folder)
+    record = json.loads((folder / FINAL).read_text())
+    asked = dict(record["config"])
+    older = {k: v for k, v in record["config"].items() if k != "compile"}
+    assert older != asked and asked["compile"] == TrainConfig().compile
+
+    (folder / FINAL).write_text(json.dumps({**record, "config": older}))
+    training.check_same_run(folder, asked)  # reused
+
+    (folder / FINAL).write_text(json.dumps({**record, "config": {**asked, "dropout": 0.1}}))
+    with pytest.raises(training.RunMismatch, match=r"dropout 0\.1 there, None asked"):
+        training.check_same_run(folder, asked)
+
+
 def test_a_resumable_run_of_another_configuration_is_refused_before_anything_trains(tmp_path):
     from betavae.checkpoint import save_checkpoint
     from betavae.data import load_dataset
