@@ -35,6 +35,23 @@ def open_latents(row: dict) -> set[int]:
     return {i for i, kl in enumerate(row["kl_per_dim"]) if kl > 0.5}
 
 
+def quoted_cells(row: dict, metrics: tuple[str, ...]) -> dict[str, list[float]]:
+    """A ladder row's cells as the docs' table quotes them: median, min, max, recon_nll to 0.1,
+    active latents to 1, scores to 0.001."""
+
+    def cell(stats, digits):
+        return [round(stats[k], digits) for k in ("median", "min", "max")]
+
+    return {
+        "recon_nll": cell(row["recon_nll"], 1),
+        "active_latents": cell(row["active_latents"], 0),
+        **{k: cell(row["metrics"][k], 3) for k in metrics},
+    }
+
+
+SCORES = ("metric.mig", "metric.dci.disentanglement", "metric.beta_vae", "metric.factor_vae")
+
+
 @pytest.mark.parametrize("name", BETA16)
 def test_what_beta16_encodes_is_settled_by_step_5000(name):
     """From step 5,000 to 20,000 the KL moves by less than a quarter of a nat, no latent opens,
@@ -87,19 +104,14 @@ def test_the_saved_runs_give_the_ladder_row_the_docs_quote(tmp_path):
     assert result["verdict"] == "not judged"
     (row,) = result["ladder"]
     assert row["beta"] == 16.0 and row["seeds"] == [0, 1, 2]
-
-    def cell(stats, digits):
-        return [round(stats[k], digits) for k in ("median", "min", "max")]
-
-    assert cell(row["recon_nll"], 1) == [133.6, 132.7, 137.7]
-    assert cell(row["active_latents"], 0) == [5, 4, 5]
-    quoted = {
+    assert quoted_cells(row, SCORES) == {
+        "recon_nll": [133.6, 132.7, 137.7],
+        "active_latents": [5, 4, 5],
         "metric.mig": [0.031, 0.017, 0.035],
         "metric.dci.disentanglement": [0.036, 0.032, 0.088],
         "metric.beta_vae": [0.605, 0.594, 0.729],
         "metric.factor_vae": [0.290, 0.254, 0.482],
     }
-    assert {k: cell(row["metrics"][k], 3) for k in quoted} == quoted
 
 
 def test_at_beta4_one_seed_opens_shape_after_step_5000():
@@ -163,20 +175,15 @@ def test_the_saved_ladder_peaks_at_beta4_and_the_docs_quote_its_rows(tmp_path):
     mig = [row["metrics"]["metric.mig"]["median"] for row in result["ladder"]]
     assert mig[1] > mig[0] > mig[2]
     assert (tmp_path / "beta_ladder.png").stat().st_size > 10_000
-
-    def cell(stats, digits):
-        return [round(stats[k], digits) for k in ("median", "min", "max")]
-
-    assert cell(one["recon_nll"], 1) == [37.6, 36.0, 39.8]
-    assert cell(one["active_latents"], 0) == [10, 10, 10]
-    quoted = {
+    assert quoted_cells(one, SCORES) == {
+        "recon_nll": [37.6, 36.0, 39.8],
+        "active_latents": [10, 10, 10],
         "metric.mig": [0.034, 0.034, 0.040],
         "metric.dci.disentanglement": [0.094, 0.087, 0.119],
         "metric.beta_vae": [0.748, 0.713, 0.757],
         "metric.factor_vae": [0.614, 0.517, 0.718],
     }
-    assert {k: cell(one["metrics"][k], 3) for k in quoted} == quoted
     # Every score, not MIG alone, peaks at β = 4 and ends below β = 1 at β = 16.
-    for key in quoted:
+    for key in SCORES:
         assert four["metrics"][key]["median"] > one["metrics"][key]["median"]
         assert sixteen["metrics"][key]["median"] < one["metrics"][key]["median"]
