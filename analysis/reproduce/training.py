@@ -76,11 +76,12 @@ class RunMismatch(ValueError):
     """A run's folder holds a run of another configuration than the one asked for."""
 
 
-def check_same_run(folder: Path, config: dict[str, Any]) -> None:
+def check_same_run(folder: Path, config: dict[str, Any]) -> dict[str, Any] | None:
     """Raise :class:`RunMismatch` if ``folder`` holds a run, finished or resumable, trained with
     another configuration than ``config``: reused, it would be reported under a protocol it
     never had (a 20,000-step run as a 5,000-step one), and resumed, it would go on under another
-    one mid-run. The message names each field that differs and both values."""
+    one mid-run. The message names each field that differs and both values. Returns the
+    finished run's record (``done``), read once for the check and the reuse; None if unfinished."""
     from betavae.checkpoint import read_config
     from betavae.config import ConfigError, TrainConfig
 
@@ -89,7 +90,7 @@ def check_same_run(folder: Path, config: dict[str, Any]) -> None:
     elif (resume := latest_checkpoint(folder)) is not None:
         found, where = read_config(resume[1]).to_dict(), resume[1]
     else:
-        return
+        return None
     # A run from before a field was added reads with the field's default; one holding a field
     # since removed is compared as it is, and the field named below.
     with contextlib.suppress(ConfigError):
@@ -104,6 +105,7 @@ def check_same_run(folder: Path, config: dict[str, Any]) -> None:
             f"{folder} holds a run trained with another configuration ({where}): {fields}. "
             f"Give another --out, or delete {folder} to train it afresh"
         )
+    return record
 
 
 def train_run(
@@ -283,8 +285,7 @@ def run_all(
     results: dict[str, dict[str, Any]] = {}
     todo = []
     for name, config in jobs:  # every run checked before any trains
-        check_same_run(runs / name, config)
-        if (record := done(runs / name)) is not None:
+        if (record := check_same_run(runs / name, config)) is not None:
             results[name] = record
         elif partial:
             if (record := partial_record(runs / name)) is not None:

@@ -3,6 +3,8 @@ if never stopped: the papers' 120k-step schedule takes hours on a CPU."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from analysis.reproduce import capacity_order, training
@@ -17,6 +19,7 @@ from analysis.reproduce.training import (
 from betavae.config import TrainConfig
 
 OPTIONS = {"threads": 1, "log_every": 10, "probe_every": 20}
+KEPT = Path(__file__).parents[2] / "docs" / "data" / "beta-ladder-20000" / "runs"
 
 
 class Killed(Exception):
@@ -105,10 +108,8 @@ def test_a_finished_run_of_another_length_is_refused_not_reused(tmp_path):
     import shutil
     import subprocess
     import sys
-    from pathlib import Path
 
-    kept = Path(__file__).parents[2] / "docs" / "data" / "beta-ladder-20000" / "runs"
-    shutil.copytree(kept / "beta16-seed0", tmp_path / "runs" / "beta16-seed0")
+    shutil.copytree(KEPT / "beta16-seed0", tmp_path / "runs" / "beta16-seed0")
     before = (tmp_path / "runs" / "beta16-seed0" / FINAL).read_text()
 
     def ladder(steps):
@@ -139,11 +140,9 @@ def test_a_run_kept_from_before_a_field_was_added_is_reused_and_one_removed_is_n
     one holding a field TrainConfig no longer has is not, and the message names the field."""
     import json
     import shutil
-    from pathlib import Path
 
-    kept = Path(__file__).parents[2] / "docs" / "data" / "beta-ladder-20000" / "runs"
     folder = tmp_path / "beta16-seed0"
-    shutil.copytree(kept / "beta16-seed0", folder)
+    shutil.copytree(KEPT / "beta16-seed0", folder)
     record = json.loads((folder / FINAL).read_text())
     asked = dict(record["config"])
     older = {k: v for k, v in record["config"].items() if k != "compile"}
